@@ -1,0 +1,1 @@
+"""Process-level concerns: the stderr console, progress, seeding, device selection."""
