@@ -167,11 +167,13 @@ class RecordReader:
         required: Sequence[str] = (),
         stats: Stats | None = None,
         allow_empty: bool = False,
+        str_fields: Sequence[str] = (),
     ):
         self.all_files = expand_inputs(inputs)
         self.shard = shard
         self.skip_bad = skip_bad
         self.required = tuple(required)
+        self.str_fields = tuple(str_fields)
         self.stats = stats if stats is not None else Stats()
         self.allow_empty = allow_empty
         self.by_file = bool(shard and shard.count > 1 and len(self.all_files) >= shard.count)
@@ -198,6 +200,7 @@ class RecordReader:
         n = record_shard.count if record_shard else 1
         stats = self.stats
         required = self.required
+        str_fields = self.str_fields
         global_i = 0
         for name in self.files:
             source = _display(name)
@@ -237,6 +240,11 @@ class RecordReader:
                     if missing:
                         self._bad(f"missing_{missing[0]}", f"record has no {missing[0]!r} field", source, lineno)
                         continue
+                    if str_fields:
+                        wrong = [f for f in str_fields if not isinstance(rec.get(f), str)]
+                        if wrong:
+                            self._bad(f"not_string_{wrong[0]}", f"field {wrong[0]!r} is {type(rec.get(wrong[0])).__name__}, not a string", source, lineno)
+                            continue
                     stats.records_in += 1
                     yield rec
             finally:

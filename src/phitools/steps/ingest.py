@@ -40,8 +40,9 @@ def _walk(root: Path) -> Iterator[Path]:
 
 
 def _matches(rel: str, patterns: Sequence[str]) -> bool:
+    """gitignore-like: a pattern matches the relative path at any depth, or the file name."""
     name = rel.rsplit("/", 1)[-1]
-    return any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(name, p) for p in patterns)
+    return any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(rel, "*/" + p.lstrip("/")) or fnmatch.fnmatch(name, p) for p in patterns)
 
 
 def list_files(
