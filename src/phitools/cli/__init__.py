@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 
 import typer
 
@@ -35,8 +36,32 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
     """phitools: Phi-style small language models from the command line."""
 
 
+def _keep_examples(doc: str | None) -> str | None:
+    """Mark indented blocks (examples) so click prints them as written instead of re-wrapping them."""
+    if not doc:
+        return doc
+    paras = inspect.cleandoc(doc).split("\n\n")
+    out = []
+    for p in paras:
+        lines = [ln for ln in p.splitlines() if ln.strip()]
+        if lines and all(ln.startswith("    ") for ln in lines) and not p.startswith("\b"):
+            p = "\b\n" + p
+        out.append(p)
+    return "\n\n".join(out)
+
+
+def _fix_help(typer_app: typer.Typer) -> None:
+    for info in typer_app.registered_commands:
+        if info.callback is not None and info.help is None:
+            info.callback.__doc__ = _keep_examples(info.callback.__doc__)
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _fix_help(group.typer_instance)
+
+
 for _name in COMMAND_MODULES:
     importlib.import_module(f"phitools.cli.{_name}").register(app)
+_fix_help(app)
 
 
 def main() -> None:

@@ -22,14 +22,14 @@ from phitools.runtime import console
 from phitools.shards import RecordReader, RecordWriter, Stats, parse_shard
 
 # ---- the common options: the same name means the same thing in every tool ------------------------------
-Inputs = Annotated[Optional[List[str]], typer.Argument(help="Input files, directories or globs; '-' or nothing reads stdin. .jsonl, .jsonl.zst, .jsonl.gz.", show_default=False)]
-Output = Annotated[Optional[str], typer.Option("-o", "--output", help="Output: a directory of rolling shards + manifest.json, a file ending .jsonl[.zst|.gz], or '-' for stdout (default).", show_default=False)]
-Shard = Annotated[Optional[str], typer.Option("--shard", help="Process only slice K/N (K from 0) of the input: by file when there are >= N files, else by record. For Slurm arrays and parallel jobs.", show_default=False)]
-Seed = Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same output.")]
-Limit = Annotated[Optional[int], typer.Option("--limit", help="Stop after N input records.", show_default=False, min=0)]
+Inputs = Annotated[Optional[List[str]], typer.Argument(metavar="[INPUT]", help="Input files, directories or globs; '-' or nothing reads stdin. .jsonl, .jsonl.zst, .jsonl.gz.", show_default=False)]
+Output = Annotated[Optional[str], typer.Option("-o", "--output", metavar="DIR|FILE|-", help="Output: a directory of rolling shards + manifest.json, a file ending .jsonl[.zst|.gz], or '-' for stdout (default).", show_default=False)]
+Shard = Annotated[Optional[str], typer.Option("--shard", metavar="K/N", help="Process only slice K/N (K from 0) of the input: by file when there are >= N files, else by record. For Slurm arrays and parallel jobs.", show_default=False)]
+Seed = Annotated[int, typer.Option("--seed", metavar="INT", help="Random seed; the same seed gives the same output.")]
+Limit = Annotated[Optional[int], typer.Option("--limit", metavar="N", help="Stop after N input records.", show_default=False, min=0)]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or info on stderr (errors still print).")]
 SkipBad = Annotated[bool, typer.Option("--skip-bad", help="Count and skip malformed records instead of stopping (the count goes into the manifest).")]
-ShardSize = Annotated[str, typer.Option("--shard-size", help="Rotate output shards after N records, or after a size with a unit (e.g. 256M uncompressed).")]
+ShardSize = Annotated[str, typer.Option("--shard-size", metavar="N|SIZE", help="Rotate output shards after N records, or after a size with a unit (e.g. 256M uncompressed).")]
 
 
 def _stdout_gone() -> None:

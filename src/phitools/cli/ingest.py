@@ -17,7 +17,7 @@ from phitools.steps.ingest import ingest_files, list_files, select_shard
 
 @handle_errors("ingest")
 def ingest(
-    paths: Annotated[List[str], typer.Argument(help="Files and directories to read.", show_default=False)],
+    paths: Annotated[List[str], typer.Argument(metavar="PATH", help="Files and directories to read.", show_default=False)],
     output: Output = None,
     include: Annotated[Optional[List[str]], typer.Option("--include", help="Glob(s) on the relative path or name; replaces the default extension list.")] = None,
     exclude: Annotated[Optional[List[str]], typer.Option("--exclude", help="Glob(s) on the relative path or name to skip (e.g. '*/test/*').")] = None,

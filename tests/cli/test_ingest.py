@@ -1,0 +1,54 @@
+"""`phitools ingest` through real subprocesses."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import run_phitools
+
+
+def _records(stdout: bytes) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines()]
+
+
+def test_ingest_stdout_and_dir_agree(stdlib_small, tmp_path):
+    (stdlib_small / "blob.py").write_bytes(b"\x00\x01binary")
+    (stdlib_small / "empty.py").write_bytes(b"")
+    out = run_phitools("ingest", stdlib_small, check=True)
+    recs = _records(out.stdout)
+    assert len(recs) == 60 and all(set(r) == {"id", "text", "meta"} for r in recs)
+    assert recs[0]["id"].startswith("lib/") and recs[0]["meta"]["lang"] == "python"
+    run_phitools("ingest", stdlib_small, "-o", tmp_path / "c", check=True)
+    m = json.loads((tmp_path / "c" / "manifest.json").read_text())
+    assert m["stats"]["records_out"] == 60 and m["stats"]["dropped"] == {"binary": 1, "empty": 1}
+    back = run_phitools("cat", tmp_path / "c", check=True)
+    assert back.stdout == out.stdout
+
+
+def test_ingest_filters_dedup_and_shards(stdlib_small, tmp_path):
+    first = sorted(stdlib_small.glob("*.py"))[0]
+    (stdlib_small / "copy_of_first.py").write_bytes(first.read_bytes())
+    full = _records(run_phitools("ingest", stdlib_small, "--dedup", check=True).stdout)
+    assert len(full) == 60
+    assert "lib/copy_of_first.py" not in {r["id"] for r in full}
+    nodedup_parts = [_records(run_phitools("ingest", stdlib_small, "--shard", f"{k}/3", check=True).stdout) for k in range(3)]
+    whole = _records(run_phitools("ingest", stdlib_small, check=True).stdout)
+    assert sorted(r["id"] for p in nodedup_parts for r in p) == sorted(r["id"] for r in whole)
+    only = _records(run_phitools("ingest", stdlib_small, "--include", "a*.py", "--exclude", "abc.py", check=True).stdout)
+    assert only and all(r["id"].split("/")[-1].startswith("a") and not r["id"].endswith("/abc.py") for r in only)
+
+
+def test_ingest_missing_path_is_a_one_line_error(tmp_path):
+    out = run_phitools("ingest", tmp_path / "nope")
+    assert out.returncode == 1 and out.stdout == b""
+    assert out.stderr.decode().count("\n") == 1 and "nope" in out.stderr.decode()
+
+
+def test_broken_pipe_is_quiet(stdlib_small):
+    import subprocess
+    import sys
+
+    p = subprocess.run(f"{sys.executable} -m phitools ingest {stdlib_small} | head -n 1", shell=True, capture_output=True)
+    assert p.returncode == 0 and p.stderr == b"" and p.stdout.count(b"\n") == 1
+    p = subprocess.run(["bash", "-c", f"set -o pipefail; {sys.executable} -m phitools ingest {stdlib_small} | head -c 10"], capture_output=True)
+    assert p.stderr == b"" and p.returncode == 0
