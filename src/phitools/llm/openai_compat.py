@@ -1,0 +1,223 @@
+"""The HTTP backend: any OpenAI-compatible server (OpenAI, vLLM, llama.cpp's server, Ollama, TGI).
+
+One `send` is one POST to {api_base}/chat/completions or {api_base}/completions, never streamed (llama.cpp
+cuts concurrent streams off) and never with n > 1 (llama.cpp answers with one choice): samples are
+separate requests. Structured output is negotiated once per run: `response_format` of type json_schema,
+then json_object with the schema inside (what llama.cpp's server accepts; json_schema is a 500 there),
+then plain text for the tolerant parser. The mode that works is remembered.
+
+The API key lives only in the Authorization header of the client; it is scrubbed from every error text
+and is not part of `identity()`/`describe()` (so never in a cache, manifest or log).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import orjson
+
+from phitools.errors import EndpointError
+from phitools.llm.client import Answer, Backend, LLMRequest, RequestFailed, TransientError, attempt_seed
+from phitools.llm.ratelimit import parse_retry_after
+
+#: structured-output modes, best first
+STRUCTURED_MODES = ("json_schema", "json_object", "text")
+_RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524, 529}
+
+
+class OpenAIBackend(Backend):
+    """OpenAI-compatible HTTP endpoint. `api_base` includes the version path, e.g. http://localhost:8000/v1."""
+
+    kind = "openai"
+
+    def __init__(self, api_base: str, model: str, *, api_key: str | None = None, concurrency: int = 8,
+                 structured: str = "auto", user_agent: str | None = None):
+        self.api_base = api_base.rstrip("/")
+        self.model = model
+        self._key = api_key or None
+        self._concurrency = concurrency
+        self._client: httpx.AsyncClient | None = None
+        self.structured_mode = "json_schema" if structured == "auto" else structured
+        if self.structured_mode not in STRUCTURED_MODES:
+            raise ValueError(f"structured mode must be one of {STRUCTURED_MODES}")
+        self._negotiate = structured == "auto"
+        self._mode_lock: asyncio.Lock | None = None
+        self.fallbacks: list[str] = []
+        self._ua = user_agent
+
+    def __repr__(self) -> str:  # never show the key
+        return f"OpenAIBackend(api_base={self.api_base!r}, model={self.model!r})"
+
+    def identity(self) -> dict:
+        return {"kind": self.kind, "api_base": self.api_base, "model": self.model}
+
+    def describe(self) -> dict:
+        d = self.identity()
+        d["structured_mode"] = self.structured_mode
+        if self.fallbacks:
+            d["structured_fallbacks"] = list(self.fallbacks)
+        return d
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            headers = {"Content-Type": "application/json", "Accept": "application/json"}
+            if self._ua:
+                headers["User-Agent"] = self._ua
+            if self._key:
+                headers["Authorization"] = f"Bearer {self._key}"
+            n = max(1, self._concurrency)
+            self._client = httpx.AsyncClient(
+                headers=headers,
+                limits=httpx.Limits(max_connections=n, max_keepalive_connections=n),
+                timeout=None,  # per request below
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def _scrub(self, text: str) -> str:
+        if self._key and self._key in text:
+            text = text.replace(self._key, "<redacted>")
+        return text
+
+    # -- request body -----------------------------------------------------------------------------------
+    def body(self, req: LLMRequest, *, mode: str, variant: int = 0) -> dict:
+        """The JSON body for `req` in structured `mode`."""
+        b: dict[str, Any] = {"model": req.model or self.model, "temperature": req.temperature, "max_tokens": req.max_tokens}
+        if req.top_p is not None:
+            b["top_p"] = req.top_p
+        if req.stop:
+            b["stop"] = list(req.stop)
+        seed = attempt_seed(req, variant)
+        if seed is not None:
+            b["seed"] = seed
+        if req.messages is not None:
+            b["messages"] = list(req.messages)
+            if req.json_schema is not None and mode == "json_schema":
+                b["response_format"] = {"type": "json_schema", "json_schema": {"name": "answer", "schema": req.json_schema}}
+            elif req.json_schema is not None and mode == "json_object":
+                b["response_format"] = {"type": "json_object", "schema": req.json_schema}
+        else:
+            b["prompt"] = req.prompt
+        if req.extra:
+            b.update(req.extra)
+        b.pop("n", None)
+        b.pop("stream", None)
+        return b
+
+    # -- one attempt ------------------------------------------------------------------------------------
+    async def send(self, req: LLMRequest, *, timeout: float, variant: int = 0) -> Answer:
+        structured = req.json_schema is not None and req.messages is not None
+        if not structured or not self._negotiate or self.structured_mode == "text":
+            return await self._post(req, self.structured_mode if structured else "text", timeout, variant)
+        mode = self.structured_mode
+        try:
+            return await self._post(req, mode, timeout, variant)
+        except (TransientError, RequestFailed) as e:
+            status = getattr(e, "status", None)
+            if isinstance(e, TransientError) and (status is None or status == 429 or status < 500):
+                raise  # not a rejection of the structured mode
+            first: Exception = e
+        # The server rejected this mode (llama.cpp: json_schema -> 500). Try the next ones; adopt the first
+        # that works. If none does, the original failure stands and is retried as usual.
+        if self._mode_lock is None:
+            self._mode_lock = asyncio.Lock()
+        async with self._mode_lock:
+            if self.structured_mode != mode:  # someone else already negotiated
+                return await self._post(req, self.structured_mode, timeout, variant)
+            for nxt in STRUCTURED_MODES[STRUCTURED_MODES.index(mode) + 1:]:
+                try:
+                    ans = await self._post(req, nxt, timeout, variant)
+                except (TransientError, RequestFailed):
+                    continue
+                self.fallbacks.append(f"{mode}->{nxt}")
+                self.structured_mode = nxt
+                return ans
+        raise first
+
+    async def _post(self, req: LLMRequest, mode: str, timeout: float, variant: int) -> Answer:
+        url = f"{self.api_base}/{req.endpoint}"
+        body = orjson.dumps(self.body(req, mode=mode, variant=variant))
+        try:
+            r = await self._http().post(url, content=body, timeout=httpx.Timeout(timeout, connect=min(timeout, 30.0)))
+        except httpx.TimeoutException:
+            raise TransientError(f"timeout after {timeout:g}s") from None
+        except httpx.ConnectError as e:
+            raise TransientError(self._scrub(f"connection failed: {e or type(e).__name__}")) from None
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as e:
+            raise TransientError(self._scrub(f"connection dropped: {e or type(e).__name__}")) from None
+        except httpx.TransportError as e:
+            raise TransientError(self._scrub(f"transport error: {type(e).__name__}: {e}")) from None
+        headers = {k.lower(): v for k, v in r.headers.items() if k.lower().startswith(("x-ratelimit", "retry-after"))}
+        if r.status_code != 200:
+            self._raise_for_status(r, headers, url, mode)
+        return self._parse(r, req, headers)
+
+    def _raise_for_status(self, r: httpx.Response, headers: dict, url: str, mode: str) -> None:
+        status = r.status_code
+        detail = self._scrub(_error_detail(r))
+        if status in _RETRY_STATUS or status >= 500:
+            retry_after = parse_retry_after(r.headers.get("retry-after"))
+            if retry_after is None and r.headers.get("retry-after-ms"):
+                try:
+                    retry_after = float(r.headers["retry-after-ms"]) / 1000
+                except ValueError:
+                    pass
+            raise TransientError(f"HTTP {status}: {detail}" if detail else f"HTTP {status}", status=status,
+                                 retry_after=retry_after, headers=headers, rate_limited=status == 429)
+        if status in (401, 403):
+            raise EndpointError(f"HTTP {status} from {url}: {detail or 'not authorised'}",
+                                hint="check the API key in the environment variable named by --api-key-env (default OPENAI_API_KEY)")
+        if status == 404:
+            hint = "check --api-base (it usually ends in /v1) and --model"
+            if not self.api_base.endswith("/v1"):
+                hint = f"did you mean --api-base {self.api_base}/v1 ? Also check --model"
+            raise EndpointError(f"HTTP 404 from {url}: {detail or 'not found'}", hint=hint)
+        raise RequestFailed(f"HTTP {status}: {detail}" if detail else f"HTTP {status}")
+
+    def _parse(self, r: httpx.Response, req: LLMRequest, headers: dict) -> Answer:
+        try:
+            data = orjson.loads(r.content)
+        except orjson.JSONDecodeError:
+            raise TransientError("malformed response: body is not JSON", status=None, headers=headers) from None
+        try:
+            choice = data["choices"][0]
+            if req.messages is not None:
+                msg = choice["message"]
+                text = msg.get("content")
+                if text is None:
+                    text = msg.get("reasoning_content")
+            else:
+                text = choice["text"]
+            if not isinstance(text, str):
+                raise TypeError("no text")
+        except (KeyError, IndexError, TypeError, AttributeError):
+            raise TransientError("malformed response: no choices[0] text", headers=headers) from None
+        usage = data.get("usage") or {}
+        return Answer(text=text, finish_reason=choice.get("finish_reason"), model=data.get("model") or self.model,
+                      prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                      completion_tokens=int(usage.get("completion_tokens") or 0), headers=headers)
+
+
+def _error_detail(r: httpx.Response) -> str:
+    """A short, single-line reason from an error body (OpenAI {"error": {"message"}}, TGI {"error": "..."})."""
+    try:
+        data = orjson.loads(r.content)
+    except orjson.JSONDecodeError:
+        text = r.text.strip().replace("\n", " ")
+        return text[:200]
+    err = data.get("error") if isinstance(data, dict) else None
+    if isinstance(err, dict):
+        msg = err.get("message") or err.get("type") or ""
+    elif isinstance(err, str):
+        msg = err
+    elif isinstance(data, dict) and "detail" in data:
+        msg = str(data["detail"])
+    else:
+        msg = str(data)
+    return str(msg).replace("\n", " ")[:200]
