@@ -1,0 +1,194 @@
+"""Low-level weight storage: streaming safetensors writes, and directories replaced atomically.
+
+`write_safetensors` writes one tensor at a time straight from its memory (no serialised copy of the whole
+dict, unlike `safetensors.torch.save_file`), hashing as it goes, so writing a checkpoint costs ~one tensor
+of extra memory and one pass over the bytes. Tensors may be produced lazily (grow, export), which keeps
+peak memory at the source plus the largest target tensor.
+
+`atomic_dir(path)` yields a temporary directory next to `path` and, when the block finishes, puts it in
+place with a rename (an atomic exchange when replacing on Linux), so a crash never leaves a directory at
+`path` that looks whole but is not.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import os
+import shutil
+import struct
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from phitools.errors import CheckpointError
+
+DTYPES: dict[torch.dtype, str] = {
+    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8", torch.bool: "BOOL",
+}
+TORCH_DTYPES: dict[str, torch.dtype] = {v: k for k, v in DTYPES.items()}
+_CHUNK = 64 << 20  # write/hash in 64 MiB slices so no second full copy of a big tensor is made
+
+
+def _raw_bytes(t: torch.Tensor) -> memoryview:
+    """The tensor's bytes (little-endian, C order) as a zero-copy view when possible."""
+    t = t.detach()
+    if t.device.type != "cpu":
+        t = t.cpu()
+    t = t.contiguous()
+    return memoryview(t.reshape(-1).view(torch.uint8).numpy())
+
+
+class TensorSpec(tuple):
+    """(dtype, shape) of a tensor that will be produced later."""
+
+    def __new__(cls, dtype: torch.dtype, shape: tuple[int, ...]):
+        return super().__new__(cls, (dtype, tuple(int(s) for s in shape)))
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self[0]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self[1]
+
+    @property
+    def nbytes(self) -> int:
+        n = torch.empty((), dtype=self.dtype).element_size()
+        for s in self.shape:
+            n *= s
+        return n
+
+
+def write_safetensors(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor], *, specs: Mapping[str, TensorSpec] | None = None,
+                      metadata: Mapping[str, str] | None = None) -> dict:
+    """Write tensors (in `specs` order, or sorted by name) to a safetensors file; returns {bytes, sha256}.
+
+    With `specs` given, `tensors[name]` is looked up only when that tensor is written, so a lazy Mapping can
+    compute each one on demand; each must match its spec. The file is fsync'ed before returning.
+    """
+    if specs is None:
+        specs = {k: TensorSpec(tensors[k].dtype, tuple(tensors[k].shape)) for k in sorted(tensors)}
+    header: dict[str, object] = {}
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    offset = 0
+    for name, spec in specs.items():
+        if spec.dtype not in DTYPES:
+            raise CheckpointError(f"cannot store tensor {name} of dtype {spec.dtype} in safetensors")
+        header[name] = {"dtype": DTYPES[spec.dtype], "shape": list(spec.shape), "data_offsets": [offset, offset + spec.nbytes]}
+        offset += spec.nbytes
+    hb = json.dumps(header, separators=(",", ":")).encode()
+    hb += b" " * (-len(hb) % 8)  # pad the header so the data starts 8-byte aligned, as safetensors does
+    h = hashlib.sha256()
+    total = 0
+    with open(path, "wb") as f:
+
+        def put(b) -> None:
+            nonlocal total
+            f.write(b)
+            h.update(b)
+            total += len(b)
+
+        put(struct.pack("<Q", len(hb)))
+        put(hb)
+        for name, spec in specs.items():
+            t = tensors[name]
+            if t.dtype != spec.dtype or tuple(t.shape) != spec.shape:
+                raise CheckpointError(f"tensor {name}: got {t.dtype} {tuple(t.shape)}, expected {spec.dtype} {spec.shape}")
+            mv = _raw_bytes(t)
+            for i in range(0, len(mv), _CHUNK):
+                put(mv[i:i + _CHUNK])
+            del t, mv
+        f.flush()
+        os.fsync(f.fileno())
+    return {"bytes": total, "sha256": h.hexdigest()}
+
+
+def write_json(path: str | os.PathLike, obj: object) -> dict:
+    """Write JSON (indented, trailing newline), fsync'ed; returns {bytes, sha256}."""
+    data = (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode()
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def file_digest(path: str | os.PathLike) -> dict:
+    """{bytes, sha256} of a file, read in chunks."""
+    h = hashlib.sha256()
+    n = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+            n += len(chunk)
+    return {"bytes": n, "sha256": h.hexdigest()}
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    return fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike, *, replace: bool = False,
+               may_replace: Callable[[Path], bool] | None = None) -> Iterator[Path]:
+    """Yield a fresh temp dir beside `path`; on success it becomes `path`, on error it is removed.
+
+    replace: an existing `path` is swapped out (atomically on Linux) and deleted, but only if
+    `may_replace(path)` says it is safe (e.g. it is a checkpoint); otherwise CheckpointError.
+    """
+    path = Path(path)
+    parent = path.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() or path.is_symlink():
+        if not replace:
+            raise CheckpointError(f"{path} already exists", hint="choose another output or pass --overwrite")
+        if not path.is_dir() or (may_replace is not None and not may_replace(path)):
+            raise CheckpointError(f"{path} exists and is not a checkpoint; refusing to replace it", hint="choose another output")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=parent))
+    try:
+        yield tmp
+        _fsync_dir(tmp)
+        if path.exists():
+            if _exchange(tmp, path):
+                shutil.rmtree(tmp)  # tmp now holds the old directory
+            else:  # portable fallback: a crash between the two renames leaves both dirs under hidden names
+                old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=parent))
+                os.rmdir(old)
+                os.rename(path, old)
+                os.rename(tmp, path)
+                shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, path)
+        _fsync_dir(parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
