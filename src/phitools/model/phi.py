@@ -257,7 +257,8 @@ class Phi(nn.Module):
     def __init__(self, config: PhiConfig):
         super().__init__()
         self.config = config.validate()
-        self.wte = nn.Embedding(config.vocab_size, config.d_model)
+        # _weight skips nn.Embedding's own init (init_weights does it; normal_ on the meta device is slow)
+        self.wte = nn.Embedding(config.vocab_size, config.d_model, _weight=torch.empty(config.vocab_size, config.d_model))
         self.drop = nn.Dropout(config.embd_pdrop)
         self.h = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
@@ -267,6 +268,8 @@ class Phi(nn.Module):
     @torch.no_grad()
     def init_weights(self) -> None:
         """Normal(0, init_std) weights, zero biases, LayerNorm gamma 1 / beta 0 (call after to_empty on meta)."""
+        if self.wte.weight.is_meta:  # nothing to initialise yet (load_checkpoint assigns real tensors)
+            return
         for m in self.modules():
             if isinstance(m, (nn.Linear, nn.Embedding)):
                 nn.init.normal_(m.weight, mean=0.0, std=self.config.init_std)
