@@ -121,9 +121,13 @@ def wrap_model(model: nn.Module, mode: str, dist: Dist) -> nn.Module:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         ids = [dist.device.index] if dist.device.type == "cuda" else None
-        return DDP(model, device_ids=ids, broadcast_buffers=False)
+        return DDP(model, device_ids=ids)
+    import warnings
+
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
+    # Phi returns logits that are a view (reshaped matmul output); the trainer never modifies them in place
+    warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module .* returned a view tensor")
     mp = None
     if dist.device.type == "cuda":
         # parameters stay fp32 (sharded); compute in bf16, reduce gradients in fp32
