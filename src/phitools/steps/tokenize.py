@@ -75,27 +75,30 @@ def tokenizer_sha256(tok) -> str:
     return hashlib.sha256(tok.to_str().encode("utf-8")).hexdigest()
 
 
-def encode_records(tok, records: Iterable[Record], *, eot: int, batch_size: int = 512, field: str = "text") -> Iterator[tuple[Record, np.ndarray]]:
-    """Yield (record, ids with end-of-text appended) in input order, encoding in batches."""
+def _batches(records: Iterable[Record], batch_size: int) -> Iterator[list[Record]]:
     batch: list[Record] = []
+    for rec in records:
+        batch.append(rec)
+        if len(batch) >= batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
-    def flush(batch: list[Record]) -> Iterator[tuple[Record, np.ndarray]]:
-        texts = []
-        for r in batch:
-            t = r.get(field)
-            texts.append(t if isinstance(t, str) else "")
-        encs = tok.encode_batch_fast(texts, add_special_tokens=False) if hasattr(tok, "encode_batch_fast") else tok.encode_batch(texts, add_special_tokens=False)
-        for r, e in zip(batch, encs):
+
+def encode_records(tok, records: Iterable[Record], *, eot: int, batch_size: int = 512, field: str = "text") -> Iterator[tuple[Record, np.ndarray]]:
+    """Yield (record, ids with end-of-text appended) in input order, encoding in batches.
+
+    Reading and parsing run in a background thread while tokenizers (which releases the GIL) encodes.
+    """
+    from phitools.runtime.prefetch import prefetch
+
+    encode = tok.encode_batch_fast if hasattr(tok, "encode_batch_fast") else tok.encode_batch
+    for batch in prefetch(_batches(records, batch_size), depth=4):
+        texts = [r[field] if isinstance(r.get(field), str) else "" for r in batch]
+        for r, e in zip(batch, encode(texts, add_special_tokens=False)):
             ids = e.ids
             arr = np.empty(len(ids) + 1, dtype=np.int64)
             arr[:-1] = ids
             arr[-1] = eot
             yield r, arr
-
-    for rec in records:
-        batch.append(rec)
-        if len(batch) >= batch_size:
-            yield from flush(batch)
-            batch = []
-    if batch:
-        yield from flush(batch)
