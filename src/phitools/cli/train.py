@@ -109,8 +109,8 @@ def train(
     from phitools.train.loop import prepare_config
     from phitools.train.loop import train as run_train
 
-    cfg = prepare_config(explicit, config, resume=resume)
-    run_train(cfg, resume=resume, argv=sys.argv)
+    cfg, sources = prepare_config(explicit, config, resume=resume)
+    run_train(cfg, resume=resume, argv=sys.argv, sources=sources)
 
 
 def register(app: typer.Typer) -> None:

@@ -371,9 +371,10 @@ def read_metrics(path: str | os.PathLike, kind: str = "train") -> list[dict]:
     return out
 
 
-def prepare_config(explicit: dict, config_file: str | None, *, resume: bool) -> TrainConfig:
+def prepare_config(explicit: dict, config_file: str | None, *, resume: bool) -> tuple[TrainConfig, dict]:
     """Resolve the run's TrainConfig from flags, an optional config file and, with resume, the run's own record.
 
+    Returns (config, sources): sources records the flags given, the config file and its values, for the manifest.
     Without resume, an output directory that already holds a run is a UsageError (nothing is overwritten).
     """
     from phitools.train.config import load_config_file, resolve
@@ -390,10 +391,13 @@ def prepare_config(explicit: dict, config_file: str | None, *, resume: bool) -> 
             recorded = ckpt.read_state(last).get("train_config")
     elif last is not None or (run / "metrics.jsonl").exists():
         raise UsageError(f"{run} already holds a training run", hint="pass --resume to continue it, or choose a new -o directory")
-    return resolve(explicit, file_values, recorded)
+    sources = {"flags": explicit, "config_file": str(config_file) if config_file else None, "config_file_values": file_values,
+               "resumed_config": recorded is not None}
+    return resolve(explicit, file_values, recorded), sources
 
 
-def train(cfg: TrainConfig, *, resume: bool = False, argv: list[str] | None = None, dist: Dist | None = None) -> dict:
+def train(cfg: TrainConfig, *, resume: bool = False, argv: list[str] | None = None, dist: Dist | None = None,
+          sources: dict | None = None) -> dict:
     """Run (or continue) a training run end to end: run directory, manifest, Trainer.fit(); returns the summary."""
     from phitools.shards import write_manifest
 
@@ -411,6 +415,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, argv: list[str] | None = No
                            "device": str(trainer.device), "dtype": str(trainer.amp_dtype).replace("torch.", ""),
                            "peak_flops": trainer.peak_flops, "resumed_from": str(trainer.resume_from) if trainer.resume_from else None,
                            "wall_s": round(time.time() - started, 3), **ckpt.describe_tree(run)}}
+        if sources:
+            extra["train"]["sources"] = sources
         if summary:
             extra["train"]["summary"] = summary
         if error:
