@@ -102,7 +102,7 @@ def test_tampered_truncated_and_missing_files(model, tmp_path):
     st.write_bytes(good[:-100])
     with pytest.raises(CheckpointError, match="truncated"):
         load_checkpoint(ck)
-    with pytest.raises(CheckpointError, match="unreadable safetensors"):  # without our size/hash check, safetensors itself refuses
+    with pytest.raises(CheckpointError, match="its header describes"):  # without the recorded size/hash, the header catches it
         load_checkpoint(ck, verify=False)
     st.unlink()
     with pytest.raises(CheckpointError, match="missing"):
@@ -171,3 +171,25 @@ def test_no_pickle_in_files(model, tmp_path):
     for f in ck.iterdir():
         assert not f.read_bytes().startswith(b"\x80"), f  # pickle protocol marker
     assert os.path.getsize(ck / "state.safetensors") > 0
+
+
+def test_safetensors_files_are_standard(tmp_path):
+    """Our streaming writer and plain-read loader agree with the safetensors library, all dtypes and odd shapes."""
+    from safetensors.torch import load_file, save_file
+
+    from phitools.model.store import SafetensorsFile, write_safetensors
+
+    g = torch.Generator().manual_seed(0)
+    ts = {"f32": torch.randn(3, 5, generator=g), "bf16": torch.randn(7, generator=g).to(torch.bfloat16),
+          "f16": torch.randn(2, 2, 2, generator=g).half(), "i64": torch.arange(6), "u8": torch.arange(4, dtype=torch.uint8),
+          "b": torch.tensor([True, False]), "scalar": torch.tensor(3.5), "empty": torch.zeros(0, 4)}
+    digest = write_safetensors(tmp_path / "a.safetensors", ts, metadata={"format": "pt"})
+    assert digest["bytes"] == (tmp_path / "a.safetensors").stat().st_size
+    for back in (load_file(tmp_path / "a.safetensors"), SafetensorsFile(tmp_path / "a.safetensors").load()):
+        assert back.keys() == ts.keys() and all(torch.equal(back[k], ts[k]) and back[k].dtype == ts[k].dtype for k in ts)
+    save_file(ts, tmp_path / "b.safetensors")
+    back = SafetensorsFile(tmp_path / "b.safetensors").load()
+    assert all(torch.equal(back[k], ts[k]) for k in ts)
+    (tmp_path / "c.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}      ")
+    with pytest.raises(CheckpointError, match="unreadable safetensors"):
+        SafetensorsFile(tmp_path / "c.safetensors")

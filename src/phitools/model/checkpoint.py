@@ -36,7 +36,7 @@ from phitools import __version__
 from phitools.errors import CheckpointError, ConfigError
 from phitools.model import hf
 from phitools.model.phi import Phi, PhiConfig, param_shapes
-from phitools.model.store import TORCH_DTYPES, TensorSpec, atomic_dir, file_digest, write_json, write_safetensors
+from phitools.model.store import SafetensorsFile, TensorSpec, atomic_dir, file_digest, write_json, write_safetensors
 
 FORMAT = "phitools-checkpoint"
 FORMAT_VERSION = 1
@@ -155,13 +155,11 @@ def _verify(path: Path, recorded: Mapping[str, Any], name: str) -> None:
 class Weights(Mapping):
     """Lazy, read-only view of a checkpoint's weights under phitools names; tensors are read on access.
 
-    Works for phitools and HF (single or sharded) directories. Tensors returned are views of the
-    memory-mapped file: clone them before changing them (load_checkpoint does).
+    Works for phitools and HF (single or sharded) directories. Each access reads the tensor from disk into
+    fresh memory (no memory map), so streaming over the weights costs about one tensor of memory.
     """
 
     def __init__(self, info: CheckpointInfo, *, verify: bool = True):
-        from safetensors import SafetensorError, safe_open
-
         self.info = info
         path = info.path
         files: dict[str, Path] = {}  # phitools name -> file
@@ -188,16 +186,11 @@ class Weights(Mapping):
                 bins = sorted(p.name for p in path.glob("*.bin"))
                 raise CheckpointError(f"{path}: no model.safetensors" + (f" (only pickle weights: {', '.join(bins)})" if bins else ""),
                                       hint="phitools reads safetensors only; re-save with save_pretrained(safe_serialization=True)")
-        self._handles = []
-        self._by_name: dict[str, Any] = {}
+        self._by_name: dict[str, SafetensorsFile] = {}
         for shard in shards:
             if not shard.is_file():
                 raise CheckpointError(f"{shard}: missing; the checkpoint is incomplete")
-            try:
-                h = safe_open(str(shard), framework="pt")
-            except (SafetensorError, OSError) as e:
-                raise CheckpointError(f"{shard}: unreadable safetensors ({e})", hint="the file is truncated or corrupted; use another copy") from None
-            self._handles.append(h)
+            h = SafetensorsFile(shard)
             for stored in h.keys():
                 name = stored if info.kind == "phitools" else hf.from_hf_name(stored)
                 if name is None:
@@ -219,15 +212,13 @@ class Weights(Mapping):
                                   hint="not a Phi causal-LM checkpoint, or config.json does not match the weights")
         self.specs: dict[str, TensorSpec] = {}
         for name, shape in expected.items():
-            sl = self._by_name[name].get_slice(self._src[name])
-            got = tuple(sl.get_shape())
-            if got != shape:
-                raise CheckpointError(f"{where}: tensor {self._show_src(name)} has shape {got}, config.json implies {shape}",
+            spec = self._by_name[name].spec(self._src[name])
+            if spec.shape != shape:
+                raise CheckpointError(f"{where}: tensor {self._show_src(name)} has shape {spec.shape}, config.json implies {shape}",
                                       hint="the weights and config.json do not belong together")
-            dt = TORCH_DTYPES.get(sl.get_dtype())
-            if dt is None or not dt.is_floating_point:
-                raise CheckpointError(f"{where}: tensor {self._show_src(name)} has dtype {sl.get_dtype()}, expected a float type")
-            self.specs[name] = TensorSpec(dt, shape)
+            if not spec.dtype.is_floating_point:
+                raise CheckpointError(f"{where}: tensor {self._show_src(name)} has dtype {spec.dtype}, expected a float type")
+            self.specs[name] = spec
 
     def _show(self, name: str) -> str:
         return name if self.info.kind == "phitools" else hf.to_hf_name(name)
@@ -238,7 +229,7 @@ class Weights(Mapping):
     def __getitem__(self, name: str) -> torch.Tensor:
         if name not in self.specs:
             raise KeyError(name)
-        return self._by_name[name].get_tensor(self._src[name])
+        return self._by_name[name].read(self._src[name])
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.specs)
@@ -267,7 +258,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     sd = {}
     for name in w:
         t = w[name]
-        sd[name] = t.to(device=map_location, dtype=dtype or t.dtype, copy=True)  # copy: never alias the mmap
+        sd[name] = t.to(device=map_location, dtype=dtype or t.dtype)
         del t
     model.load_state_dict(sd, strict=True, assign=True)
     del w
@@ -354,9 +345,6 @@ class _Cast(Mapping):
 
 def load_extra(path: str | os.PathLike, map_location: str | torch.device = "cpu", *, verify: bool = True) -> tuple[dict[str, torch.Tensor], Any]:
     """The training state saved with a checkpoint: (extra_tensors, extra_json); ({}, None) when there is none."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     info = inspect_checkpoint(path)
     if info.kind != "phitools":
         return {}, None
@@ -365,10 +353,7 @@ def load_extra(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     if STATE_TENSORS in info.files:
         if verify:
             _verify(info.path, info.files, STATE_TENSORS)
-        try:
-            tensors = load_file(str(info.path / STATE_TENSORS), device=str(map_location))
-        except (SafetensorError, OSError) as e:
-            raise CheckpointError(f"{info.path / STATE_TENSORS}: unreadable ({e})") from None
+        tensors = {k: v.to(map_location) for k, v in SafetensorsFile(info.path / STATE_TENSORS).load().items()}
     if STATE_JSON in info.files:
         if verify:
             _verify(info.path, info.files, STATE_JSON)

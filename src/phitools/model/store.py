@@ -192,3 +192,74 @@ def atomic_dir(path: str | os.PathLike, *, replace: bool = False,
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+class SafetensorsFile:
+    """A safetensors file read tensor by tensor with plain reads (no mmap): each tensor read is fresh memory,
+    so loading costs the model's size and nothing is left mapped. The header is validated on open: offsets
+    must tile the data section exactly and the file size must match (a truncated file is an error).
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        try:
+            size = self.path.stat().st_size
+            with open(self.path, "rb") as f:
+                head = f.read(8)
+                if len(head) < 8:
+                    raise ValueError("file shorter than its 8-byte header length")
+                (n,) = struct.unpack("<Q", head)
+                if n > min(size - 8, 100 << 20):
+                    raise ValueError(f"header length {n} does not fit in the file ({size} bytes)")
+                header = json.loads(f.read(n))
+        except (OSError, ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+            raise CheckpointError(f"{self.path}: unreadable safetensors ({e})", hint="the file is truncated or corrupted; use another copy") from None
+        if not isinstance(header, dict):
+            raise CheckpointError(f"{self.path}: unreadable safetensors (header is not a JSON object)")
+        self.metadata = header.pop("__metadata__", None) or {}
+        self.data_start = 8 + n
+        self.entries: dict[str, tuple[torch.dtype, tuple[int, ...], int, int]] = {}
+        spans = []
+        try:
+            for name, e in header.items():
+                dtype = TORCH_DTYPES[e["dtype"]]
+                shape = tuple(int(s) for s in e["shape"])
+                begin, end = (int(x) for x in e["data_offsets"])
+                if end - begin != TensorSpec(dtype, shape).nbytes:
+                    raise ValueError(f"tensor {name}: {end - begin} bytes for {e['dtype']} {list(shape)}")
+                self.entries[name] = (dtype, shape, begin, end)
+                spans.append((begin, end))
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{self.path}: unreadable safetensors (bad header entry: {e})", hint="the file is corrupted") from None
+        pos = 0
+        for begin, end in sorted(spans):
+            if begin != pos:
+                raise CheckpointError(f"{self.path}: unreadable safetensors (tensor data overlaps or leaves gaps)", hint="the file is corrupted")
+            pos = end
+        if self.data_start + pos != size:
+            raise CheckpointError(f"{self.path}: {size} bytes, its header describes {self.data_start + pos} (truncated or padded)",
+                                  hint="the file is damaged; use another copy")
+
+    def keys(self) -> list[str]:
+        return list(self.entries)
+
+    def spec(self, name: str) -> TensorSpec:
+        dtype, shape, _, _ = self.entries[name]
+        return TensorSpec(dtype, shape)
+
+    def read(self, name: str) -> torch.Tensor:
+        """The tensor `name`, in freshly allocated CPU memory."""
+        dtype, shape, begin, end = self.entries[name]
+        t = torch.empty(shape, dtype=dtype)
+        if end > begin:
+            buf = memoryview(t.reshape(-1).view(torch.uint8).numpy())
+            with open(self.path, "rb") as f:
+                f.seek(self.data_start + begin)
+                got = f.readinto(buf)
+            if got != end - begin:
+                raise CheckpointError(f"{self.path}: tensor {name} is truncated", hint="the file is damaged; use another copy")
+        return t
+
+    def load(self) -> dict[str, torch.Tensor]:
+        """Every tensor."""
+        return {k: self.read(k) for k in self.entries}
