@@ -85,9 +85,14 @@ def test_replace_rules(model, tmp_path, monkeypatch, exchange):
     assert [p.name for p in tmp_path.iterdir()] == ["ck"]
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "precious.txt").write_text("keep me")
-    with pytest.raises(CheckpointError, match="not a checkpoint; refusing"):
+    with pytest.raises(CheckpointError, match="refusing to replace it"):
         save_checkpoint(tmp_path / "data", model, overwrite=True)
     assert (tmp_path / "data" / "precious.txt").read_text() == "keep me"
+    # a checkpoint with other things in it (a run directory: metrics, step checkpoints) is not replaced either
+    (tmp_path / "ck" / "metrics.jsonl").write_text("{}\n")
+    with pytest.raises(CheckpointError, match="refusing to replace it"):
+        save_checkpoint(tmp_path / "ck", model, overwrite=True)
+    assert (tmp_path / "ck" / "metrics.jsonl").exists()
 
 
 def test_tampered_truncated_and_missing_files(model, tmp_path):

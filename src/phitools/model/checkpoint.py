@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -128,12 +129,25 @@ def _read_json_quiet(p: Path) -> dict:
 
 
 def is_checkpoint(path: str | os.PathLike) -> bool:
-    """True if `path` is a directory whose config.json we recognise (safe to replace on save)."""
+    """True if `path` is a directory whose config.json we recognise."""
     try:
         inspect_checkpoint(path)
         return True
     except CheckpointError:
         return False
+
+
+def replaceable(path: str | os.PathLike) -> bool:
+    """True if `path` is a checkpoint holding nothing but checkpoint files, so --overwrite may replace it.
+
+    A run directory (a checkpoint plus metrics, step checkpoints, ...) or a downloaded model folder with a
+    README is never replaced wholesale: that would delete files the user did not ask us to touch.
+    """
+    path = Path(path)
+    if not is_checkpoint(path):
+        return False
+    known = _RESERVED | set(SIDECAR_FILES) | {hf.META_FILE}
+    return all(p.is_file() and (p.name in known or re.fullmatch(r"model-\d+-of-\d+\.safetensors", p.name)) for p in path.iterdir())
 
 
 def _verify(path: Path, recorded: Mapping[str, Any], name: str) -> None:
@@ -311,7 +325,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module | Mapping[str, tor
         if Path(name).name != name or name in _RESERVED or name.startswith("."):
             raise CheckpointError(f"save_checkpoint: extra file name {name!r} is not allowed")
     path = Path(path)
-    with atomic_dir(path, replace=overwrite, may_replace=is_checkpoint) as tmp:
+    with atomic_dir(path, replace=overwrite, may_replace=replaceable) as tmp:
         files = {MODEL_FILE: write_safetensors(tmp / MODEL_FILE, tensors, specs={k: specs[k] for k in expected},
                                                metadata={"format": "pt", "producer": f"phitools {__version__}"})}
         if extra_tensors:

@@ -172,7 +172,7 @@ def export_checkpoint(src, dst, *, fmt: str = "hf", dtype=None, overwrite: bool 
     Weights keep their stored dtype unless `dtype` is given; tokenizer sidecar files are copied; provenance
     is recorded (phitools: meta.provenance; HF: phitools.json).
     """
-    from phitools.model.checkpoint import _now, inspect_checkpoint, is_checkpoint, open_weights, save_checkpoint  # (import cycle)
+    from phitools.model.checkpoint import _now, inspect_checkpoint, open_weights, replaceable, save_checkpoint  # (import cycle)
 
     if fmt not in ("hf", "phitools"):
         raise UsageError(f"unknown export format {fmt!r}", hint="use --format hf or --format phitools")
@@ -190,7 +190,7 @@ def export_checkpoint(src, dst, *, fmt: str = "hf", dtype=None, overwrite: bool 
     dtypes = {s.dtype for s in specs.values()}
     dtype_name = str(dtypes.pop()).replace("torch.", "") if len(dtypes) == 1 else "float32"
     meta = {"created": _now(), "phitools_version": __version__, **meta}
-    with atomic_dir(dst, replace=overwrite, may_replace=is_checkpoint) as tmp:
+    with atomic_dir(dst, replace=overwrite, may_replace=replaceable) as tmp:
         write_safetensors(tmp / "model.safetensors", _Renamed(w, dtype), specs=specs, metadata={"format": "pt"})
         write_json(tmp / "config.json", config_to_hf(info.config, extra=info.meta.get("hf_config"), dtype=dtype_name))
         write_json(tmp / META_FILE, meta)

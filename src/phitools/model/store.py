@@ -172,7 +172,8 @@ def atomic_dir(path: str | os.PathLike, *, replace: bool = False,
         if not replace:
             raise CheckpointError(f"{path} already exists", hint="choose another output or pass --overwrite")
         if not path.is_dir() or (may_replace is not None and not may_replace(path)):
-            raise CheckpointError(f"{path} exists and is not a checkpoint; refusing to replace it", hint="choose another output")
+            raise CheckpointError(f"{path} exists and is not a plain checkpoint directory (other files in it would be lost); "
+                                  "refusing to replace it", hint="choose another output")
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=parent))
     try:
         yield tmp
