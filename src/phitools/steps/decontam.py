@@ -27,6 +27,7 @@ import ast
 import hashlib
 import os
 import re
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,7 +174,7 @@ def _fields(cls: type) -> tuple:
     return f
 
 
-def _serialise(fn: ast.AST) -> List[str]:
+def _serialise(fn: ast.AST, module_defs: frozenset = frozenset()) -> List[str]:
     """Canonical pre-order token stream of a function, with the names it binds as positional placeholders.
 
     The names a function binds (its own name, arguments, assignment / loop / comprehension / with / except
@@ -181,6 +182,8 @@ def _serialise(fn: ast.AST) -> List[str]:
     (globals, builtins) stays. Docstrings, annotations, decorators and type comments are left out; a bare
     annotation (`x: int`) declares nothing and is dropped, `x: int = v` reads as `x = v`. ")" closes each
     node, so equal streams mean equal normalised trees. One pass: names are patched after the walk.
+    Functions and classes defined at the top of the same module (`module_defs`, e.g. a helper the function
+    calls) are renamed too, numbered separately in order of first use.
     """
     out: List[str] = []
     append = out.append
@@ -225,10 +228,11 @@ def _serialise(fn: ast.AST) -> List[str]:
             bind(node.name)  # type: ignore[attr-defined]
             put_name(node.name)  # type: ignore[attr-defined]
         elif cls is ast.alias:
+            # `import m` and `import m as x` both bind a local name to m: written the same way
             append(node.name)  # type: ignore[attr-defined]
-            bind((node.asname or node.name).split(".")[0])  # type: ignore[attr-defined]
-            if node.asname:  # type: ignore[attr-defined]
-                put_name(node.asname)  # type: ignore[attr-defined]
+            local = (node.asname or node.name).split(".")[0]  # type: ignore[attr-defined]
+            bind(local)
+            put_name(local)
         elif cls is ast.ExceptHandler and node.name:  # type: ignore[attr-defined]
             bind(node.name)  # type: ignore[attr-defined]
             put_name(node.name)  # type: ignore[attr-defined]
@@ -252,10 +256,14 @@ def _serialise(fn: ast.AST) -> List[str]:
         append(")")
 
     visit(fn)
+    sibling: Dict[str, str] = {}
     for i in name_at:
-        p = bound.get(out[i])
+        n = out[i]
+        p = bound.get(n)
         if p is not None:
             out[i] = _HOLE + p
+        elif n in module_defs:
+            out[i] = _HOLE + "g" + sibling.setdefault(n, str(len(sibling)))
     return out
 
 
@@ -287,9 +295,10 @@ def function_keys(tree: ast.AST, min_nodes: int = 0) -> List[FunctionKey]:
     Functions smaller than `min_nodes` are left out (they cannot match a benchmark function of that size).
     """
     out = []
+    module_defs = frozenset(n.name for n in getattr(tree, "body", ()) if isinstance(n, _DEFS))
     for node in _functions(tree):
         try:
-            stream = _serialise(node)
+            stream = _serialise(node, module_defs)
         except RecursionError:
             continue
         nodes = stream.count(")")
@@ -304,7 +313,9 @@ def function_keys(tree: ast.AST, min_nodes: int = 0) -> List[FunctionKey]:
 def parse_python(code: str) -> Optional[ast.AST]:
     """The module's tree, or None when it is not Python."""
     try:
-        return ast.parse(code)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # invalid escape sequences etc. in other people's code
+            return ast.parse(code)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
 

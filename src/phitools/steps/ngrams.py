@@ -75,15 +75,16 @@ def ngram_hashes(h: np.ndarray, n: int, *, short: bool = False) -> np.ndarray:
     shorter than n yields one hash of the whole sequence instead of nothing (used for shingling short texts).
     """
     L = int(h.shape[0])
+    tag = n
     if L < n:
         if not short or L == 0:
             return _EMPTY
         n = L
+        tag = (1 << 32) | L  # a whole short text: never equal to a full n-gram of the same words
     m = L - n + 1
     with np.errstate(over="ignore"):
         acc = h[:m].copy()
         for t in range(1, n):
             acc = acc * _ROLL + h[t:t + m]
-        # fold in the length so that a short sequence never equals a full n-gram by accident
-        acc ^= np.uint64(n)
+        acc ^= np.uint64(tag)
         return mix64(acc)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import re
+import warnings
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -242,16 +243,14 @@ class Exercise:
         return self.prompt + self.solution
 
 
-def _exercise_code(text: str) -> str:
+def _exercise_code(text: str) -> Tuple[str, bool]:
+    """(the code to parse, whether it came from a fenced block)."""
     blocks = code_blocks(text)
-    py = [c for lang, c in blocks if lang in ("python", "py", "python3", "") and "def " in c]
-    if py:
-        return py[0]
-    if blocks:
-        any_def = [c for _, c in blocks if "def " in c]
-        if any_def:
-            return any_def[0]
-    return text
+    pyish = [c for lang, c in blocks if lang in ("python", "py", "python3", "")]
+    for group in ([c for c in pyish if "def " in c], [c for _, c in blocks if "def " in c], pyish):
+        if group:
+            return group[0], True
+    return text, False
 
 
 def _is_harness(node: ast.stmt) -> bool:
@@ -269,13 +268,18 @@ def parse_exercise(text: str) -> Exercise:
 
     Raises SynthParseError with the reason (no code, syntax error, no function with a docstring, empty body).
     """
-    code = _exercise_code(text).replace("\r\n", "\n").expandtabs(4)
+    code, fenced = _exercise_code(text)
+    code = code.replace("\r\n", "\n").expandtabs(4)
     if not code.strip():
         raise SynthParseError("empty completion")
     try:
-        tree = ast.parse(code)
-    except SyntaxError as e:
-        raise SynthParseError(f"solution does not parse: {e.msg} (line {e.lineno})") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. invalid escape sequences: still valid Python
+            tree = ast.parse(code)
+    except (SyntaxError, ValueError) as e:
+        where = f" (line {e.lineno})" if isinstance(e, SyntaxError) else ""
+        what = "solution" if fenced else "answer (no ```python block)"
+        raise SynthParseError(f"{what} does not parse: {getattr(e, 'msg', str(e))}{where}") from None
     fn = None
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and ast.get_docstring(node):

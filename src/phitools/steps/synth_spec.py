@@ -215,8 +215,14 @@ def load_spec(path: str | os.PathLike) -> Spec:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         m = re.search(r"\(at line (\d+), column (\d+)\)", str(e))
-        msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(e))
-        where = f"{p}:{m.group(1)}:{m.group(2)}" if m else str(p)
+        msg = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", str(e))
+        if m:
+            where = f"{p}:{m.group(1)}:{m.group(2)}"
+        elif "end of document" in str(e):
+            where = f"{p}:{max(1, len(text.splitlines()))}"
+            msg += " at the end of the file (an unclosed bracket or string?)"
+        else:
+            where = str(p)
         raise ConfigError(f"{where}: invalid TOML: {msg}", hint="see docs/synth.md for the spec format") from None
     return spec_from_dict(data, path=str(p), text=text, sha256=hashlib.sha256(raw).hexdigest())
 
