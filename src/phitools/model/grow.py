@@ -295,6 +295,9 @@ def grow_checkpoint(src, dst, *, d_model: int | None = None, n_head: int | None 
     w = open_weights(info)
     grown = GrownWeights(plan, w)
     meta = {k: info.meta[k] for k in ("data", "hf_config") if k in info.meta}
+    data = info.meta.get("data") or (info.meta.get("provenance") or {}).get("data")  # train records it in provenance
+    if data:
+        meta["data"] = data  # the same tokenizer and token data: eval and train --init check against it
     if "tokens_seen" in info.meta:
         meta["parent_tokens_seen"] = info.meta["tokens_seen"]
     meta["provenance"] = {"operation": "grow", "params": plan.params(),
