@@ -7,8 +7,12 @@ dequantise it into an ordinary float32 torch model; the tokenizer (and chat temp
 file. No network is needed. `--model` may instead name a .gguf file, a local Hugging Face model directory
 or a Hub model id (the latter needs internet).
 
-Measured on 2 CPU cores: ~25 s to load, then roughly 10 tokens/s for one sequence; greedy requests are
-batched (left-padded) which multiplies throughput. The model is loaded lazily, on the first request that
+Measured on 2 CPU cores: ~25 s to load (50 s when the machine is busy), then roughly 10 tokens/s for one
+sequence; prompt processing costs too (a 2000-token document takes seconds), so keep --max-chars small.
+Greedy requests with the same settings are batched (left-padded). A greedy answer that did not parse is
+retried with sampling (temperature 0.7, seeded), because greedy decoding would only repeat it.
+A final assistant message is continued rather than answered ("prefill"), which lets `phitools label`
+start the answer with "Educational score:" so that even this small model answers in the format asked. The model is loaded lazily, on the first request that
 is not answered from the cache, in the backend's own worker thread, so the async runner drives it exactly
 as it drives an HTTP server.
 
@@ -77,6 +81,16 @@ def resolve_model(model: str | None) -> tuple[str, str | None, str]:
     return model, None, model  # a Hub id: transformers downloads it (needs internet)
 
 
+#: greedy decoding repeats an unparseable answer word for word, so its retries sample at this temperature
+RETRY_TEMPERATURE = 0.7
+
+
+def effective_temperature(req: LLMRequest, variant: int) -> float:
+    """The temperature used: the request's, except that retries after an unparseable greedy answer sample."""
+    t = float(req.temperature or 0.0)
+    return RETRY_TEMPERATURE if (t == 0.0 and variant > 0) else t
+
+
 class LocalModel:
     """A causal LM + tokenizer loaded once, generating batches of requests (call from one thread)."""
 
@@ -104,13 +118,20 @@ class LocalModel:
         try:
             if self.gguf_file is not None:
                 # Built by hand rather than from_pretrained(gguf_file=...), which insists on `accelerate`.
-                from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
+                from transformers import modeling_gguf_pytorch_utils as gguf_utils
 
                 tok = AutoTokenizer.from_pretrained(self.source, gguf_file=self.gguf_file)
                 cfg = AutoConfig.from_pretrained(self.source, gguf_file=self.gguf_file)
                 model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
-                tensors = load_gguf_checkpoint(os.path.join(self.source, self.gguf_file), return_tensors=True,
-                                               model_to_load=model)["tensors"]
+                # its tqdm bar ignores transformers' progress-bar switch; stderr is ours to keep quiet
+                saved_tqdm = getattr(gguf_utils, "tqdm", None)
+                gguf_utils.tqdm = lambda it, *a, **k: it
+                try:
+                    tensors = gguf_utils.load_gguf_checkpoint(os.path.join(self.source, self.gguf_file), return_tensors=True,
+                                                              model_to_load=model)["tensors"]
+                finally:
+                    if saved_tqdm is not None:
+                        gguf_utils.tqdm = saved_tqdm
                 missing, unexpected = model.load_state_dict(tensors, strict=False)
                 if getattr(cfg, "tie_word_embeddings", False):
                     model.tie_weights()
@@ -133,8 +154,12 @@ class LocalModel:
 
     def _prompt_text(self, req: LLMRequest) -> str:
         if req.messages is not None:
+            msgs = list(req.messages)
             if getattr(self.tok, "chat_template", None):
-                return self.tok.apply_chat_template(list(req.messages), add_generation_prompt=True, tokenize=False)
+                if msgs and msgs[-1].get("role") == "assistant":
+                    # a final assistant message is a prefix to continue ("prefill"), as llama.cpp and vLLM allow
+                    return self.tok.apply_chat_template(msgs, continue_final_message=True, tokenize=False)
+                return self.tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
             return "".join(f"{m.get('role', 'user')}: {m.get('content', '')}\n" for m in req.messages) + "assistant: "
         return req.prompt or ""
 
@@ -148,8 +173,9 @@ class LocalModel:
         texts = [self._prompt_text(r) for r in reqs]
         enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=first.messages is None)
         kwargs: dict[str, Any] = {"max_new_tokens": first.max_tokens, "pad_token_id": tok.pad_token_id}
-        if first.temperature and first.temperature > 0:
-            kwargs.update(do_sample=True, temperature=first.temperature)
+        temperature = effective_temperature(first, variants[0])
+        if temperature > 0:
+            kwargs.update(do_sample=True, temperature=temperature)
             if first.top_p is not None:
                 kwargs["top_p"] = first.top_p
             seed = attempt_seed(first, variants[0])
@@ -246,7 +272,7 @@ class LocalBackend(Backend):
                 return
             batch = [item]
             req0 = item[0]
-            if not (req0.temperature and req0.temperature > 0):
+            if effective_temperature(req0, item[1]) == 0.0:  # only greedy requests batch deterministically
                 key = self._batch_key(req0)
                 while len(batch) < self.batch_size:
                     try:
@@ -257,7 +283,7 @@ class LocalBackend(Backend):
                         held.append(nxt)
                         break
                     r = nxt[0]
-                    if not (r.temperature and r.temperature > 0) and self._batch_key(r) == key:
+                    if effective_temperature(r, nxt[1]) == 0.0 and self._batch_key(r) == key:
                         batch.append(nxt)
                     else:
                         held.append(nxt)

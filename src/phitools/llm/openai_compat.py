@@ -12,7 +12,7 @@ and is not part of `identity()`/`describe()` (so never in a cache, manifest or l
 
 from __future__ import annotations
 
-import asyncio
+import collections
 from typing import Any
 
 import httpx
@@ -43,7 +43,9 @@ class OpenAIBackend(Backend):
         if self.structured_mode not in STRUCTURED_MODES:
             raise ValueError(f"structured mode must be one of {STRUCTURED_MODES}")
         self._negotiate = structured == "auto"
-        self._mode_lock: asyncio.Lock | None = None
+        self._mode_ok: set[str] = set()
+        self._mode_failures: collections.Counter = collections.Counter()
+        self.posts = 0
         self.fallbacks: list[str] = []
         self._ua = user_agent
 
@@ -56,6 +58,7 @@ class OpenAIBackend(Backend):
     def describe(self) -> dict:
         d = self.identity()
         d["structured_mode"] = self.structured_mode
+        d["http_posts"] = self.posts
         if self.fallbacks:
             d["structured_fallbacks"] = list(self.fallbacks)
         return d
@@ -117,32 +120,37 @@ class OpenAIBackend(Backend):
             return await self._post(req, self.structured_mode if structured else "text", timeout, variant)
         mode = self.structured_mode
         try:
-            return await self._post(req, mode, timeout, variant)
+            ans = await self._post(req, mode, timeout, variant)
         except (TransientError, RequestFailed) as e:
             status = getattr(e, "status", None)
             if isinstance(e, TransientError) and (status is None or status == 429 or status < 500):
                 raise  # not a rejection of the structured mode
+            if mode in self._mode_ok:
+                raise  # this mode has worked before: a real server error, retried as usual
             first: Exception = e
-        # The server rejected this mode (llama.cpp: json_schema -> 500). Try the next ones; adopt the first
-        # that works. If none does, the original failure stands and is retried as usual.
-        if self._mode_lock is None:
-            self._mode_lock = asyncio.Lock()
-        async with self._mode_lock:
-            if self.structured_mode != mode:  # someone else already negotiated
-                return await self._post(req, self.structured_mode, timeout, variant)
-            for nxt in STRUCTURED_MODES[STRUCTURED_MODES.index(mode) + 1:]:
-                try:
-                    ans = await self._post(req, nxt, timeout, variant)
-                except (TransientError, RequestFailed):
-                    continue
+        else:
+            self._mode_ok.add(mode)
+            return ans
+        # The server may not support this mode (llama.cpp: json_schema -> 500). Answer this request with the
+        # next mode that works; adopt that mode for the run once the better one has failed twice and never
+        # worked, so one unlucky 503 does not downgrade a whole run.
+        for nxt in STRUCTURED_MODES[STRUCTURED_MODES.index(mode) + 1:]:
+            try:
+                ans = await self._post(req, nxt, timeout, variant)
+            except (TransientError, RequestFailed):
+                continue
+            self._mode_ok.add(nxt)
+            self._mode_failures[mode] += 1
+            if self._mode_failures[mode] >= 2 and self.structured_mode == mode:
                 self.fallbacks.append(f"{mode}->{nxt}")
                 self.structured_mode = nxt
-                return ans
+            return ans
         raise first
 
     async def _post(self, req: LLMRequest, mode: str, timeout: float, variant: int) -> Answer:
         url = f"{self.api_base}/{req.endpoint}"
         body = orjson.dumps(self.body(req, mode=mode, variant=variant))
+        self.posts += 1
         try:
             r = await self._http().post(url, content=body, timeout=httpx.Timeout(timeout, connect=min(timeout, 30.0)))
         except httpx.TimeoutException:
