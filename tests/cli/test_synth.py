@@ -136,3 +136,26 @@ def test_dedup_and_stats(tmp_path, phitools):
 def test_show_template():
     res = CliRunner().invoke(app, ["synth", "--show-template", "--kind", "story"])
     assert res.exit_code == 0 and "{noun}" in res.stdout and res.stdout.startswith("[system]")
+
+
+def test_check_runs_doctests_in_the_sandbox(tmp_path, phitools):
+    pytest.importorskip("phitools.eval.sandbox")
+
+    def ex(body):  # index-dependent: some solutions are wrong
+        text = request_text(body)
+        wrong = body["seed"] % 2
+        return (f'```python\ndef sq(n: int) -> int:\n    """Square n.\n\n    >>> sq(3)\n    9\n    """\n'
+                f'    return n * n{" + 1" if wrong else ""}\n```\n# {len(text)}')
+
+    with FakeLLMServer(answer=ex) as srv:
+        r = phitools("synth", "--topics", TOPICS, "--kind", "exercise", "--n", "6", "--check", "--max-attempts", "1",
+                     "--api-base", srv.url, "--model", "fake", "-o", tmp_path / "ex", "--failed", tmp_path / "bad.jsonl")
+        seeds = [b["seed"] for b in srv.bodies]
+    assert r.returncode == 0, r.stderr.decode()
+    n_wrong = sum(s % 2 for s in seeds)
+    assert 0 < n_wrong < 6
+    m = json.loads((tmp_path / "ex" / "manifest.json").read_text())
+    assert m["synth"]["check"] == {"passed": 6 - n_wrong, "failed": n_wrong}
+    assert m["synth"]["written"] == 6 - n_wrong and m["stats"]["dropped"] == {"check_failed": n_wrong}
+    bad = records((tmp_path / "bad.jsonl").read_bytes())
+    assert all("1 of 1 doctest examples failed" in b["synth"]["error"] for b in bad)

@@ -134,15 +134,16 @@ def synth(
         from phitools.steps.neardup import NearDupIndex
 
         near = NearDupIndex()
-    checker = _doctest_checker() if check else None
     backend_obj = build_backend(opts, models[0], allowed=("local", "openai"))
     if opts.kind == "local":
         console.warn(LOCAL_NOTE)
-    failed_writer = RecordWriter(failed, tool="synth", seed=seed, inputs=inputs, shard=shard_spec,
-                                 manifest_extra={"synth_failed": True}) if failed else None
-    cache_obj = cache_for(opts, output)
-    runner = build_runner(opts, backend_obj, cache=cache_obj, seed=seed)
+    checker = failed_writer = cache_obj = None
     try:
+        checker = _doctest_checker(seed) if check else None
+        failed_writer = RecordWriter(failed, tool="synth", seed=seed, inputs=inputs, shard=shard_spec,
+                                     manifest_extra={"synth_failed": True}) if failed else None
+        cache_obj = cache_for(opts, output)
+        runner = build_runner(opts, backend_obj, cache=cache_obj, seed=seed)
         with RecordWriter(output, tool="synth", shard_size=shard_size, shard=shard_spec, stats=st, seed=seed,
                           inputs=inputs, manifest_extra=extra) as w:
             with runner, console.progress("synth", total=plan.count()) as bar:
@@ -164,6 +165,8 @@ def synth(
             if near is not None:
                 extra["synth"]["dedup"] = near.report()
             extra["llm"] = llm_manifest(runner)
+            if checker is not None:
+                extra["synth"]["check_detail"] = checker.describe()
             if diversity is not None:
                 extra["diversity"] = diversity.report()
             w.manifest_extra.update(extra)
@@ -171,6 +174,8 @@ def synth(
                 raise DataError(f"no record survived: all {counters.attempted} failed ({_reasons(counters)})",
                                 source="synth", hint="see --failed FILE for the answers; raise --max-tokens or use a stronger model")
     finally:
+        if checker is not None:
+            checker.close()
         if failed_writer is not None:
             failed_writer.close()  # nothing the model answered is lost, even when the run stops
         if cache_obj is not None:
@@ -212,16 +217,16 @@ def _dry_run(plan, output, st, inputs, extra, shard_size) -> None:
         w.manifest_extra.update(extra)
 
 
-def _doctest_checker():
-    """A check(record) -> None | reason that runs an exercise's doctests in the eval sandbox."""
+def _doctest_checker(seed: int):
+    """A DoctestChecker (check(record) -> None | reason) over the eval sandbox."""
     try:
         from phitools.eval import sandbox  # noqa: F401
     except ImportError:
-        raise PhitoolsError("--check needs the evaluation sandbox (phitools.eval.sandbox), which is not built yet",
+        raise PhitoolsError("--check needs the evaluation sandbox (phitools.eval.sandbox), which is not installed",
                             hint="run without --check; solutions are still parsed") from None
-    from phitools.steps.synth_check import doctest_check
+    from phitools.steps.synth_check import DoctestChecker
 
-    return doctest_check
+    return DoctestChecker(seed=seed)
 
 
 def register(app: typer.Typer) -> None:

@@ -38,7 +38,7 @@ import orjson
 
 from phitools.errors import DataError, UsageError
 from phitools.records import Record
-from phitools.steps.ngrams import WordHasher, ngram_hashes
+from phitools.steps.ngrams import WordHasher, ngram_hashes, sorted_unique
 from phitools.steps.synth_prompts import code_blocks
 
 BENCHMARK_NAMES = ("humaneval", "mbpp")
@@ -375,7 +375,7 @@ class BenchmarkIndex:
                 g = ngram_hashes(self.hasher.text(text), cfg.ngram)
                 if not g.size:
                     self.too_short += 1
-                for h in np.unique(g).tolist():
+                for h in sorted_unique(g).tolist():
                     self.ngram_owner.setdefault(h, set()).add(i)
             if cfg.ast:
                 tree = parse_python(it.solution)
@@ -387,7 +387,7 @@ class BenchmarkIndex:
                     self.functions_exact += 1
                     if fk.nodes < cfg.ast_window_min_nodes:
                         continue  # small functions share most windows with unrelated code: exact match only
-                    w = np.unique(self._windows(fk))
+                    w = sorted_unique(self._windows(fk))
                     fid = len(self.fn_item)
                     self.fn_item.append(i)
                     self.fn_windows.append(int(w.size))
@@ -409,7 +409,7 @@ class BenchmarkIndex:
     def _hits(g: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
         if not g.size or not sorted_keys.size:
             return g[:0]
-        g = np.unique(g)
+        g = sorted_unique(g)
         pos = np.searchsorted(sorted_keys, g)
         pos[pos >= sorted_keys.size] = 0
         return g[sorted_keys[pos] == g]

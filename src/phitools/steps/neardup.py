@@ -27,9 +27,9 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from phitools.errors import UsageError
-from phitools.steps.ngrams import WordHasher, mix64, ngram_hashes
+from phitools.steps.ngrams import WordHasher, mix64, ngram_hashes, sorted_unique
 
-_CHUNK_ELEMENTS = 1 << 23  # (perm x shingle) matrix elements per numpy step: ~64 MiB of uint64
+_CHUNK_ELEMENTS = 1 << 20  # (perm x shingle) matrix elements per numpy step: 8 MiB of uint64 stays in cache
 
 
 @dataclass(frozen=True)
@@ -88,14 +88,31 @@ class MinHasher:
             while j < len(sets) and (j == i or (total + len(sets[j])) * P <= _CHUNK_ELEMENTS):
                 total += len(sets[j])
                 j += 1
+            if j == i + 1 and total * P > _CHUNK_ELEMENTS:  # one big set: take the minimum over column chunks
+                out[i] = self._one_large(sets[i])
+                i = j
+                continue
             x = np.concatenate(sets[i:j])
             offsets = np.zeros(j - i, dtype=np.int64)
             np.cumsum([len(s) for s in sets[i:j - 1]], out=offsets[1:])
-            with np.errstate(over="ignore"):
-                hv = (self.a * x[None, :] + self.b) >> np.uint64(32)  # (P, total)
-            out[i:j] = np.minimum.reduceat(hv, offsets, axis=1).T.astype(np.uint32)
+            out[i:j] = np.minimum.reduceat(self._hash(x), offsets, axis=1).T.astype(np.uint32)
             i = j
         return out
+
+    def _hash(self, x: np.ndarray) -> np.ndarray:
+        """(a_k * x + b_k mod 2^64) >> 32 for every permutation k and value x: shape (P, len(x)), in place."""
+        with np.errstate(over="ignore"):
+            hv = self.a * x[None, :]
+            hv += self.b
+            hv >>= np.uint64(32)
+        return hv
+
+    def _one_large(self, s: np.ndarray) -> np.ndarray:
+        cols = max(1, _CHUNK_ELEMENTS // self.params.num_perm)
+        m = np.full(self.params.num_perm, np.iinfo(np.uint64).max, dtype=np.uint64)
+        for k in range(0, s.size, cols):
+            np.minimum(m, self._hash(s[k:k + cols]).min(axis=1), out=m)
+        return m.astype(np.uint32)
 
     def band_keys(self, sigs: np.ndarray) -> np.ndarray:
         """LSH bucket keys, shape (n, bands) uint64: a hash of each band's rows, salted by band."""
@@ -137,11 +154,21 @@ class NearDupIndex:
 
     def shingles(self, text: str) -> np.ndarray:
         """Sorted unique shingle hashes of a text (empty when it has no words)."""
-        return np.unique(ngram_hashes(self.words.text(text), self.params.shingle, short=True))
+        return self.shingles_of(self.words.text(text))
 
-    def check(self, texts: Sequence[str]) -> List[Optional[int]]:
-        """Classify a batch of texts (in order, against everything kept so far and each other)."""
-        sets = [self.shingles(t) for t in texts]
+    def shingles_of(self, word_hashes: np.ndarray) -> np.ndarray:
+        """Sorted unique shingle hashes from a text's word hashes (`WordHasher`)."""
+        return sorted_unique(ngram_hashes(word_hashes, self.params.shingle, short=True))
+
+    def check(self, texts: Sequence[str], *, word_hashes: Optional[Sequence[np.ndarray]] = None) -> List[Optional[int]]:
+        """Classify a batch of texts (in order, against everything kept so far and each other).
+
+        Pass `word_hashes` (one array per text, from this index's WordHasher) to skip tokenising again.
+        """
+        if word_hashes is not None:
+            sets = [self.shingles_of(h) for h in word_hashes]
+        else:
+            sets = [self.shingles(t) for t in texts]
         nonempty = [k for k, s in enumerate(sets) if s.size]
         keys = np.zeros((len(texts), self.params.bands), dtype=np.uint64)
         if nonempty:

@@ -45,11 +45,11 @@ class WordHasher:
 
     def hashes(self, toks: List[str]) -> np.ndarray:
         """uint64 hashes of a list of words, shape (len(toks),)."""
-        get = self._cache.get
-        out = [get(w) for w in toks]
-        for i, h in enumerate(out):
-            if h is None:
-                out[i] = self._hash(toks[i])
+        out = list(map(self._cache.get, toks))
+        if None in out:  # a C-level scan; the Python loop below runs only when there are new words
+            for i, h in enumerate(out):
+                if h is None:
+                    out[i] = self._hash(toks[i])
         return np.array(out, dtype=np.uint64) if out else _EMPTY
 
     def text(self, text: str) -> np.ndarray:
@@ -88,3 +88,14 @@ def ngram_hashes(h: np.ndarray, n: int, *, short: bool = False) -> np.ndarray:
             acc = acc * _ROLL + h[t:t + m]
         acc ^= np.uint64(tag)
         return mix64(acc)
+
+
+def sorted_unique(x: np.ndarray) -> np.ndarray:
+    """Sorted distinct values of a 1-d array (sort + mask: many times faster than np.unique on uint64 here)."""
+    if x.size < 2:
+        return x.copy()
+    s = np.sort(x)
+    keep = np.empty(s.size, dtype=bool)
+    keep[0] = True
+    np.not_equal(s[1:], s[:-1], out=keep[1:])
+    return s[keep]

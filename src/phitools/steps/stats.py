@@ -23,10 +23,10 @@ import numpy as np
 
 from phitools.records import Record
 from phitools.steps.neardup import MinHashParams, NearDupIndex
-from phitools.steps.ngrams import WordHasher, ngram_hashes, words
+from phitools.steps.ngrams import WordHasher, ngram_hashes, sorted_unique, words
 
-_COMPACT_AT = 1 << 22
-NEVER_DRAWN_LISTED = 50  # coverage lists at most this many never-drawn values (and counts them all)  # compact accumulated n-gram hashes into a unique set after this many
+_COMPACT_AT = 1 << 22  # compact accumulated n-gram hashes into a unique set after this many
+NEVER_DRAWN_LISTED = 50  # coverage lists at most this many never-drawn values (and counts them all)
 
 
 class DistinctCounter:
@@ -52,7 +52,7 @@ class DistinctCounter:
 
     def _compact(self) -> None:
         if self._pending:
-            self._uniq = np.unique(np.concatenate([self._uniq, *self._pending]))
+            self._uniq = sorted_unique(np.concatenate([self._uniq, *self._pending]))
             self._pending.clear()
             self._pending_size = 0
 
@@ -118,7 +118,7 @@ class DiversityStats:
         self.words_total = 0
         self.coverage = Coverage(declared)
         self.near = NearDupIndex(params, hasher=self.hasher) if near_dup else None
-        self._batch: List[str] = []
+        self._batch: List[np.ndarray] = []
         self._batch_size = batch
 
     def add(self, rec: Record) -> None:
@@ -137,7 +137,7 @@ class DiversityStats:
         for dc in self.distinct:
             dc.add(h)
         if self.near is not None:
-            self._batch.append(text)
+            self._batch.append(h)  # the word hashes: the near-duplicate index does not tokenise again
             if len(self._batch) >= self._batch_size:
                 self._flush()
 
@@ -148,7 +148,7 @@ class DiversityStats:
 
     def _flush(self) -> None:
         if self.near is not None and self._batch:
-            self.near.check(self._batch)
+            self.near.check([""] * len(self._batch), word_hashes=self._batch)
             self._batch.clear()
 
     def report(self) -> dict:
