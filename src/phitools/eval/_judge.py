@@ -1,0 +1,377 @@
+"""The judge's side of a check (runs in J, which never runs candidate code). Stdlib only.
+
+J executes the benchmark's own test code — the HumanEval `check` function, MBPP's setup and asserts — with
+every name the test takes from the program (the entry point, MBPP's functions) bound to a proxy. Calling a
+proxy sends plain arguments to the candidate's process and gets a plain value back (or a handle for
+anything else). Expected values, helper functions and comparisons all stay here, so:
+
+* the candidate never sees what it is compared with (beyond what the prompt itself shows);
+* `==` is Python's own on rebuilt plain data: an object with an always-true `__eq__` cannot get here, and a
+  handle refuses to be compared, hashed or tested for truth;
+* the candidate cannot reach this process's memory, frames, or verdict channel, and its exit, however
+  clean, is a failed call here, never a pass.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import importlib
+import os
+import random
+import symtable
+import sys
+import traceback
+
+from phitools.eval import _wire as wire
+
+
+class CandidateGone(BaseException):
+    """The candidate's process ended or broke the protocol mid-test. BaseException: tests cannot catch it."""
+
+
+class NeedsInProcess(BaseException):
+    """The test passes a value that cannot leave this process (a function, an object of a test class)."""
+
+
+class Uncomparable(BaseException):
+    """A handle (a non-plain object from the candidate) was compared, hashed or tested for truth."""
+
+
+class CandidateError(Exception):
+    """The candidate raised an exception that is not a Python builtin one."""
+
+
+_BUILTIN_EXC = {n: getattr(builtins, n) for n in dir(builtins)
+                if isinstance(getattr(builtins, n), type) and issubclass(getattr(builtins, n), Exception)}
+
+
+class Channel:
+    """The judge's end of the request/answer pipes to the candidate."""
+
+    def __init__(self, req: int, resp: int):
+        self.req = req
+        self.resp = resp
+        self.calls = 0
+
+    def rpc(self, msg: dict) -> dict:
+        try:
+            wire.send(self.req, msg)
+            r = wire.recv(self.resp)
+        except (EOFError, BrokenPipeError):
+            raise CandidateGone("the candidate's process ended before answering") from None
+        except OSError as e:
+            raise CandidateGone(f"the candidate's process is unreachable ({e})") from None
+        except wire.WireError as e:
+            raise CandidateGone(f"the candidate's process sent a malformed answer ({e})") from None
+        if not isinstance(r, dict):
+            raise CandidateGone("the candidate's process sent a malformed answer")
+        return r
+
+    def value(self, r: dict):
+        if "raise" in r:
+            raise self._exception(r["raise"])
+        if "ok" not in r:
+            raise CandidateGone("the candidate's process sent a malformed answer")
+        try:
+            return wire.decode(r["ok"], handle=self.ref)
+        except wire.WireError as e:
+            raise CandidateGone(f"the candidate's process sent a malformed value ({e})") from None
+
+    def ref(self, d: dict) -> "RemoteRef":
+        h = d.get("$h")
+        if type(h) is not int:
+            raise wire.WireError("malformed handle")
+        return RemoteRef(self, h, str(d.get("t", "object"))[:200], bool(d.get("c")))
+
+    @staticmethod
+    def _exception(info) -> BaseException:
+        if not isinstance(info, dict):
+            return CandidateError("the candidate raised an exception")
+        name = str(info.get("type", "Exception"))[:100]
+        msg = str(info.get("msg", ""))
+        where = str(info.get("where", ""))
+        text = msg + (f" [{where}]" if where else "")
+        cls = _BUILTIN_EXC.get(name) if info.get("builtin") else None
+        exc: BaseException = CandidateError(f"{name}: {text}")
+        if cls is not None:
+            try:
+                exc = cls(text)
+            except Exception:  # noqa: BLE001 - e.g. UnicodeDecodeError wants 5 arguments
+                pass
+        exc.phitools_from_candidate = True  # type: ignore[attr-defined]
+        return exc
+
+    def encode_arg(self, x):
+        def handle(obj):
+            if type(obj) is RemoteRef:
+                return {"$h": object.__getattribute__(obj, "_h")}
+            raise NeedsInProcess(f"the test passes a {wire.type_name(obj)} to the candidate")
+        return wire.encode(x, handles=handle, coerce=True)
+
+    def call(self, ref: "RemoteRef", args: tuple, kwargs: dict):
+        enc_args = [self.encode_arg(a) for a in args]
+        enc_kw = {k: self.encode_arg(v) for k, v in kwargs.items()}
+        self.calls += 1
+        r = self.rpc({"op": "call", "f": object.__getattribute__(ref, "_h"), "args": enc_args, "kwargs": enc_kw})
+        out = self.value(r)
+        mut = r.get("mut")
+        if isinstance(mut, dict):
+            for key, enc in mut.items():
+                target = kwargs.get(key[2:]) if key.startswith("k:") else (
+                    args[int(key)] if key.isdigit() and int(key) < len(args) else None)
+                try:
+                    _apply_mutation(target, wire.decode(enc, handle=self.ref))
+                except wire.WireError as e:
+                    raise CandidateGone(f"the candidate's process sent a malformed value ({e})") from None
+        return out
+
+    def op(self, op: str, ref: "RemoteRef", **kw):
+        msg = {"op": op, "h": object.__getattribute__(ref, "_h")}
+        for k, v in kw.items():
+            msg[k] = self.encode_arg(v) if k in ("key", "value") else v
+        return self.value(self.rpc(msg))
+
+
+def _apply_mutation(target, new) -> None:
+    if type(target) is list and type(new) is list:
+        target[:] = new
+    elif type(target) is dict and type(new) is dict:
+        target.clear()
+        target.update(new)
+    elif type(target) is set and type(new) is set:
+        target.clear()
+        target.update(new)
+    elif type(target) is bytearray and type(new) is bytearray:
+        target[:] = new
+
+
+def _refuse(self, *a):
+    t = object.__getattribute__(self, "_t")
+    raise Uncomparable(f"the candidate produced an object of type {t}; only plain values (numbers, strings, "
+                       "lists, tuples, dicts, sets, ...) can be compared, hashed or tested for truth")
+
+
+class RemoteRef:
+    """Stands for a non-plain object living in the candidate's process: callable, attributes and items
+    readable and settable, never compared."""
+
+    __slots__ = ("_ch", "_h", "_t", "_c")
+
+    def __init__(self, ch: Channel, h: int, t: str, c: bool):
+        object.__setattr__(self, "_ch", ch)
+        object.__setattr__(self, "_h", h)
+        object.__setattr__(self, "_t", t)
+        object.__setattr__(self, "_c", c)
+
+    def __call__(self, *args, **kwargs):
+        return object.__getattribute__(self, "_ch").call(self, args, kwargs)
+
+    def __getattr__(self, name):
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        return object.__getattribute__(self, "_ch").op("getattr", self, name=name)
+
+    def __setattr__(self, name, value):
+        object.__getattribute__(self, "_ch").op("setattr", self, name=name, value=value)
+
+    def __getitem__(self, key):
+        return object.__getattribute__(self, "_ch").op("getitem", self, key=key)
+
+    def __setitem__(self, key, value):
+        object.__getattribute__(self, "_ch").op("setitem", self, key=key, value=value)
+
+    def __len__(self):
+        n = object.__getattribute__(self, "_ch").op("len", self)
+        if type(n) is not int or n < 0:
+            raise TypeError("__len__ returned a non-integer")
+        return n
+
+    def __iter__(self):
+        v = object.__getattribute__(self, "_ch").op("list", self)
+        return iter(v if type(v) is list else [])
+
+    def __repr__(self):
+        return f"<{object.__getattribute__(self, '_t')} object in the candidate's process>"
+
+    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __bool__ = __hash__ = __contains__ = _refuse
+
+
+# ---- test code -------------------------------------------------------------------------------------------
+class _CountAsserts(ast.NodeTransformer):
+    """After every `assert`, call __phitools_ok__(site): a pass is counted only when assertions ran."""
+
+    def __init__(self):
+        self.sites = 0
+
+    def visit_Assert(self, node: ast.Assert):
+        self.generic_visit(node)
+        k = self.sites
+        self.sites += 1
+        ok = ast.Expr(ast.Call(func=ast.Name("__phitools_ok__", ast.Load()), args=[ast.Constant(k)], keywords=[]))
+        return [node, ok]
+
+
+def _is_eq_compare(test) -> bool:
+    return isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)
+
+
+class _CountAssertsEq(_CountAsserts):
+    def visit_Assert(self, node: ast.Assert):
+        self.generic_visit(node)
+        k = self.sites
+        self.sites += 1
+        if _is_eq_compare(node.test):
+            node.test = ast.Call(func=ast.Name("__phitools_eq__", ast.Load()),
+                                 args=[node.test.left, node.test.comparators[0]], keywords=[])
+        ok = ast.Expr(ast.Call(func=ast.Name("__phitools_ok__", ast.Load()), args=[ast.Constant(k)], keywords=[]))
+        return [node, ok]
+
+
+def instrument(src: str, rewrite_eq: bool = False) -> tuple[ast.Module, int]:
+    """Parse test code and insert assertion counters (and, for in-process runs, plain-value `==`)."""
+    tree = ast.parse(src, "<test>")
+    t = _CountAssertsEq() if rewrite_eq else _CountAsserts()
+    tree = t.visit(tree)
+    ast.fix_missing_locations(tree)
+    return tree, t.sites
+
+
+def rewrite_for_inprocess(src: str) -> tuple[str, int]:
+    """Test source for the in-process fallback: counted assertions, `a == b` compared as plain values."""
+    tree, n = instrument(src, rewrite_eq=True)
+    return ast.unparse(tree), n
+
+
+def free_names(src: str) -> set[str]:
+    """Global names the code reads but never binds at module level (approximate where code is dynamic)."""
+    top = symtable.symtable(src, "<test>", "exec")
+    refs: set[str] = set()
+    bound: set[str] = set()
+
+    def walk(t) -> None:
+        is_module = t.get_type() == "module"
+        for s in t.get_symbols():
+            name = s.get_name()
+            if is_module:
+                if s.is_assigned() or s.is_imported() or s.is_namespace():
+                    bound.add(name)
+                if s.is_referenced():
+                    refs.add(name)
+            else:
+                if s.is_global() and s.is_referenced():
+                    refs.add(name)
+                if s.is_declared_global() and s.is_assigned():
+                    bound.add(name)
+        for c in t.get_children():
+            walk(c)
+
+    walk(top)
+    return refs - bound
+
+
+def _assert_reason(e: BaseException, lines: list[str]) -> str:
+    frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename == "<test>"]
+    where = ""
+    if frames:
+        n = frames[-1].lineno or 0
+        text = lines[n - 1].strip() if 0 < n <= len(lines) else ""
+        where = f" at test line {n}" + (f": {text[:300]}" if text else "")
+    msg = str(e)
+    return f"assertion failed{where}" + (f" ({msg[:500]})" if msg else "")
+
+
+def _error_reason(e: BaseException, lines: list[str]) -> str:
+    frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename == "<test>"]
+    where = f" (test line {frames[-1].lineno})" if frames else ""
+    if isinstance(e, CandidateError):
+        return f"the candidate raised {e}{where}"
+    if getattr(e, "phitools_from_candidate", False):
+        return f"the candidate raised {type(e).__name__}: {str(e)[:1000]}{where}"
+    return f"{type(e).__name__}: {str(e)[:1000]}{where}"
+
+
+def main(ctl: int, verdict: int, req: int, resp: int, set_limits) -> None:
+    """Run one test against the candidate's process and write the verdict (with the supervisor's nonce)."""
+    spec = wire.recv(ctl)
+    set_limits(spec["limits"], candidate=False)
+    wire.allow_big_ints()
+    random.seed(spec.get("seed", 0))
+    nonce = spec["nonce"]
+
+    def report(**kw) -> None:
+        wire.send(verdict, {"nonce": nonce, **kw})
+        os._exit(0)
+
+    ch = Channel(req, resp)
+    test = spec["test"]
+    lines = test.splitlines()
+    try:
+        tree, n_sites = instrument(test)
+        code = compile(tree, "<test>", "exec")
+        free = free_names(test)
+    except SyntaxError as e:
+        report(status="error", reason=f"the test code does not parse: {e}")
+        return
+    G: dict = {}
+    prelude = spec.get("prelude") or ""
+    if prelude:
+        try:
+            exec(compile(prelude, "<prompt>", "exec"), G)
+        except BaseException:  # noqa: BLE001 - a prompt is a stub; what it defines before failing still counts
+            pass
+    forced = list(spec.get("remote") or [])
+    for n in forced:
+        G.pop(n, None)
+    names = sorted((free - set(G) - set(dir(builtins))) | set(forced))
+    try:
+        r = ch.rpc({"op": "describe", "names": names})
+    except CandidateGone as e:
+        report(status="candidate_gone", reason=str(e))
+        return
+    if "load_error" in r:
+        le = r["load_error"] if isinstance(r["load_error"], dict) else {}
+        where = f" ({le.get('where')})" if le.get("where") else ""
+        report(status="failed", reason=f"the program raised {le.get('type', 'an exception')}{where}: "
+                                       f"{str(le.get('msg', ''))[:1000]}")
+        return
+    described = r.get("names")
+    if not isinstance(described, dict):
+        report(status="candidate_gone", reason="the candidate's process sent a malformed answer")
+        return
+    stdlib = getattr(sys, "stdlib_module_names", frozenset())
+    for name in names:
+        d = described.get(name)
+        if not isinstance(d, dict) or "missing" in d:
+            continue  # unbound here too: the test gets the NameError the reference harness would
+        try:
+            if "module" in d and str(d["module"]).split(".")[0] in stdlib:
+                G[name] = importlib.import_module(str(d["module"]))
+            elif "value" in d:
+                G[name] = wire.decode(d["value"], handle=ch.ref)
+        except (wire.WireError, ImportError) as e:
+            report(status="candidate_gone", reason=f"the candidate's process sent a malformed value ({e})")
+            return
+    asserts = [0]
+
+    def ok(_site) -> None:
+        asserts[0] += 1
+
+    G["__phitools_ok__"] = ok
+    try:
+        exec(code, G)
+    except AssertionError as e:
+        report(status="failed", reason=_assert_reason(e, lines), asserts=asserts[0], calls=ch.calls)
+    except CandidateGone as e:
+        report(status="candidate_gone", reason=str(e), asserts=asserts[0], calls=ch.calls)
+    except NeedsInProcess as e:
+        report(status="needs_inprocess", reason=str(e))
+    except Uncomparable as e:
+        report(status="failed", reason=str(e), asserts=asserts[0], calls=ch.calls)
+    except BaseException as e:  # noqa: BLE001 - any other exception fails the test, as in the reference
+        report(status="failed", reason=_error_reason(e, lines), asserts=asserts[0], calls=ch.calls)
+    if ch.calls == 0:
+        report(status="error", reason="the test never called the candidate's code", asserts=asserts[0], calls=0)
+    if asserts[0] == 0:
+        report(status="error", reason="the test ran no assertions", asserts=0, calls=ch.calls)
+    report(status="passed", asserts=asserts[0], calls=ch.calls, sites=n_sites)

