@@ -7,6 +7,7 @@ schedule, config, python/numpy RNG) to state.json. Layout of a run directory:
     RUN/checkpoints/step-000050/   a full training checkpoint (also a plain model checkpoint)
     RUN/latest -> checkpoints/step-000050   convenience link to the newest one
     RUN/config.json, RUN/model.safetensors, ...   the final model: RUN itself is a checkpoint at the end
+    RUN/final -> checkpoints/step-000200     the same final checkpoint, by name
 
 `--resume` scans RUN/checkpoints for the highest complete step (a directory only exists once complete).
 """
@@ -30,6 +31,7 @@ from phitools.train.parallel import Dist, full_state_dict, is_fsdp
 STEP_RE = re.compile(r"^step-(\d{6,})$")
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
+FINAL = "final"
 
 
 def step_dir(run: Path, step: int) -> Path:
@@ -55,10 +57,10 @@ def latest(run: Path) -> Path | None:
     return steps[-1][1] if steps else None
 
 
-def point_latest(run: Path, target: Path) -> None:
-    """Atomically repoint RUN/latest (a relative symlink) at `target`."""
-    link = Path(run) / LATEST
-    tmp = Path(run) / f".{LATEST}.tmp-{os.getpid()}"
+def point_latest(run: Path, target: Path, name: str = LATEST) -> None:
+    """Atomically repoint RUN/latest (or RUN/<name>: a relative symlink) at `target`."""
+    link = Path(run) / name
+    tmp = Path(run) / f".{name}.tmp-{os.getpid()}"
     try:
         tmp.unlink(missing_ok=True)
         tmp.symlink_to(os.path.relpath(target, run))
@@ -94,6 +96,7 @@ def publish_final(run: Path, src: Path) -> None:
         except OSError:
             shutil.copyfile(src / name, tmp)
         os.replace(tmp, run / name)
+    point_latest(run, src, FINAL)  # RUN/final: the same checkpoint under the name some examples use
 
 
 # ---- optimizer state <-> tensors + JSON, keyed by parameter name ------------------------------------------
