@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Optional
 
 import typer
 from typing_extensions import Annotated
@@ -147,7 +147,11 @@ def synth(
         with RecordWriter(output, tool="synth", shard_size=shard_size, shard=shard_spec, stats=st, seed=seed,
                           inputs=inputs, manifest_extra=extra) as w:
             with runner, console.progress("synth", total=plan.count()) as bar:
-                on_failed = failed_writer.write if failed_writer is not None else None
+                def on_failed(rec: dict) -> None:
+                    bar.advance()  # a failed record is progress too
+                    if failed_writer is not None:
+                        failed_writer.write(rec)
+
                 for rec in synthesize(plan, runner, counters=counters, on_failed=on_failed, check=checker):
                     bar.advance()
                     if near is not None and near.check([rec["text"]])[0] is not None:

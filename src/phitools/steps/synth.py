@@ -14,17 +14,15 @@ it is counted in the manifest and, with --failed, written there with its reason 
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, Optional, Tuple
 
 import numpy as np
 
 from phitools.records import Record
 from phitools.shards.spec import ShardSpec
-from phitools.steps.synth_prompts import (Exercise, SynthParseError, Template, clean_prose, doctest_examples,
-                                          parse_exercise, render)
+from phitools.steps.synth_prompts import Exercise, Template, clean_prose, doctest_examples, parse_exercise, render
 from phitools.steps.synth_spec import Spec
 
 # Defaults for --max-tokens: modest, because the embedded model writes ~10 tokens/s on two CPU cores.
@@ -189,22 +187,3 @@ def synthesize(plan: SynthPlan, runner, *, counters: SynthCounters,
             counters.truncated += 1
         counters.written += 1
         yield rec
-
-
-def template_hash(text: str) -> str:
-    """sha256 of a template's text (the template id's companion in provenance)."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def coverage_counts(records: Iterable[Record]) -> Dict[str, Counter]:
-    """{dimension: Counter(value)} over records' synth.draw (helper for tests and reports)."""
-    out: Dict[str, Counter] = {}
-    for r in records:
-        for k, v in (r.get("synth", {}).get("draw") or {}).items():
-            out.setdefault(k, Counter())[v] += 1
-    return out
-
-
-def drawn_plan(plan: SynthPlan) -> List[Dict[str, str]]:
-    """The draws of every index this process makes (no model calls): for --dry-run and tests."""
-    return [plan.spec.draw(plan.seed, i) for i in plan.indices()]
