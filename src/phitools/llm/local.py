@@ -25,13 +25,15 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import functools
 import hashlib
 import importlib.util
 import os
 import queue
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from phitools.errors import ConfigError, EndpointError
 from phitools.llm.client import Answer, Backend, LLMRequest, RequestFailed, attempt_seed
@@ -91,6 +93,43 @@ def effective_temperature(req: LLMRequest, variant: int) -> float:
     return RETRY_TEMPERATURE if (t == 0.0 and variant > 0) else t
 
 
+@contextlib.contextmanager
+def _fast_gguf(gguf_utils) -> Iterator[None]:
+    """Load-time speedups, undone afterwards: transformers parses the GGUF file three times (tokenizer,
+    config, tensors) and rebuilds gguf's tensor-name map once per module (~400 times); both dominate the
+    load on a small model. Parse once, build the map once. Also silence its tqdm bar (stderr is ours)."""
+    import gguf
+
+    readers: dict = {}
+    real_reader, real_map = gguf.GGUFReader, gguf.get_tensor_name_map
+    real_tqdm = getattr(gguf_utils, "tqdm", None)
+
+    def reader(path, *a, **k):
+        key = (os.path.realpath(path), a, tuple(sorted(k.items())))
+        if key not in readers:
+            readers[key] = real_reader(path, *a, **k)
+        return readers[key]
+
+    gguf.GGUFReader = reader
+    gguf.get_tensor_name_map = functools.lru_cache(maxsize=None)(real_map)
+    gguf_utils.tqdm = lambda it, *a, **k: it
+    try:
+        yield
+    finally:
+        gguf.GGUFReader, gguf.get_tensor_name_map = real_reader, real_map
+        if real_tqdm is not None:
+            gguf_utils.tqdm = real_tqdm
+
+
+def _no_init():
+    """transformers' switch that skips random weight initialisation (absent in old versions: a no-op)."""
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:  # pragma: no cover
+        return contextlib.nullcontext()
+    return no_init_weights()
+
+
 class LocalModel:
     """A causal LM + tokenizer loaded once, generating batches of requests (call from one thread)."""
 
@@ -120,18 +159,13 @@ class LocalModel:
                 # Built by hand rather than from_pretrained(gguf_file=...), which insists on `accelerate`.
                 from transformers import modeling_gguf_pytorch_utils as gguf_utils
 
-                tok = AutoTokenizer.from_pretrained(self.source, gguf_file=self.gguf_file)
-                cfg = AutoConfig.from_pretrained(self.source, gguf_file=self.gguf_file)
-                model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
-                # its tqdm bar ignores transformers' progress-bar switch; stderr is ours to keep quiet
-                saved_tqdm = getattr(gguf_utils, "tqdm", None)
-                gguf_utils.tqdm = lambda it, *a, **k: it
-                try:
-                    tensors = gguf_utils.load_gguf_checkpoint(os.path.join(self.source, self.gguf_file), return_tensors=True,
-                                                              model_to_load=model)["tensors"]
-                finally:
-                    if saved_tqdm is not None:
-                        gguf_utils.tqdm = saved_tqdm
+                with _fast_gguf(gguf_utils):
+                    tok = AutoTokenizer.from_pretrained(self.source, gguf_file=self.gguf_file)
+                    cfg = AutoConfig.from_pretrained(self.source, gguf_file=self.gguf_file)
+                    with _no_init():  # every weight is overwritten from the file just below
+                        model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+                    tensors = gguf_utils.load_gguf_checkpoint(os.path.join(self.source, self.gguf_file),
+                                                              return_tensors=True, model_to_load=model)["tensors"]
                 missing, unexpected = model.load_state_dict(tensors, strict=False)
                 if getattr(cfg, "tie_word_embeddings", False):
                     model.tie_weights()
