@@ -1,0 +1,130 @@
+"""The held-out report: how well the classifier reproduces the labeller on documents it did not train on.
+
+Fields (report.json, see docs/classify.md): F1 / precision / recall / accuracy of "good" (label >= threshold)
+at the classifier's decision point, ROC-AUC of the score, the confusion matrix, Spearman's rank correlation
+with the labeller's score, MAE (regression), a calibration table, and the same numbers for a trivial
+baseline so they can be read in context.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def _f(x) -> float | None:
+    x = float(x)
+    return None if math.isnan(x) or math.isinf(x) else round(x, 4)
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Spearman's rho (average ranks for ties); None when either side is constant."""
+    from scipy.stats import rankdata
+
+    if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return None
+    ra, rb = rankdata(a), rankdata(b)
+    return _f(np.corrcoef(ra, rb)[0, 1])
+
+
+def roc_auc(truth: np.ndarray, score: np.ndarray) -> float | None:
+    """Area under the ROC curve (Mann-Whitney U with tie correction); None with one class only."""
+    from scipy.stats import rankdata
+
+    pos = truth.astype(bool)
+    n1, n0 = int(pos.sum()), int((~pos).sum())
+    if n1 == 0 or n0 == 0:
+        return None
+    r = rankdata(score)
+    return _f((r[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def binary_metrics(truth: np.ndarray, pred: np.ndarray) -> dict:
+    tp = int((truth & pred).sum())
+    fp = int((~truth & pred).sum())
+    fn = int((truth & ~pred).sum())
+    tn = int((~truth & ~pred).sum())
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"f1": _f(f1), "precision": _f(precision), "recall": _f(recall), "accuracy": _f((tp + tn) / max(len(truth), 1)),
+            "confusion": {"tn": tn, "fp": fp, "fn": fn, "tp": tp}}
+
+
+def calibration(score: np.ndarray, label: np.ndarray, truth: np.ndarray, edges: np.ndarray) -> list[dict]:
+    """Per bin of predicted score: count, mean prediction, mean label score, fraction labelled good."""
+    rows = []
+    b = np.clip(np.searchsorted(edges, score, side="right") - 1, 0, len(edges) - 2)
+    for i in range(len(edges) - 1):
+        m = b == i
+        n = int(m.sum())
+        rows.append({"bin": [_f(edges[i]), _f(edges[i + 1])], "n": n,
+                     "mean_score": _f(score[m].mean()) if n else None,
+                     "mean_label": _f(label[m].mean()) if n else None,
+                     "frac_good": _f(truth[m].mean()) if n else None})
+    return rows
+
+
+def build_report(label: np.ndarray, score: np.ndarray, *, target: str, threshold: float, decision: float,
+                 score_range: tuple[float, float]) -> dict:
+    """Metrics of held-out scores `score` against the labeller's `label` (both (n,))."""
+    truth = label >= threshold
+    pred = score >= decision
+    m = binary_metrics(truth, pred)
+    lo, hi = score_range
+    edges = np.linspace(0.0, 1.0, 11) if target == "binary" else np.linspace(lo, hi, int(round(hi - lo)) + 1 if hi - lo >= 2 else 6)
+    out = {
+        "n": int(len(label)),
+        "n_good": int(truth.sum()),
+        "n_bad": int((~truth).sum()),
+        "decision": {"good_if": f"label >= {threshold:g}", "predicted_good_if": f"score >= {decision:g}"},
+        **{k: m[k] for k in ("f1", "precision", "recall", "accuracy")},
+        "roc_auc": roc_auc(truth, score),
+        "spearman": spearman(score, label),
+        "confusion": m["confusion"],
+        "calibration": calibration(score, label, truth, edges),
+    }
+    if target == "regression":
+        out["mae"] = _f(np.abs(score - label).mean())
+        out["rmse"] = _f(np.sqrt(((score - label) ** 2).mean()))
+    # context: always predicting the majority side, and a constant score
+    majority = truth.mean() >= 0.5
+    base = binary_metrics(truth, np.full(len(truth), majority))
+    out["baseline"] = {"predict_all": "good" if majority else "bad", "f1": base["f1"], "accuracy": base["accuracy"], "roc_auc": 0.5,
+                       **({"mae": _f(np.abs(label - label.mean()).mean())} if target == "regression" else {})}
+    return out
+
+
+def render(report: dict) -> None:
+    """Print the report as rich tables on stderr."""
+    from rich.table import Table
+
+    from phitools.runtime.console import console
+
+    ev = report["evaluation"]
+    m = ev["metrics"]
+    t = Table(title=f"classify train: held-out report ({ev['method']}, n={m['n']}, good={m['n_good']}, bad={m['n_bad']})",
+              title_justify="left", show_header=True)
+    t.add_column("metric")
+    t.add_column("classifier", justify="right")
+    t.add_column("baseline", justify="right")
+    base = m.get("baseline", {})
+
+    def fmt(v):
+        return "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
+
+    for key, name in (("f1", "F1 (good)"), ("precision", "precision"), ("recall", "recall"), ("accuracy", "accuracy"),
+                      ("roc_auc", "ROC-AUC"), ("spearman", "Spearman vs labeller"), ("mae", "MAE"), ("rmse", "RMSE")):
+        if key in m:
+            t.add_row(name, fmt(m[key]), fmt(base.get(key)))
+    c = m["confusion"]
+    t.add_row("confusion (tn fp / fn tp)", f"{c['tn']} {c['fp']} / {c['fn']} {c['tp']}", "")
+    console.print(t)
+    cal = Table(title="calibration", title_justify="left")
+    for col in ("score bin", "n", "mean score", "mean label", "frac good"):
+        cal.add_column(col, justify="right")
+    for row in m["calibration"]:
+        cal.add_row(f"[{row['bin'][0]:g}, {row['bin'][1]:g})", str(row["n"]), fmt(row["mean_score"]), fmt(row["mean_label"]),
+                    fmt(row["frac_good"]))
+    console.print(cal)
