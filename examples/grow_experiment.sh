@@ -46,7 +46,7 @@ for v in $VARIANTS; do
   step "continue training grown-$v ($GROW_STEPS steps) -> $W/train-grown-$v"
   # seed 2: another window order, so the continuation mostly sees windows the small run did not
   phitools train "${COMMON[@]}" --init "$W/grown-$v" --seed 2 --max-steps $GROW_STEPS --resume -o "$W/train-grown-$v"
-  RUNS+=(--run "grown ($v)=$W/train-grown-$v@$SMALL_TOKENS")
+  RUNS+=(--run "grown ($v)=$W/train-grown-$v@small")
 done
 
 step "train the large shape from scratch ($SCRATCH_STEPS steps) -> $W/scratch"

@@ -1,10 +1,11 @@
 """Plot loss against tokens for several `phitools train` runs and write a markdown table.
 
-Each --run is LABEL=RUN_DIR[@TOKEN_OFFSET]: the offset shifts a run's x axis (a grown model continues from
-the tokens its parent already saw). Eval loss (held-out) is drawn as a line with markers, train loss as a
-faint line (moving average).
+Each --run is LABEL=RUN_DIR[@PARENT_LABEL]: a run with a parent (a grown model) continues the parent's x axes,
+so its tokens and training FLOPs count what its lineage spent. Two panels: loss vs tokens and loss vs training
+FLOPs (flops_per_token x tokens, summed over the lineage). Eval loss (held-out) is a line with markers, train
+loss a faint line (moving average).
 
-    python examples/plot_losses.py --run small=runs/small --run grown=runs/grown@409600 --run scratch=runs/scratch \
+    python examples/plot_losses.py --run small=runs/small --run grown=runs/grown@small --run scratch=runs/scratch \
         --png docs/grow_experiment.png --md docs/grow_experiment.md --title "grow vs scratch"
 """
 
@@ -33,7 +34,7 @@ def smooth(xs: list[float], k: int) -> list[float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", action="append", required=True, help="LABEL=RUN_DIR[@TOKEN_OFFSET]")
+    ap.add_argument("--run", action="append", required=True, help="LABEL=RUN_DIR[@PARENT_LABEL]")
     ap.add_argument("--png", required=True)
     ap.add_argument("--md", help="write a markdown table here (with --header prepended)")
     ap.add_argument("--header", help="markdown file whose text goes above the table")
@@ -45,35 +46,45 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
-    rows = []
+    fig, (ax, axf) = plt.subplots(1, 2, figsize=(13, 5), dpi=110, sharey=True)
+    rows, ends = [], {}
     for i, spec in enumerate(args.run):
         label, _, rest = spec.partition("=")
-        path, _, off = rest.partition("@")
-        offset = int(off or 0)
+        path, _, parent = rest.partition("@")
+        if parent and parent not in ends:
+            raise SystemExit(f"--run {spec}: parent {parent!r} must be listed before it")
+        tok0, flop0 = ends.get(parent, (0, 0.0)) if parent else (0, 0.0)
         r = read_run(Path(path))
-        color = f"C{i}"
-        tr = r["train"]
-        if tr:
-            ax.plot([offset + x["tokens"] for x in tr], smooth([x["loss"] for x in tr], 10), color=color, alpha=0.35, lw=1)
-        ev = r["eval"]
-        if ev:
-            ax.plot([offset + x["tokens"] for x in ev], [x["eval_loss"] for x in ev], color=color, marker="o", ms=3, lw=1.8, label=f"{label} (eval)")
         m = r["manifest"]
+        fpt = m["flops_per_token"]
+        color = f"C{i}"
+        tr, ev = r["train"], r["eval"]
+        if tr:
+            ys = smooth([x["loss"] for x in tr], 10)
+            ax.plot([tok0 + x["tokens"] for x in tr], ys, color=color, alpha=0.3, lw=1)
+            axf.plot([flop0 + fpt * x["tokens"] for x in tr], ys, color=color, alpha=0.3, lw=1)
+        if ev:
+            ey = [x["eval_loss"] for x in ev]
+            ax.plot([tok0 + x["tokens"] for x in ev], ey, color=color, marker="o", ms=3, lw=1.8, label=f"{label} (eval)")
+            axf.plot([flop0 + fpt * x["tokens"] for x in ev], ey, color=color, marker="o", ms=3, lw=1.8, label=f"{label} (eval)")
         model = m["model"]
         tokens = tr[-1]["tokens"] if tr else 0
+        ends[label] = (tok0 + tokens, flop0 + fpt * tokens)
         rows.append({
             "run": label, "shape": f"{model['n_layer']}L d{model['d_model']} h{model['n_head']} mlp{model['d_mlp']}",
-            "params": m["params"], "start": offset, "tokens": tokens, "end": offset + tokens,
-            "flops": m["flops_per_token"] * tokens, "first_eval": ev[0]["eval_loss"] if ev else None,
+            "params": m["params"], "start": tok0, "tokens": tokens, "end": tok0 + tokens,
+            "flops": fpt * tokens, "lineage_flops": flop0 + fpt * tokens, "first_eval": ev[0]["eval_loss"] if ev else None,
             "final_eval": ev[-1]["eval_loss"] if ev else None, "final_train": smooth([x["loss"] for x in tr], 10)[-1] if tr else None,
-            "wall_s": (m.get("summary") or {}).get("elapsed_s"), "parent": (m.get("parent") or {}).get("path"),
+            "wall_s": (m.get("summary") or {}).get("elapsed_s"),
         })
-    ax.set_xlabel("tokens seen (a grown run continues from its parent's count)")
+    ax.set_xlabel("tokens seen (a grown run continues its parent's count)")
+    axf.set_xlabel("training FLOPs (6N + attention, summed over the lineage)")
+    axf.set_xscale("log")
     ax.set_ylabel("loss (nats/token)")
-    ax.set_title(args.title)
-    ax.grid(alpha=0.3)
+    for a in (ax, axf):
+        a.grid(alpha=0.3)
     ax.legend()
+    fig.suptitle(args.title)
     fig.tight_layout()
     Path(args.png).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.png)
@@ -82,11 +93,11 @@ def main() -> None:
         def f(x, fmt):
             return "-" if x is None else format(x, fmt)
 
-        lines = ["| run | shape | params | tokens trained | tokens (x axis) | train FLOPs | first eval | final eval | final train (avg 10) | train time (s) |",
+        lines = ["| run | shape | params | tokens trained | tokens (lineage) | train FLOPs (lineage) | first eval | final eval | final train (avg 10) | train time (s) |",
                  "|---|---|---:|---:|---|---:|---:|---:|---:|---:|"]
         for r in rows:
             lines.append(f"| {r['run']} | {r['shape']} | {r['params'] / 1e6:.2f}M | {r['tokens']:,} | {r['start']:,} -> {r['end']:,} | "
-                         f"{r['flops']:.2e} | {f(r['first_eval'], '.4f')} | {f(r['final_eval'], '.4f')} | {f(r['final_train'], '.4f')} | {f(r['wall_s'], '.0f')} |")
+                         f"{r['lineage_flops']:.2e} | {f(r['first_eval'], '.4f')} | {f(r['final_eval'], '.4f')} | {f(r['final_train'], '.4f')} | {f(r['wall_s'], '.0f')} |")
         header = Path(args.header).read_text() if args.header else ""
         Path(args.md).write_text(header + "\n".join(lines) + "\n")
 
