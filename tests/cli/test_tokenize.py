@@ -95,8 +95,18 @@ def test_bad_inputs(tmp_path, tok_env):
     empty = run_phitools("tokenize", "--tokenizer", tok, "-o", tmp_path / "e", input=b"")
     assert empty.returncode == 1 and b"empty" in empty.stderr
     usage = run_phitools("tokenize", "--train-tokenizer", input=b'{"text": "x"}\n')
+    both = run_phitools("tokenize", "--train-tokenizer", "--tokenizer", tok, "-o", tmp_path / "b", input=b'{"text": "x"}\n')
+    assert both.returncode == 2
     assert usage.returncode == 2 and b"-o DIR" in usage.stderr
     notok = run_phitools("tokenize", "--tokenizer", tmp_path / "missing.json", input=b'{"text": "x"}\n')
     assert notok.returncode == 1 and b"tokenizer file not found" in notok.stderr
     with pytest.raises(DataError, match="no manifest"):
         open_token_dir(tmp_path)
+
+
+def test_default_tokenizer_is_bundled(tmp_path):
+    out = run_phitools("tokenize", "-o", tmp_path / "d", "--seq-len", "8", input=b'{"text": "def f(x):\\n    return x"}\n' * 5, check=True)
+    td = open_token_dir(tmp_path / "d")
+    assert td.vocab_size == 8192 and td.eot_id == 0 and td.total_tokens > 0
+    assert td.manifest["tokenizer_source"] == "stdlib-8k"
+    assert out.stdout == b""

@@ -32,7 +32,7 @@ def _texts(records, field: str):
 def tokenize(
     inputs: Inputs = None,
     output: Output = None,
-    tokenizer: Annotated[Optional[str], typer.Option("--tokenizer", help="A tokenizer.json to use (or a directory holding one), e.g. phi-1's from the Hugging Face Hub.", show_default=False)] = None,
+    tokenizer: Annotated[Optional[str], typer.Option("--tokenizer", help="A tokenizer.json (or a directory holding one), a Hugging Face Hub id (microsoft/phi-1, needs internet), or 'stdlib-8k'. Default: the bundled stdlib-8k byte-level BPE (8192 ids), unless --train-tokenizer.", show_default=False)] = None,
     train_tokenizer: Annotated[bool, typer.Option("--train-tokenizer", help="Train a byte-level BPE on the input first (saved as DIR/tokenizer.json).")] = False,
     vocab_size: Annotated[int, typer.Option("--vocab-size", help="Vocabulary size for --train-tokenizer.")] = 8192,
     seq_len: Annotated[int, typer.Option("--seq-len", help="Row length for packing (phi-1 used 2048).", min=1)] = 2048,
@@ -58,6 +58,7 @@ def tokenize(
         phitools ingest "$STDLIB" | phitools tokenize --train-tokenizer --vocab-size 8192 -o tok/
         phitools tokenize corpus/ --tokenizer tok/tokenizer.json --seq-len 512 -o tok2/
         cat corpus/*.jsonl.zst | phitools tokenize --tokenizer tok/tokenizer.json -o tok3/
+        phitools synth --topics topics.txt | phitools tokenize -o tok/     # the bundled stdlib-8k tokenizer
     """
     setup(quiet)
     from phitools.steps import tokenize as T
@@ -66,7 +67,7 @@ def tokenize(
     if train_tokenizer and tokenizer:
         raise UsageError("give either --tokenizer or --train-tokenizer, not both")
     if not train_tokenizer and not tokenizer:
-        raise UsageError("no tokenizer", hint="pass --tokenizer PATH/tokenizer.json, or --train-tokenizer --vocab-size V")
+        tokenizer = T.DEFAULT_TOKENIZER
     kind = output_kind(output)
     if train_tokenizer and kind != "dir":
         raise UsageError("--train-tokenizer needs -o DIR", hint="the trained tokenizer is saved as DIR/tokenizer.json")
@@ -143,7 +144,7 @@ def tokenize(
             if out_dir is not None:
                 dst = out_dir / "tokenizer.json"
                 src = Path(tokenizer) if not Path(tokenizer).is_dir() else Path(tokenizer) / "tokenizer.json"
-                if not dst.exists() or dst.resolve() != src.resolve():
+                if not dst.exists() or not src.exists() or dst.resolve() != src.resolve():
                     tmp = out_dir / f".tokenizer.json.tmp-{os.getpid()}"
                     tok.save(str(tmp))
                     os.replace(tmp, dst)

@@ -47,12 +47,32 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, *, min_frequency: int
     return tok
 
 
+DEFAULT_TOKENIZER = "stdlib-8k"
+
+
+def default_tokenizer_path() -> Path:
+    """The bundled default: a byte-level BPE (8192 ids, <|endoftext|> = 0) trained on CPython 3.11's standard library."""
+    from importlib.resources import files
+
+    return Path(str(files("phitools") / "data" / "tokenizer-stdlib-8k.json"))
+
+
 def load_tokenizer(path: str | os.PathLike):
-    """Load any tokenizer.json (e.g. phi-1's from the Hugging Face Hub)."""
+    """Load a tokenizer: a tokenizer.json (or a directory holding one), the bundled `stdlib-8k`, or a
+    Hugging Face Hub id such as `microsoft/phi-1` (needs internet)."""
+    if str(path) == DEFAULT_TOKENIZER:
+        path = default_tokenizer_path()
     p = Path(path)
     if p.is_dir():
         p = p / "tokenizer.json"
     if not p.is_file():
+        name = str(path)
+        if "/" in name and not name.startswith((".", "/")) and name.count("/") == 1 and not Path(name).parent.exists():
+            try:
+                return _tokenizers().Tokenizer.from_pretrained(name)
+            except Exception as e:
+                raise DataError(f"could not fetch tokenizer {name!r} from the Hugging Face Hub ({str(e).splitlines()[0][:160]})",
+                                hint="check the id and your network, or download tokenizer.json and pass its path") from None
         raise DataError("tokenizer file not found", source=str(path), hint="pass a tokenizer.json, or --train-tokenizer")
     try:
         return _tokenizers().Tokenizer.from_file(str(p))
