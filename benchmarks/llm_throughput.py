@@ -5,8 +5,11 @@ fraction of it (target >= 0.9 at 64 in flight), for the full client (LLMRunner: 
 rate limiter, SQLite cache) and for a bare httpx loop in the same run (the floor any client pays here), plus
 the client's CPU time per request. The server runs in its own process so it does not share our GIL.
 
-    .venv/bin/python benchmarks/llm_throughput.py                 # latency 0.1 s, C = 1, 8, 64
-    .venv/bin/python benchmarks/llm_throughput.py --latency 0.25 --concurrency 64 --requests 1000
+    .venv/bin/python benchmarks/llm_throughput.py                 # latency 0.5 s, C = 1, 8, 64
+    .venv/bin/python benchmarks/llm_throughput.py --latency 0.1 --concurrency 64 --requests 2000
+
+"bare" is one httpx.AsyncClient with C connections and a semaphore: what a straightforward client gets.
+The ceiling on a small machine is CPU: rate <= available cores / (client + server CPU per request).
 """
 
 from __future__ import annotations
@@ -31,6 +34,15 @@ def start_server(latency: float) -> tuple[subprocess.Popen, str]:
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     url = proc.stdout.readline().strip()
     return proc, url
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process `pid` (Linux /proc)."""
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
 
 
 def requests(n: int, tag: str):
@@ -72,23 +84,26 @@ def bench_bare(url: str, c: int, n: int, tag: str) -> tuple[float, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--latency", type=float, default=0.1)
+    ap.add_argument("--latency", type=float, default=0.5, help="seconds per answer (LLM calls take 0.5-30 s)")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 64])
     ap.add_argument("--requests", type=int, default=0, help="per concurrency (default: enough for ~3 s of ideal time)")
     args = ap.parse_args()
     proc, url = start_server(args.latency)
     print(f"server {url}, latency {args.latency * 1000:.0f} ms, cpus {os.cpu_count()}")
-    print(f"{'C':>4} {'N':>6} {'ideal/s':>8} {'runner/s':>9} {'ratio':>6} {'bare/s':>8} {'ratio':>6} {'cpu ms/req':>11} {'bare cpu':>9}")
+    print(f"{'C':>4} {'N':>6} {'ideal/s':>8} {'runner/s':>9} {'ratio':>6} {'bare/s':>8} {'ratio':>6} {'cpu ms/req':>11} "
+          f"{'bare cpu':>9} {'server cpu':>11}")
     try:
         with tempfile.TemporaryDirectory() as d:
             for c in args.concurrency:
                 ideal = c / args.latency
                 n = args.requests or max(20, int(ideal * 3))
+                s0 = proc_cpu(proc.pid)
                 wall, cpu = bench_runner(url, c, n, f"c{c}", d)
+                scpu = (proc_cpu(proc.pid) - s0) / (n + min(n, 2 * c))
                 bwall, bcpu = bench_bare(url, c, n, f"c{c}")
                 rate, brate = n / wall, n / bwall
                 print(f"{c:>4} {n:>6} {ideal:>8.1f} {rate:>9.1f} {rate / ideal:>6.3f} {brate:>8.1f} {brate / ideal:>6.3f} "
-                      f"{cpu / n * 1000:>11.2f} {bcpu / n * 1000:>9.2f}", flush=True)
+                      f"{cpu / n * 1000:>11.2f} {bcpu / n * 1000:>9.2f} {scpu * 1000:>11.2f}", flush=True)
     finally:
         proc.stdin.close()
         proc.wait(timeout=10)

@@ -137,3 +137,12 @@ def test_heuristic_labels_are_marked():
     out = list(label_records(recs(3), lab, runner=None))
     assert all(r["label"]["heuristic"] is True and r["label"]["model"] == "heuristic" for r in out)
     assert all(0 <= r["label"]["score"] <= 5 and r["extra"]["keep"] == i for i, r in enumerate(out))
+
+
+def test_docs_show_the_builtin_rubrics_in_full():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "label.md").read_text()
+    for name in ("code", "web"):
+        assert builtin_rubric_text(name).strip() in doc, f"docs/label.md is missing the current '{name}' rubric"
+    assert "proves the plumbing, not the judgement" in doc

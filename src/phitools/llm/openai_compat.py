@@ -13,10 +13,18 @@ and is not part of `identity()`/`describe()` (so never in a cache, manifest or l
 from __future__ import annotations
 
 import collections
+import importlib.util
+import sys
 from typing import Any
 
 import httpx
 import orjson
+
+# httpcore runs `import sniffio` on every lock it takes (several per request). Recent anyio no longer
+# installs sniffio, and a failed import is not cached: each one searches sys.path again, which cost ~2 ms
+# of CPU per request here (more than all the rest of the client). Remember the miss once.
+if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
+    sys.modules["sniffio"] = None  # type: ignore[assignment]  # `import sniffio` now fails at once
 
 from phitools.errors import EndpointError
 from phitools.llm.client import Answer, Backend, LLMRequest, RequestFailed, TransientError, attempt_seed
