@@ -86,7 +86,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--latency", type=float, default=0.5, help="seconds per answer (LLM calls take 0.5-30 s)")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 64])
-    ap.add_argument("--requests", type=int, default=0, help="per concurrency (default: enough for ~3 s of ideal time)")
+    ap.add_argument("--requests", type=int, default=0, help="per concurrency (default: 8 s of ideal time)")
     args = ap.parse_args()
     proc, url = start_server(args.latency)
     print(f"server {url}, latency {args.latency * 1000:.0f} ms, cpus {os.cpu_count()}")
@@ -96,7 +96,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as d:
             for c in args.concurrency:
                 ideal = c / args.latency
-                n = args.requests or max(20, int(ideal * 3))
+                n = args.requests or max(20, int(ideal * 8))
                 s0 = proc_cpu(proc.pid)
                 wall, cpu = bench_runner(url, c, n, f"c{c}", d)
                 scpu = (proc_cpu(proc.pid) - s0) / (n + min(n, 2 * c))

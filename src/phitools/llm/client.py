@@ -178,9 +178,11 @@ class TransientError(Exception):
     """One attempt failed in a way worth retrying (429, 5xx, timeout, dropped connection, malformed body)."""
 
     def __init__(self, reason: str, *, retry_after: float | None = None, status: int | None = None,
-                 headers: dict | None = None, rate_limited: bool = False):
+                 headers: dict | None = None, rate_limited: bool = False, kind: str | None = None):
         super().__init__(reason)
         self.reason = reason
+        #: a short category for the usage counters: http_<status>, timeout, connection, malformed, ...
+        self.kind = kind or (f"http_{status}" if status is not None else "transient")
         self.retry_after = retry_after
         self.status = status
         self.headers = headers or {}
@@ -522,7 +524,7 @@ class LLMRunner:
                     ans = await backend.send(req, timeout=self.timeout, variant=variant)
             except TransientError as e:
                 last_error = e.reason
-                usage.errors[_error_kind(e)] += 1
+                usage.errors[e.kind] += 1
                 if e.rate_limited:
                     usage.rate_limited += 1
                 delay = self._backoff(attempt)
@@ -575,9 +577,3 @@ class LLMRunner:
             res.model = last_answer.model
         res._transport = transport_only  # type: ignore[attr-defined]
         return res
-
-
-def _error_kind(e: TransientError) -> str:
-    if e.status is not None:
-        return f"http_{e.status}"
-    return e.reason.split(":")[0].split(" (")[0].strip().replace(" ", "_")[:40] or "transient"
