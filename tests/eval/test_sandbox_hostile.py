@@ -39,6 +39,18 @@ def sb():
         yield s
 
 
+@pytest.fixture(scope="module", params=["userns", "none"])
+def other_mode(request):
+    """The sandbox in its other modes: the user-namespace path (exercised as root: its user namespace maps to
+    an unprivileged uid) and namespaces off. A smaller battery runs there."""
+    if os.geteuid() != 0 and request.param == "userns":
+        pass  # the natural mode without root
+    with Sandbox(workers=1, seed=0, limits=LIMITS, mode=request.param) as s:
+        if request.param == "userns" and s.caps.get("mode") != "userns":
+            pytest.skip(f"user namespaces unavailable here: {s.warnings}")
+        yield s
+
+
 def run(sb: Sandbox, completion: str, problem: Problem = PROBLEM, limits: Limits = LIMITS):
     return sb.check(problem.job(completion, limits))
 
@@ -347,3 +359,59 @@ def test_inprocess_fallback_still_rejects_exits_and_forgeries(sb):
                 "    class E:\n        def __eq__(s, o): return True\n    return E()\n"):
         v = run(sb, bad, problem)
         assert v.status == "failed" and v.isolation == "inprocess", (bad, v)
+
+
+def test_candidate_never_runs_as_root(sb, other_mode):
+    for s in (sb, other_mode):
+        v = run(s, body("""
+            import os
+            caps = open("/proc/self/status").read().split("CapEff:")[1].split()[0]
+            raise ValueError(f"uid={os.getuid()} caps={caps}")
+        """))
+        assert v.status == "failed" and "caps=0000000000000000" in v.reason, v
+        if s.caps.get("mode") != "userns":
+            assert "uid=0 " not in v.reason, v
+
+
+def test_other_modes_contain_the_worst(other_mode, tmp_path):
+    s = other_mode
+    marker = f"8888.{os.getpid()}"
+    sentinel = tmp_path / "sentinel.txt"
+    sentinel.write_text("keep me")
+    bad = [
+        body("import sys; sys.exit(0)"),
+        body("import os; os._exit(0)"),
+        body("""
+            import os, signal
+            for pid in (os.getppid(), 1, -1, 0):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except Exception:
+                    pass
+            return 0
+        """),
+        body(f"""
+            import os, subprocess
+            subprocess.Popen(["sleep", "{marker}"], start_new_session=True)
+            try:
+                os.remove({str(sentinel)!r})
+            except OSError:
+                pass
+            return 0
+        """),
+    ]
+    for code in bad:
+        v = run(s, code)
+        assert v.status == "failed", (code, v)
+    v = run(s, body("""
+        import os
+        while True:
+            try:
+                os.fork()
+            except OSError:
+                pass
+    """), limits=Limits(cpu=0.5, wall=6.0, memory=LIMITS.memory, nproc=16))
+    assert v.status == "timed_out", v
+    assert sentinel.read_text() == "keep me"
+    assert_clean(s, marker)
+    assert run(s, body("return a + b")).status == "passed"

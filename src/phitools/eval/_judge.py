@@ -42,6 +42,14 @@ class CandidateError(Exception):
     """The candidate raised an exception that is not a Python builtin one."""
 
 
+class LimitExceeded(BaseException):
+    """The candidate's CPU time or the check's wall-clock time ran out (raised by the supervisor's watch)."""
+
+    def __init__(self, kind: str):
+        super().__init__(kind)
+        self.kind = kind
+
+
 _BUILTIN_EXC = {n: getattr(builtins, n) for n in dir(builtins)
                 if isinstance(getattr(builtins, n), type) and issubclass(getattr(builtins, n), Exception)}
 
@@ -49,14 +57,17 @@ _BUILTIN_EXC = {n: getattr(builtins, n) for n in dir(builtins)
 class Channel:
     """The judge's end of the request/answer pipes to the candidate."""
 
-    def __init__(self, req: int, resp: int):
+    def __init__(self, req: int, resp: int, wait=None):
         self.req = req
         self.resp = resp
         self.calls = 0
+        self.wait = wait  # wait(fd): returns once fd is readable; raises LimitExceeded when a limit runs out
 
     def rpc(self, msg: dict) -> dict:
         try:
             wire.send(self.req, msg)
+            if self.wait is not None:
+                self.wait(self.resp)
             r = wire.recv(self.resp)
         except (EOFError, BrokenPipeError):
             raise CandidateGone("the candidate's process ended before answering") from None
@@ -291,19 +302,14 @@ def _error_reason(e: BaseException, lines: list[str]) -> str:
     return f"{type(e).__name__}: {str(e)[:1000]}{where}"
 
 
-def main(ctl: int, verdict: int, req: int, resp: int, set_limits) -> None:
-    """Run one test against the candidate's process and write the verdict (with the supervisor's nonce)."""
-    spec = wire.recv(ctl)
-    set_limits(spec["limits"], candidate=False)
+def judge(spec: dict, ch: Channel) -> dict:
+    """Run one test against the candidate's process; returns {status, reason, asserts, calls}.
+
+    status: passed, failed, error, candidate_gone (the candidate's process ended or broke the protocol; the
+    supervisor explains why), needs_inprocess, or limit (with `limit`: cpu or wall).
+    """
     wire.allow_big_ints()
     random.seed(spec.get("seed", 0))
-    nonce = spec["nonce"]
-
-    def report(**kw) -> None:
-        wire.send(verdict, {"nonce": nonce, **kw})
-        os._exit(0)
-
-    ch = Channel(req, resp)
     test = spec["test"]
     lines = test.splitlines()
     try:
@@ -311,34 +317,29 @@ def main(ctl: int, verdict: int, req: int, resp: int, set_limits) -> None:
         code = compile(tree, "<test>", "exec")
         free = free_names(test)
     except SyntaxError as e:
-        report(status="error", reason=f"the test code does not parse: {e}")
-        return
+        return {"status": "error", "reason": f"the test code does not parse: {e}"}
     G: dict = {}
     prelude = spec.get("prelude") or ""
     if prelude:
         try:
             exec(compile(prelude, "<prompt>", "exec"), G)
+        except LimitExceeded:
+            raise
         except BaseException:  # noqa: BLE001 - a prompt is a stub; what it defines before failing still counts
             pass
     forced = list(spec.get("remote") or [])
     for n in forced:
         G.pop(n, None)
     names = sorted((free - set(G) - set(dir(builtins))) | set(forced))
-    try:
-        r = ch.rpc({"op": "describe", "names": names})
-    except CandidateGone as e:
-        report(status="candidate_gone", reason=str(e))
-        return
+    r = ch.rpc({"op": "describe", "names": names})
     if "load_error" in r:
         le = r["load_error"] if isinstance(r["load_error"], dict) else {}
         where = f" ({le.get('where')})" if le.get("where") else ""
-        report(status="failed", reason=f"the program raised {le.get('type', 'an exception')}{where}: "
-                                       f"{str(le.get('msg', ''))[:1000]}")
-        return
+        return {"status": "failed", "reason": f"the program raised {le.get('type', 'an exception')}{where}: "
+                                              f"{str(le.get('msg', ''))[:1000]}"}
     described = r.get("names")
     if not isinstance(described, dict):
-        report(status="candidate_gone", reason="the candidate's process sent a malformed answer")
-        return
+        return {"status": "candidate_gone", "reason": "the candidate's process sent a malformed answer"}
     stdlib = getattr(sys, "stdlib_module_names", frozenset())
     for name in names:
         d = described.get(name)
@@ -350,28 +351,38 @@ def main(ctl: int, verdict: int, req: int, resp: int, set_limits) -> None:
             elif "value" in d:
                 G[name] = wire.decode(d["value"], handle=ch.ref)
         except (wire.WireError, ImportError) as e:
-            report(status="candidate_gone", reason=f"the candidate's process sent a malformed value ({e})")
-            return
+            return {"status": "candidate_gone", "reason": f"the candidate's process sent a malformed value ({e})"}
     asserts = [0]
 
     def ok(_site) -> None:
         asserts[0] += 1
 
     G["__phitools_ok__"] = ok
+    counts = lambda: {"asserts": asserts[0], "calls": ch.calls}  # noqa: E731
     try:
         exec(code, G)
     except AssertionError as e:
-        report(status="failed", reason=_assert_reason(e, lines), asserts=asserts[0], calls=ch.calls)
-    except CandidateGone as e:
-        report(status="candidate_gone", reason=str(e), asserts=asserts[0], calls=ch.calls)
-    except NeedsInProcess as e:
-        report(status="needs_inprocess", reason=str(e))
+        return {"status": "failed", "reason": _assert_reason(e, lines), **counts()}
+    except (CandidateGone, LimitExceeded, NeedsInProcess):
+        raise
     except Uncomparable as e:
-        report(status="failed", reason=str(e), asserts=asserts[0], calls=ch.calls)
+        return {"status": "failed", "reason": str(e), **counts()}
     except BaseException as e:  # noqa: BLE001 - any other exception fails the test, as in the reference
-        report(status="failed", reason=_error_reason(e, lines), asserts=asserts[0], calls=ch.calls)
+        return {"status": "failed", "reason": _error_reason(e, lines), **counts()}
     if ch.calls == 0:
-        report(status="error", reason="the test never called the candidate's code", asserts=asserts[0], calls=0)
+        return {"status": "error", "reason": "the test never called the candidate's code", **counts()}
     if asserts[0] == 0:
-        report(status="error", reason="the test ran no assertions", asserts=0, calls=ch.calls)
-    report(status="passed", asserts=asserts[0], calls=ch.calls, sites=n_sites)
+        return {"status": "error", "reason": "the test ran no assertions", **counts()}
+    return {"status": "passed", "reason": "", "sites": n_sites, **counts()}
+
+
+def run(spec: dict, ch: Channel) -> dict:
+    """judge() with the process-ending outcomes turned into results."""
+    try:
+        return judge(spec, ch)
+    except CandidateGone as e:
+        return {"status": "candidate_gone", "reason": str(e), "calls": ch.calls}
+    except NeedsInProcess as e:
+        return {"status": "needs_inprocess", "reason": str(e)}
+    except LimitExceeded as e:
+        return {"status": "limit", "limit": e.kind, "calls": ch.calls}

@@ -1,13 +1,15 @@
-"""The sandbox's process side: the zygote (Z), the per-check supervisor (C), and process setup for the
-judge (J) and the candidate (P). Stdlib only; see docs/eval.md for the design and its guarantees.
+"""The sandbox's process side: the zygote (Z) and the per-check supervisor (C), which is also the judge.
+Stdlib only; see docs/eval.md for the design and its guarantees.
 
-    parent (phitools eval) --unix socket--> Z: a clean interpreter, started once; namespaces and the
-        sandbox root set up here; forks one C per check and never holds a test.
-      C (root/ns-root, subreaper, never runs untrusted code): forks J and P *before* it reads the check, so
-        neither inherits a test; enforces CPU and wall limits from outside; kills everything; reports.
-        J (judge, its own uid): runs the benchmark's test code; the candidate's names are proxies.
-        X -> P (candidate, pid 1 of a fresh pid namespace, its own uid, no network, private /tmp):
-              runs the program, then answers calls with plain values.
+    parent (phitools eval) --unix socket--> Z: a clean interpreter, started once; network/mount namespaces
+        and the read-only sandbox root are set up here; forks one C per parallel slot; never holds a test.
+      C (slot supervisor and judge; never runs candidate code): per check, asks I for a fresh P, sends it the
+        program, then as the judge uid runs the benchmark's test code with the candidate's names as proxies,
+        polling P's CPU time and the wall clock while it waits for answers; has everything killed; reports.
+        I (the slot's init: first process of its own pid and mount namespaces, forked before any test
+          existed, never sent one): forks P; afterwards kills every process in the namespace and reaps it.
+          P (candidate: its own uid, no network, fresh /tmp, a /proc showing only its namespace):
+            runs the program, then answers calls with plain values.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import secrets
 import select
 import signal
 import socket
+import struct
 import sys
 import time
 
@@ -49,8 +52,6 @@ SANDBOX_ENV = {
 
 # fd layout inside the candidate process
 P_CTL, P_STATUS, P_REQ, P_RESP = 3, 4, 5, 6
-# fd layout inside the judge process
-J_CTL, J_VERDICT, J_REQ, J_RESP = 3, 4, 5, 6
 
 
 # ======================================================================================================
@@ -74,9 +75,18 @@ def main(fd: int) -> None:
         except Exception:
             pass
     from phitools.eval import _candidate, _judge  # noqa: F401  (pre-imported before the root changes)
+    import gc
+    gc.collect()
+    gc.freeze()  # forked children never traverse (and so never copy-on-write) what the zygote holds
     sock.send(json.dumps(caps).encode())
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # Z never waits; the kernel reaps its C children
+    children: set[int] = set()
     while True:
+        for c in list(children):  # reap finished supervisors
+            try:
+                if os.waitpid(c, os.WNOHANG)[0]:
+                    children.discard(c)
+            except ChildProcessError:
+                children.discard(c)
         try:
             msg, fds, _flags, _addr = socket.recv_fds(sock, 1 << 16, 1)
         except InterruptedError:
@@ -93,19 +103,35 @@ def main(fd: int) -> None:
             code = 0
             try:
                 sock.close()
-                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 Supervisor(fds[0], req, cfg, caps).run()
             except BaseException:  # noqa: BLE001 - a supervisor must never return into the zygote loop
+                import traceback
+                traceback.print_exc()  # to the zygote's stderr: shown with PHITOOLS_SANDBOX_DEBUG=1
                 code = 1
             finally:
                 os._exit(code)
+        children.add(pid)
         for f in fds:
             os.close(f)
+    # The parent is done: give the supervisors (which see their connections close) time to clean up.
+    deadline = time.monotonic() + 10
+    while children and time.monotonic() < deadline:
+        for c in list(children):
+            try:
+                if os.waitpid(c, os.WNOHANG)[0]:
+                    children.discard(c)
+            except ChildProcessError:
+                children.discard(c)
+        time.sleep(0.01)
     os._exit(0)
 
 
 def setup_zygote(cfg: dict) -> dict:
-    """Enter namespaces and build the sandbox root once. Returns what is in force and warnings for the rest."""
+    """Enter namespaces and build the sandbox root once. Returns what is in force and warnings for the rest.
+
+    Whatever the mode, candidate code never runs as root: as root, every candidate gets a dedicated
+    unprivileged uid (`uid_drop`); without root, it runs in a user namespace with no capabilities.
+    """
     caps = {"mode": "none", "uid_drop": False, "user_ns": False, "net_ns": False, "pid_ns": False,
             "mount_ns": False, "fs_hidden": False, "ipc_ns": False, "warnings": []}
     warn = caps["warnings"].append
@@ -114,25 +140,24 @@ def setup_zygote(cfg: dict) -> dict:
         warn("not Linux: only resource limits and a temporary directory isolate candidate code")
         return caps
     root = os.geteuid() == 0
-    if want in ("auto", "root") and root:
+    if root:
+        caps["uid_drop"] = True  # never negotiable
+    if want == "none":
+        warn("sandbox namespaces disabled (--sandbox-mode none): only resource limits" +
+             (" and a dedicated uid" if root else "") + " isolate candidate code")
+        return caps
+    if root:
         caps["mode"] = "root"
-        caps["uid_drop"] = True
-        try:
-            lx.unshare(lx.CLONE_NEWNET)
-            caps["net_ns"] = True
-        except OSError as e:
-            warn(f"no network namespace ({e}): candidate code can reach the network")
-        try:
-            lx.unshare(lx.CLONE_NEWNS)
-            caps["mount_ns"] = True
-        except OSError as e:
-            warn(f"no mount namespace ({e}): the filesystem is not hidden from candidate code")
-        try:
-            lx.unshare(lx.CLONE_NEWIPC | lx.CLONE_NEWUTS)
-            caps["ipc_ns"] = True
-        except OSError:
-            pass
-    elif want in ("auto", "userns"):
+        for flag, key, what in ((lx.CLONE_NEWNET, "net_ns", "candidate code can reach the network"),
+                                (lx.CLONE_NEWNS, "mount_ns", "the filesystem is not hidden from candidate code"),
+                                (lx.CLONE_NEWIPC | lx.CLONE_NEWUTS, "ipc_ns", None)):
+            try:
+                lx.unshare(flag)
+                caps[key] = True
+            except OSError as e:
+                if what:
+                    warn(f"no {key.replace('_ns', '')} namespace ({e}): {what}")
+    else:
         uid, gid = os.geteuid(), os.getegid()
         try:
             lx.unshare(lx.CLONE_NEWUSER | lx.CLONE_NEWNET | lx.CLONE_NEWNS | lx.CLONE_NEWIPC | lx.CLONE_NEWUTS)
@@ -142,20 +167,61 @@ def setup_zygote(cfg: dict) -> dict:
             warn(f"unprivileged user namespaces refused ({e}): candidate code runs as you, with network access, "
                  "can see your files and signal your processes; only resource limits, a private session and "
                  "a temporary directory isolate it (run as root, or allow user namespaces, for the full sandbox)")
-    else:
-        warn("sandbox namespaces disabled (--sandbox-mode none): only resource limits isolate candidate code")
-    if caps["mode"] != "none":
-        # Can this process create pid namespaces (tested in a throwaway child)?
-        caps["pid_ns"] = _probe_pid_ns()
-        if not caps["pid_ns"]:
-            warn("no pid namespaces: leftover processes are found by walking /proc instead")
+            return caps
     if caps["mount_ns"]:
         try:
             _build_root(cfg.get("hide", []))
             caps["fs_hidden"] = True
         except OSError as e:
             warn(f"could not build the sandbox root ({e}): the filesystem is not hidden from candidate code")
+    if root and want == "userns":
+        # The unprivileged path, exercised as root: from here on everything runs in a user namespace whose
+        # root is an unprivileged host uid (never host root, whose uid alone opens root-owned files).
+        outside = int(cfg.get("uid_base", 0x5A000000)) - 2
+        if caps["fs_hidden"]:
+            os.chown("/run/phitools", outside, outside)
+        _enter_userns_mapped_to(outside)
+        caps.update(mode="userns", user_ns=True, uid_drop=False)
+    # Can this process create pid namespaces (tested in a throwaway child)?
+    caps["pid_ns"] = _probe_pid_ns()
+    if not caps["pid_ns"]:
+        warn("no pid namespaces: leftover processes are found by walking /proc instead")
     return caps
+
+
+def _enter_userns_mapped_to(outside: int) -> None:
+    """Enter a new user namespace whose root is host uid/gid `outside`. Only a process still in the parent
+    namespace may map another uid, so a helper child (still root out there) writes the maps."""
+    me = os.getpid()
+    r, w = os.pipe()
+    helper = os.fork()
+    if helper == 0:
+        code = 1
+        try:
+            os.close(w)
+            os.read(r, 1)
+            with open(f"/proc/{me}/setgroups", "w") as f:
+                f.write("deny")
+            with open(f"/proc/{me}/uid_map", "w") as f:
+                f.write(f"0 {outside} 1\n")
+            with open(f"/proc/{me}/gid_map", "w") as f:
+                f.write(f"0 {outside} 1\n")
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(r)
+    os.setgroups([])  # no supplementary groups (root's group 0 least of all) survive into the namespace
+    try:
+        lx.unshare(lx.CLONE_NEWUSER)
+    finally:
+        os.write(w, b"x")
+        os.close(w)
+        _, st = os.waitpid(helper, 0)
+    if os.waitstatus_to_exitcode(st) != 0:
+        raise OSError(1, "could not map the user namespace")
+    # unshare keeps our host uid (root, unmapped in here); becoming the namespace's root makes it `outside`
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)
 
 
 def _probe_pid_ns() -> bool:
@@ -191,7 +257,7 @@ def _bind_sources() -> list[str]:
             srcs.append(os.path.realpath(p))
     out: list[str] = []
     for s in srcs:
-        if not os.path.lexists(s) or s == "/":
+        if not os.path.lexists(s) or s == "/" or s.split("/")[1] in ("tmp", "proc", "dev", "run", "sys"):
             continue
         if any(s == o or s.startswith(o.rstrip("/") + "/") for o in out):
             continue
@@ -225,13 +291,15 @@ def _build_root(hide: list[str]) -> None:
         if os.path.exists("/dev/" + dev):
             open(new + "/dev/" + dev, "w").close()
             lx.mount("/dev/" + dev, new + "/dev/" + dev, None, lx.MS_BIND)
-    os.mkdir(new + "/dev/shm", 0o1777)
+    os.symlink("/tmp", new + "/dev/shm")  # POSIX shared memory lands in the candidate's private /tmp
     for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
                          ("stderr", "/proc/self/fd/2")):
         os.symlink(target, new + "/dev/" + name)
     os.makedirs(new + "/proc", exist_ok=True)
     lx.mount("/proc", new + "/proc", None, lx.MS_BIND | lx.MS_REC)
     os.mkdir(new + "/tmp", 0o1777)
+    os.makedirs(new + "/run/phitools", exist_ok=True)  # the judges' working directories (one per slot)
+    lx.mount("tmpfs", new + "/run/phitools", "tmpfs", lx.MS_NOSUID | lx.MS_NODEV | lx.MS_NOEXEC, "size=256m,mode=711")
     os.makedirs(new + "/var", exist_ok=True)
     os.symlink("/tmp", new + "/var/tmp")
     for h in hide:
@@ -289,20 +357,8 @@ def _set_limits(lim: dict, *, candidate: bool) -> None:
             pass
 
 
-def _private_tmp(caps: dict, uid: int, size: int) -> str:
-    """A fresh tmpfs on /tmp (and /dev/shm), owned by `uid`; returns the working directory."""
-    lx.unshare(lx.CLONE_NEWNS)
-    opts = f"size={size},mode=700,uid={uid},gid={uid}" if caps["mode"] == "root" else f"size={size},mode=700"
-    lx.mount("tmpfs", "/tmp", "tmpfs", lx.MS_NOSUID | lx.MS_NODEV, opts)
-    try:
-        lx.mount("tmpfs", "/dev/shm", "tmpfs", lx.MS_NOSUID | lx.MS_NODEV, opts)
-    except OSError:
-        pass
-    return "/tmp"
-
-
 def _drop_privileges(caps: dict, uid: int) -> None:
-    if caps["mode"] == "root":
+    if caps["uid_drop"]:
         os.setgroups([])
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)
@@ -328,210 +384,468 @@ def _reset_signals() -> None:
 # ======================================================================================================
 # Supervisor (one per check)
 # ======================================================================================================
+class SlotInit:
+    """I: the first process of a slot's pid namespace, with its own mount namespace. It never sees a test:
+    on request it forks the candidate P (with pipe ends the supervisor passes over), and afterwards kills
+    every process in the namespace but itself, reaps them, and gives P's exit status and CPU time back."""
+
+    def __init__(self, sock: socket.socket, caps: dict, cand_uid: int):
+        self.sock = sock
+        self.caps = caps
+        self.cand_uid = cand_uid
+        self.is_init = os.getpid() == 1
+        self.tmp_mounted = False
+        self.tmpdir: str | None = None
+        self.child: int | None = None
+
+    def serve(self) -> None:
+        if not self.is_init:
+            try:
+                lx.prctl(lx.PR_SET_CHILD_SUBREAPER, 1)
+            except OSError:
+                pass
+        if self.caps["fs_hidden"]:
+            if self.is_init:
+                try:  # a /proc that shows only this slot's processes
+                    lx.mount("proc", "/proc", "proc", lx.MS_NOSUID | lx.MS_NODEV | lx.MS_NOEXEC)
+                except OSError:
+                    pass
+            try:  # the judges' working directories are none of the candidate's business
+                lx.mount("tmpfs", "/run/phitools", "tmpfs", lx.MS_RDONLY | lx.MS_NOSUID | lx.MS_NODEV, "size=4k,mode=555")
+            except OSError:
+                pass
+        try:
+            lx.prctl(lx.PR_SET_DUMPABLE, 0)
+        except OSError:
+            pass
+        while True:
+            try:
+                msg, fds, _f, _a = socket.recv_fds(self.sock, 1 << 16, 8)
+            except InterruptedError:
+                continue
+            except OSError:
+                break
+            if not msg:
+                break
+            req = json.loads(msg)
+            if req["op"] == "spawn":
+                self._spawn(req, fds)
+            elif req["op"] == "kill":
+                for f in fds:
+                    os.close(f)
+                self.sock.send(json.dumps(self._kill_all()).encode())
+        self._kill_all()
+        os._exit(0)
+
+    def _spawn(self, req: dict, fds: list[int]) -> None:
+        ctl_r, st_w, req_r, resp_w, out = fds
+        size = int(req.get("tmp_size", 64 << 20))
+        work = None
+        if self.caps["fs_hidden"]:
+            opts = f"size={size},mode=700"
+            if self.caps["uid_drop"]:
+                opts += f",uid={self.cand_uid},gid={self.cand_uid}"
+            try:  # a fresh, empty /tmp for every check
+                lx.mount("tmpfs", "/tmp", "tmpfs", lx.MS_NOSUID | lx.MS_NODEV, opts)
+                self.tmp_mounted = True
+                work = "/tmp"
+            except OSError:
+                work = None
+        if work is None:
+            import tempfile
+            self.tmpdir = work = tempfile.mkdtemp(prefix="phitools-sandbox-")
+            if self.caps["uid_drop"]:
+                os.chown(work, self.cand_uid, self.cand_uid)
+        pid = os.fork()
+        if pid == 0:
+            self.sock.close()
+            _candidate_child(self.caps, self.cand_uid, ctl_r, st_w, req_r, resp_w, out, work)
+        for f in fds:
+            os.close(f)
+        self.child = pid
+        body = json.dumps({"op": "spawned", "ns_pid": pid}).encode()
+        try:
+            # SCM_CREDENTIALS: the kernel rewrites the pid into the supervisor's pid namespace
+            creds = struct.pack("3i", pid, os.getuid(), os.getgid())
+            self.sock.sendmsg([body], [(socket.SOL_SOCKET, socket.SCM_CREDENTIALS, creds)])
+        except OSError:
+            self.sock.send(body)
+
+    def _kill_all(self) -> dict:
+        info: dict = {"op": "killed"}
+        pid = self.child
+        if pid is not None:
+            try:
+                got, st, ru = os.wait4(pid, os.WNOHANG)
+                killed = got == 0
+                if killed:
+                    _kill(pid)
+                    got, st, ru = os.wait4(pid, 0)
+                info["cpu_s"] = round(ru.ru_utime + ru.ru_stime, 4)
+                if os.WIFSIGNALED(st) and not killed:
+                    info["signal"] = os.WTERMSIG(st)
+                elif os.WIFEXITED(st):
+                    info["exit_code"] = os.WEXITSTATUS(st)
+            except ChildProcessError:
+                pass
+            self.child = None
+        for _ in range(1000):
+            if self.is_init:
+                try:
+                    os.kill(-1, signal.SIGKILL)  # from a namespace's init: every process in it but this one
+                except ProcessLookupError:
+                    pass
+            else:
+                if self.caps["uid_drop"]:
+                    _kill_uid(self.cand_uid)
+                kids = _descendants(os.getpid())
+                for k in kids:
+                    _kill(k, signal.SIGSTOP)
+                for k in kids:
+                    _kill(k)
+            try:
+                while os.waitpid(-1, 0 if self.is_init else os.WNOHANG)[0] > 0:
+                    pass
+            except ChildProcessError:
+                break
+            time.sleep(0.001)
+        if self.tmp_mounted:
+            try:
+                lx.umount2("/tmp", lx.MNT_DETACH)
+            except OSError:
+                pass
+            self.tmp_mounted = False
+        if self.tmpdir:
+            _rmtree(self.tmpdir)
+            self.tmpdir = None
+        return info
+
+
+def _candidate_child(caps, cand_uid, ctl_r, st_w, req_r, resp_w, out, work) -> None:
+    """P: set up the process, report, then load the program and serve the judge. Never returns."""
+    try:
+        null = os.open(os.devnull, os.O_RDONLY)
+        _arrange_fds({0: null, 1: out, 2: out, P_CTL: ctl_r, P_STATUS: st_w, P_REQ: req_r, P_RESP: resp_w})
+        _reset_signals()
+        os.setsid()
+        try:
+            _drop_privileges(caps, cand_uid)
+            if caps["mode"] != "userns" and (os.geteuid() == 0 or os.getuid() == 0):
+                raise PermissionError("refusing to run candidate code as root")
+            os.chdir(work)
+            os.environ.clear()
+            os.environ.update(SANDBOX_ENV)
+            os.environ["HOME"] = os.environ["TMPDIR"] = work
+        except BaseException as e:  # noqa: BLE001
+            wire.send(P_STATUS, {"setup_error": f"{type(e).__name__}: {e}"})
+            os._exit(1)
+        wire.send(P_STATUS, {"setup": "ok"})
+        from phitools.eval import _candidate
+        _candidate.main(P_CTL, P_STATUS, P_REQ, P_RESP, _set_limits)
+    except BaseException:  # noqa: BLE001
+        pass
+    os._exit(0)
+
+
 class Supervisor:
-    """Runs one check: forks judge and candidate, feeds them, enforces limits, kills everything, reports."""
+    """C: one per parallel slot, for the whole run. For each check it asks the slot's init for a fresh
+    candidate process, sends it the program, then — as the judge uid — runs the benchmark's test code with
+    the candidate's names as proxies, polling the candidate's CPU time and the wall clock while it waits
+    for answers; then has everything killed and reports the verdict."""
 
     def __init__(self, chan: int, req: dict, cfg: dict, caps: dict):
         self.chan = chan
-        self.req = req
         self.cfg = cfg
         self.caps = caps
-        slot = int(req.get("slot", 0))
+        self.slot = int(req.get("slot", 0))
         base = int(cfg.get("uid_base", 0x5A000000))
-        self.cand_uid = base + 2 * slot
-        self.judge_uid = base + 2 * slot + 1
+        self.cand_uid = base + 2 * self.slot
+        self.judge_uid = base + 2 * self.slot + 1
+        self.init_sock: socket.socket | None = None
+        self.init_pid: int | None = None
         self.killed_for_cpu = False
-        self.tmpdirs: list[str] = []
-        # the file-size limit is known before the check arrives (it sizes the private /tmp)
-        self.fsize = int(req.get("fsize", 16 << 20))
+        self._last_scan = 0.0
 
-    # -- children ---------------------------------------------------------------------------------------
-    def _fork_judge(self):
-        ctl_r, ctl_w = os.pipe()
-        ver_r, ver_w = os.pipe()
-        req_r, req_w = os.pipe()
-        resp_r, resp_w = os.pipe()
-        out = os.memfd_create("judge-out")
-        tmpdir = self._new_tmpdir()
-        pid = os.fork()
-        if pid == 0:
+    # -- the slot's init ---------------------------------------------------------------------------------
+    def _start_init(self) -> None:
+        """Fork I0 -> I: I0 enters new pid and mount namespaces in one unshare(2); I is the namespace's first
+        process. (A nested user namespace per slot would make RLIMIT_NPROC exact without root, but the kernel
+        refuses new user namespaces after the pivot into the sandbox root.)"""
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        mine.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        r, w = os.pipe()
+        x = os.fork()
+        if x == 0:
             try:
-                null = os.open(os.devnull, os.O_RDONLY)
-                _arrange_fds({0: null, 1: out, 2: out, J_CTL: ctl_r, J_VERDICT: ver_w, J_REQ: req_w, J_RESP: resp_r})
-                _reset_signals()
-                work = self._workdir(self.judge_uid, tmpdir)
-                _drop_privileges(self.caps, self.judge_uid)
-                try:
-                    lx.prctl(lx.PR_SET_DUMPABLE, 0)  # no ptrace, no /proc/PID/mem for same-uid processes
-                except OSError:
-                    pass
-                os.chdir(work)
-                from phitools.eval import _judge
-                _judge.main(J_CTL, J_VERDICT, J_REQ, J_RESP, _set_limits)
-            except BaseException:  # noqa: BLE001
-                pass
-            os._exit(0)
-        for f in (ctl_r, ver_w, req_w, resp_r):
-            os.close(f)
-        return pid, ctl_w, ver_r, req_r, resp_w, out
-
-    def _new_tmpdir(self) -> str | None:
-        """Without a private root, a host temp dir per process (created here so the supervisor removes it)."""
-        if self.caps["fs_hidden"]:
-            return None
-        import tempfile
-        d = tempfile.mkdtemp(prefix="phitools-sandbox-")
-        self.tmpdirs.append(d)
-        return d
-
-    def _workdir(self, uid: int, tmpdir: str | None) -> str:
-        if tmpdir is None:
-            return _private_tmp(self.caps, uid, self.fsize * 2 + (8 << 20))
-        if self.caps["mode"] == "root":
-            os.chown(tmpdir, uid, uid)
-        return tmpdir
-
-    def _fork_candidate(self, req_r: int, resp_w: int):
-        """X: (new pid namespace) -> P. Returns (P's pid, ctl write end, status read end, output memfd)."""
-        ctl_r, ctl_w = os.pipe()
-        st_r, st_w = os.pipe()
-        x_r, x_w = os.pipe()
-        out = os.memfd_create("candidate-out")
-        tmpdir = self._new_tmpdir()
-        xpid = os.fork()
-        if xpid == 0:
-            try:
-                os.close(x_r)
-                if self.caps["pid_ns"]:
-                    lx.unshare(lx.CLONE_NEWPID)
+                mine.close()
+                os.close(r)
+                flags = (lx.CLONE_NEWPID if self.caps["pid_ns"] else 0) | (lx.CLONE_NEWNS if self.caps["fs_hidden"] else 0)
+                if flags:
+                    lx.unshare(flags)
                 pid = os.fork()
                 if pid == 0:
-                    os.close(x_w)
-                    self._candidate_child(ctl_r, st_w, req_r, resp_w, out, tmpdir)
-                    os._exit(0)
-                os.write(x_w, str(pid).encode())
-            except BaseException:  # noqa: BLE001
-                pass
-            os._exit(0)
-        os.close(x_w)
-        ppid_b = b""
-        while True:
-            b = os.read(x_r, 64)
-            if not b:
-                break
-            ppid_b += b
-        os.close(x_r)
-        os.waitpid(xpid, 0)
-        for f in (ctl_r, st_w):
-            os.close(f)
-        if not ppid_b:
-            raise RuntimeError("could not start the candidate process")
-        return int(ppid_b), ctl_w, st_r, out
-
-    def _candidate_child(self, ctl_r, st_w, req_r, resp_w, out, tmpdir):
-        try:
-            null = os.open(os.devnull, os.O_RDONLY)
-            _arrange_fds({0: null, 1: out, 2: out, P_CTL: ctl_r, P_STATUS: st_w, P_REQ: req_r, P_RESP: resp_w})
-            _reset_signals()
-            os.setsid()
-            try:
-                work = self._workdir(self.cand_uid, tmpdir)
-                if self.caps["pid_ns"] and self.caps["fs_hidden"]:
+                    os.close(w)
                     try:
-                        lx.mount("proc", "/proc", "proc", lx.MS_NOSUID | lx.MS_NODEV | lx.MS_NOEXEC)
-                    except OSError:
-                        pass
-                if self.caps["mode"] == "userns":
-                    # A nested user namespace: process counts (RLIMIT_NPROC) are per namespace, so this
-                    # candidate's limit counts only its own processes; and mounts become locked.
-                    lx.unshare(lx.CLONE_NEWUSER)
-                    lx.write_id_maps(0, 0)
-                _drop_privileges(self.caps, self.cand_uid)
-                os.chdir(work)
-                os.environ.clear()
-                os.environ.update(SANDBOX_ENV)
-            except BaseException as e:  # noqa: BLE001
-                wire.send(P_STATUS, {"setup_error": f"{type(e).__name__}: {e}"})
-                os._exit(1)
-            wire.send(P_STATUS, {"setup": "ok", "uid": os.getuid(), "pid": os.getpid()})
-            from phitools.eval import _candidate
-            _candidate.main(P_CTL, P_STATUS, P_REQ, P_RESP, _set_limits)
-        except BaseException:  # noqa: BLE001
-            pass
-        os._exit(0)
+                        SlotInit(theirs, self.caps, self.cand_uid).serve()
+                    finally:
+                        os._exit(0)
+                os.write(w, str(pid).encode())
+            except BaseException:  # noqa: BLE001
+                import traceback
+                traceback.print_exc()
+            os._exit(0)
+        theirs.close()
+        os.close(w)
+        data = os.read(r, 64)
+        os.close(r)
+        os.waitpid(x, 0)  # I is reparented to us (a subreaper)
+        if not data:
+            mine.close()
+            raise RuntimeError("could not start the slot's init process")
+        self.init_sock = mine
+        self.init_pid = int(data)
 
-    # -- the check --------------------------------------------------------------------------------------
+    def _stop_init(self) -> None:
+        """Close the slot's init: it kills what is left and cleans up on its own; SIGKILL if it dawdles."""
+        if self.init_sock is not None:
+            self.init_sock.close()
+            self.init_sock = None
+        if self.init_pid is not None:
+            deadline = time.monotonic() + 5
+            while True:
+                try:
+                    if os.waitpid(self.init_pid, os.WNOHANG)[0]:
+                        break
+                except ChildProcessError:
+                    break
+                if time.monotonic() > deadline:
+                    _kill(self.init_pid)
+                    deadline = float("inf")
+                time.sleep(0.002)
+            self.init_pid = None
+
+    def _spawn(self, fsize: int):
+        """A fresh candidate process. Returns (host pid, ctl w, status r, req w, resp r, output memfd)."""
+        if self.init_sock is None:
+            self._start_init()
+        ctl_r, ctl_w = os.pipe()
+        st_r, st_w = os.pipe()
+        req_r, req_w = os.pipe()
+        resp_r, resp_w = os.pipe()
+        out = os.memfd_create("candidate-out")
+        child = [ctl_r, st_w, req_r, resp_w, out]
+        try:
+            socket.send_fds(self.init_sock, [json.dumps({"op": "spawn", "tmp_size": fsize * 2 + (8 << 20)}).encode()],
+                            child)
+            msg, anc, _flags, _addr = self.init_sock.recvmsg(4096, socket.CMSG_SPACE(12))
+        except OSError:
+            msg, anc = b"", []
+        finally:
+            for f in (ctl_r, st_w, req_r, resp_w):
+                os.close(f)
+        if not msg:
+            for f in (ctl_w, st_r, req_w, resp_r, out):
+                os.close(f)
+            self._stop_init()
+            raise RuntimeError("the slot's init process is gone")
+        pid = None
+        for level, kind, data in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS and len(data) >= 12:
+                pid = struct.unpack("3i", data[:12])[0]
+        if not pid:
+            pid = json.loads(msg)["ns_pid"]
+        return pid, ctl_w, st_r, req_w, resp_r, out
+
+    def _kill_candidate(self) -> dict:
+        """Have the slot's init kill and reap everything; returns the candidate's exit status and CPU time."""
+        try:
+            self.init_sock.send(b'{"op": "kill"}')
+            msg = self.init_sock.recv(1 << 16)
+            if msg:
+                return json.loads(msg)
+        except (OSError, AttributeError):
+            pass
+        self._stop_init()
+        return {}
+
+    # -- the judge ---------------------------------------------------------------------------------------
+    def _judge_dir(self) -> str:
+        if self.caps["fs_hidden"]:
+            d = f"/run/phitools/j{self.slot}-{os.getpid()}"
+            _rmtree(d)
+            os.mkdir(d, 0o700)
+        else:
+            import tempfile
+            d = tempfile.mkdtemp(prefix="phitools-judge-")
+        if self.caps["uid_drop"]:
+            os.chown(d, self.judge_uid, self.judge_uid)
+        return d
+
+    def _become_judge(self) -> None:
+        """Run the test as the judge uid (the candidate's uid can neither signal nor trace it); the saved uid
+        stays root so the supervisor can go on afterwards (test code is trusted benchmark data)."""
+        if self.caps["uid_drop"]:
+            os.setresgid(self.judge_uid, self.judge_uid, 0)
+            os.setresuid(self.judge_uid, self.judge_uid, 0)
+        try:
+            lx.prctl(lx.PR_SET_DUMPABLE, 0)
+        except OSError:
+            pass
+
+    def _back_to_root(self) -> None:
+        if self.caps["uid_drop"]:
+            os.setresuid(0, 0, 0)
+            os.setresgid(0, 0, 0)
+
+    def _watch(self, ppid: int, st_r: int, lim: dict, t0: float, status_msgs: list):
+        """The judge's wait for an answer: poll the candidate's CPU time, enforce the wall deadline."""
+        from phitools.eval._judge import LimitExceeded
+        deadline = t0 + lim["wall"]
+        extra = [st_r]
+
+        def wait(fd: int) -> None:
+            while True:
+                now = time.monotonic()
+                if now >= deadline:
+                    raise LimitExceeded("wall")
+                try:
+                    ready, _, _ = select.select([fd, *extra], [], [], min(0.05, deadline - now))
+                except InterruptedError:
+                    continue
+                if extra and extra[0] in ready:
+                    try:
+                        status_msgs.append(wire.recv(extra[0]))
+                    except (EOFError, wire.WireError, OSError):
+                        pass
+                    extra.clear()  # only the first message (written before candidate code ran) counts
+                if self._cpu_exceeded(ppid, lim["cpu"], t0):
+                    self.killed_for_cpu = True
+                    _kill(ppid)
+                    raise LimitExceeded("cpu")
+                if fd in ready:
+                    return
+        return wait
+
+    def _cpu_exceeded(self, ppid: int, limit: float, t0: float) -> bool:
+        """The candidate's CPU time: its own every poll; every 0.5 s (after the first), summed over all its
+        descendants too, so that forked children cannot multiply the budget."""
+        own = _proc_cpu(ppid)
+        if own > limit:
+            return True
+        now = time.monotonic()
+        if now - t0 > 0.5 and now - self._last_scan > 0.5:
+            self._last_scan = now
+            total = max(own, 0.0) + sum(max(_proc_cpu(k), 0.0) for k in _descendants(ppid))
+            return total > limit
+        return False
+
+    # -- the checks --------------------------------------------------------------------------------------
     def run(self) -> None:
         try:
             lx.prctl(lx.PR_SET_CHILD_SUBREAPER, 1)
+            lx.prctl(lx.PR_SET_PDEATHSIG, signal.SIGKILL)  # the zygote gone -> this slot gone
         except OSError:
             pass
-        jpid, j_ctl, j_ver, req_r, resp_w, j_out = self._fork_judge()
-        ppid, p_ctl, p_st, p_out = self._fork_candidate(req_r, resp_w)
-        os.close(req_r)
-        os.close(resp_w)
-        # Only now does the check itself enter this process: neither child has seen it.
+        self.workdir = self._judge_dir()
         try:
-            spec = wire.recv(self.chan)
-        except (EOFError, wire.WireError):
-            self._kill_all([ppid, jpid])
-            return
-        lim = spec["limits"]
-        nonce = secrets.token_hex(16)
-        t0 = time.monotonic()
-        result = self._run_rpc(spec, lim, nonce, jpid, j_ctl, j_ver, ppid, p_ctl, p_st, t0)
-        if result.get("status") == "needs_inprocess":
-            if spec.get("allow_inprocess", True):
-                result = self._run_inprocess(spec, lim, nonce, req_reason=result.get("reason", ""))
-            else:
-                result = {"status": "error", "reason": "the test passes values that cannot leave the judge "
-                                                         "and in-process checking is disabled"}
-                result.setdefault("isolation", "rpc")
-        result["wall_s"] = round(time.monotonic() - t0, 4)
-        result["judge_output"] = _read_memfd(j_out, 4096)
-        result.setdefault("candidate_output", _read_memfd(p_out, lim.get("output", 1 << 16)))
-        try:
-            wire.send(self.chan, result)
-        except OSError:
-            pass
-        for d in self.tmpdirs:
-            _rmtree(d)
+            while True:
+                try:
+                    spec = wire.recv(self.chan)
+                except (EOFError, wire.WireError, OSError):
+                    break
+                result = self.check(spec)
+                try:
+                    wire.send(self.chan, result)
+                except OSError:
+                    break
+        finally:
+            self._stop_init()
+            _rmtree(self.workdir)
 
-    def _run_rpc(self, spec, lim, nonce, jpid, j_ctl, j_ver, ppid, p_ctl, p_st, t0) -> dict:
-        status_msgs: list = []
+    def check(self, spec: dict) -> dict:
+        lim = spec["limits"]
+        self.killed_for_cpu = False
+        self._last_scan = 0.0
+        t0 = time.monotonic()
         try:
-            wire.send(j_ctl, {"nonce": nonce, "prelude": spec.get("prelude", ""), "test": spec["test"],
-                              "remote": spec.get("remote", []), "limits": lim, "seed": spec.get("seed", 0)})
-            wire.send(p_ctl, {"program": spec["program"], "limits": lim, "seed": spec.get("seed", 0),
-                              "mode": "rpc"})
-        except OSError as e:
-            self._kill_all([ppid, jpid])
-            return {"status": "error", "reason": f"could not start the check ({e})", "isolation": "rpc"}
-        verdict, why = self._wait(j_ver, p_st, status_msgs, ppid, lim, t0)
-        p_info = self._kill_all([ppid, jpid], primary=ppid)
-        setup = status_msgs[0] if status_msgs else None
-        res = {"isolation": "rpc", "cpu_s": p_info.get("cpu_s")}
-        if isinstance(setup, dict) and "setup_error" in setup:
-            res.update(status="error", reason=f"sandbox setup failed: {setup['setup_error']}")
-            return res
-        if why == "cpu" or self.killed_for_cpu:
-            res.update(status="timed_out", reason=f"CPU time limit ({lim['cpu']:g} s) exceeded", limit="cpu")
-            return res
-        if verdict is None:
-            if why == "wall":
-                res.update(status="timed_out", reason=f"wall-clock limit ({lim['wall']:g} s) exceeded "
-                                                      f"(CPU used {p_info.get('cpu_s', 0):.2f} s)", limit="wall")
-            else:
-                res.update(status="error", reason="the judge ended without a verdict")
-            return res
-        if not isinstance(verdict, dict) or verdict.get("nonce") != nonce:
-            res.update(status="error", reason="the judge's verdict is malformed")
-            return res
-        st = verdict.get("status")
+            p = self._spawn(lim["fsize"])
+        except RuntimeError as e:
+            return {"status": "error", "reason": f"sandbox: {e}", "wall_s": round(time.monotonic() - t0, 4)}
+        if spec.get("inprocess"):
+            # the parent's second try, after the judge found the test cannot run out of process
+            result = self._run_inprocess(spec, lim, *p, t0)
+        else:
+            result = self._run_rpc(spec, lim, *p, t0)
+        result["wall_s"] = round(time.monotonic() - t0, 4)
+        return result
+
+    def _candidate_limits(self, lim: dict) -> dict:
+        """As root each candidate has its own uid, so RLIMIT_NPROC counts exactly its processes. In a user
+        namespace every sandbox process shares one uid: allow for those running now (approximate)."""
+        if self.caps["uid_drop"]:
+            return lim
+        return dict(lim, nproc=lim["nproc"] + len(_descendants(os.getppid())) + 1)
+
+    def _close(self, *fds: int) -> None:
+        for f in fds:
+            try:
+                os.close(f)
+            except OSError:
+                pass
+
+    def _run_rpc(self, spec, lim, ppid, p_ctl, p_st, p_req, p_resp, p_out, t0) -> dict:
+        from phitools.eval import _judge
+        status_msgs: list = []
+        res: dict = {"isolation": "rpc"}
+        try:
+            try:
+                wire.send(p_ctl, {"program": spec["program"], "limits": self._candidate_limits(lim),
+                                  "seed": spec.get("seed", 0), "mode": "rpc"})
+            except OSError:
+                pass  # the candidate died during setup: the judge's first call says so
+            ch = _judge.Channel(p_req, p_resp, wait=self._watch(ppid, p_st, lim, t0, status_msgs))
+            os.chdir(self.workdir)
+            self._become_judge()
+
+            def on_alarm(signum, frame):
+                raise _judge.LimitExceeded("wall")
+
+            old = signal.signal(signal.SIGALRM, on_alarm)
+            signal.setitimer(signal.ITIMER_REAL, max(0.001, lim["wall"] - (time.monotonic() - t0)))
+            try:
+                verdict = _judge.run(spec, ch)
+            except _judge.LimitExceeded as e:
+                verdict = {"status": "limit", "limit": e.kind}
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, old)
+                self._back_to_root()
+            p_info = self._kill_candidate()
+            if not status_msgs:
+                try:  # the setup report, if the judge never had to wait for an answer
+                    r, _, _ = select.select([p_st], [], [], 0)
+                    if r:
+                        status_msgs.append(wire.recv(p_st))
+                except (EOFError, wire.WireError, OSError):
+                    pass
+            res["cpu_s"] = p_info.get("cpu_s")
+            res["candidate_output"] = _read_memfd(p_out, lim.get("output", 1 << 16))
+        finally:
+            self._close(p_ctl, p_st, p_req, p_resp, p_out)
         for k in ("asserts", "calls"):
             if k in verdict:
                 res[k] = verdict[k]
-        if st == "passed":
+        setup = status_msgs[0] if status_msgs else None
+        if isinstance(setup, dict) and "setup_error" in setup:
+            res.update(status="error", reason=f"sandbox setup failed: {setup['setup_error']}")
+            return res
+        st = verdict.get("status")
+        if self.killed_for_cpu or (st == "limit" and verdict.get("limit") == "cpu"):
+            res.update(status="timed_out", reason=f"CPU time limit ({lim['cpu']:g} s) exceeded", limit="cpu")
+        elif st == "limit":
+            res.update(status="timed_out", limit="wall", reason=f"wall-clock limit ({lim['wall']:g} s) exceeded "
+                                                                f"(CPU used {p_info.get('cpu_s') or 0:.2f} s)")
+        elif st == "passed":
             res.update(status="passed", reason="")
         elif st == "needs_inprocess":
             res.update(status="needs_inprocess", reason=verdict.get("reason", ""))
@@ -557,135 +871,30 @@ class Supervisor:
                                                   "finished"}
         return {"status": "failed", "reason": reason or "the candidate's process ended before the test finished"}
 
-    def _wait(self, j_ver, p_st, status_msgs, ppid, lim, t0):
-        """Wait for the judge's verdict, polling the candidate's CPU time. Returns (verdict|None, why)."""
-        deadline = t0 + lim["wall"]
-        cpu_limit = lim["cpu"]
-        fds = [j_ver, p_st]
-        while True:
-            now = time.monotonic()
-            if now >= deadline:
-                return None, "wall"
-            try:
-                ready, _, _ = select.select(fds, [], [], min(0.05, deadline - now))
-            except InterruptedError:
-                continue
-            if p_st in ready:
-                try:
-                    status_msgs.append(wire.recv(p_st))
-                except (EOFError, wire.WireError, OSError):
-                    fds.remove(p_st)
-            if j_ver in ready:
-                try:
-                    return wire.recv(j_ver), "verdict"
-                except (EOFError, wire.WireError, OSError):
-                    return None, "judge_died"
-            if self._cpu_exceeded(ppid, cpu_limit, t0):
-                self.killed_for_cpu = True
-                _kill(ppid)
-                return None, "cpu"
-
-    def _cpu_exceeded(self, ppid: int, limit: float, t0: float) -> bool:
-        """The candidate's CPU time: its own every poll; every 0.5 s (after the first), summed over all its
-        descendants too, so that forked children cannot multiply the budget."""
-        own = _proc_cpu(ppid)
-        if own > limit:
-            return True
-        now = time.monotonic()
-        if now - t0 > 0.5 and now - getattr(self, "_last_scan", 0.0) > 0.5:
-            self._last_scan = now
-            total = max(own, 0.0) + sum(max(_proc_cpu(k), 0.0) for k in _descendants(ppid))
-            return total > limit
-        return False
-
-    def _kill_all(self, pids: list[int], primary: int | None = None) -> dict:
-        """SIGKILL the given processes (the candidate is its pid namespace's init: its death ends the namespace),
-        reap them, then anything else that is left below this supervisor."""
-        info: dict = {}
-        if primary is not None:
-            try:
-                # Already dead? Keep its status and CPU time before killing.
-                cpu_before = _proc_cpu(primary)
-                info["cpu_s"] = round(cpu_before, 4) if cpu_before >= 0 else None
-            except Exception:
-                pass
-        for p in pids:
-            if p != primary:
-                _kill(p)
-        if primary is not None:
-            st = None
-            try:
-                got, st, ru = os.wait4(primary, os.WNOHANG)
-                if got == 0:
-                    _kill(primary)
-                    got, st, ru = os.wait4(primary, 0)
-                    info["killed_by_supervisor"] = True
-                info["cpu_s"] = round(ru.ru_utime + ru.ru_stime, 4)
-            except ChildProcessError:
-                st = None
-            if st is not None:
-                if os.WIFSIGNALED(st):
-                    info["signal"] = os.WTERMSIG(st) if not info.get("killed_by_supervisor") else None
-                elif os.WIFEXITED(st):
-                    info["exit_code"] = os.WEXITSTATUS(st)
-        for p in pids:
-            if p != primary:
-                try:
-                    os.waitpid(p, 0)
-                except ChildProcessError:
-                    pass
-        self._sweep()
-        return info
-
-    def _sweep(self) -> None:
-        """Kill and reap every remaining descendant (orphans are reparented here: we are a subreaper)."""
-        for _ in range(200):
-            try:
-                while True:
-                    pid, _ = os.waitpid(-1, os.WNOHANG)
-                    if pid == 0:
-                        break
-            except ChildProcessError:
-                break
-            kids = _descendants(os.getpid())
-            if self.caps["mode"] == "root" and not self.caps["pid_ns"]:
-                for uid in (self.cand_uid, self.judge_uid):
-                    _kill_uid(uid)
-            for k in kids:
-                _kill(k, signal.SIGSTOP)
-            for k in kids:
-                _kill(k)
-            time.sleep(0.001)
-
-    def _run_inprocess(self, spec, lim, nonce, req_reason: str) -> dict:
+    def _run_inprocess(self, spec, lim, ppid, p_ctl, p_st, p_req, p_resp, p_out, t0) -> dict:
         """Fallback: the test runs inside the candidate's process (weaker guarantee; see docs/eval.md)."""
         from phitools.eval._judge import rewrite_for_inprocess
-        req_r, req_w = os.pipe()
-        resp_r, resp_w = os.pipe()
-        ppid, p_ctl, p_st, p_out = self._fork_candidate(req_r, resp_w)
-        for f in (req_r, resp_w, req_w, resp_r):
-            os.close(f)
-        t0 = time.monotonic()
+        nonce = secrets.token_hex(16)
+        res: dict = {"isolation": "inprocess"}
+        self._close(p_req, p_resp)
         try:
-            test_src, n_sites = rewrite_for_inprocess(spec.get("prelude_inprocess", "") + "\n" + spec["test"])
+            test_src, _n_sites = rewrite_for_inprocess(spec.get("prelude_inprocess", "") + "\n" + spec["test"])
         except SyntaxError as e:
-            self._kill_all([ppid], primary=ppid)
-            return {"status": "error", "reason": f"test code does not parse: {e}", "isolation": "inprocess"}
-        res = {"isolation": "inprocess", "inprocess_reason": req_reason}
-        try:
-            wire.send(p_ctl, {"program": spec["program"], "limits": lim, "seed": spec.get("seed", 0),
-                              "mode": "inprocess"})
-        except OSError as e:
-            self._kill_all([ppid], primary=ppid)
-            res.update(status="error", reason=f"could not start the check ({e})")
+            self._kill_candidate()
+            self._close(p_ctl, p_st, p_out)
+            res.update(status="error", reason=f"test code does not parse: {e}")
             return res
+        try:
+            wire.send(p_ctl, {"program": spec["program"], "limits": self._candidate_limits(lim),
+                              "seed": spec.get("seed", 0), "mode": "inprocess"})
+        except OSError:
+            pass
         deadline = t0 + lim["wall"]
         buf = b""
         got_setup = loaded = done = False
         oks = 0
         count = None
         why = None
-        sent_test = False
         while True:
             now = time.monotonic()
             if now >= deadline:
@@ -716,14 +925,15 @@ class Supervisor:
                 buf = buf[4 + n:]
                 got_setup = True
                 if "setup_error" in setup:
-                    self._kill_all([ppid], primary=ppid)
+                    self._kill_candidate()
+                    self._close(p_ctl, p_st, p_out)
                     res.update(status="error", reason=f"sandbox setup failed: {setup['setup_error']}")
                     return res
             *lines, buf = buf.split(b"\n")
             for line in lines:
                 parts = line.decode("ascii", "replace").split()
-                if parts[:1] == ["loaded"] and not sent_test:
-                    loaded = sent_test = True
+                if parts[:1] == ["loaded"] and not loaded:
+                    loaded = True
                     try:
                         wire.send(p_ctl, {"test": test_src, "nonce": nonce})
                     except OSError:
@@ -735,11 +945,12 @@ class Supervisor:
                     count = int(parts[2]) if parts[2].isdigit() else -1
                 elif parts[:1] == ["fail"] and len(parts) >= 2 and parts[1] == nonce:
                     res["reason"] = " ".join(parts[2:])[:2000].replace("\\n", "\n")
-            if done:
+            if done or "reason" in res:
                 break
-        p_info = self._kill_all([ppid], primary=ppid)
+        p_info = self._kill_candidate()
         res["cpu_s"] = p_info.get("cpu_s")
         res["candidate_output"] = _read_memfd(p_out, lim.get("output", 1 << 16))
+        self._close(p_ctl, p_st, p_out)
         if why == "cpu" or self.killed_for_cpu:
             res.update(status="timed_out", reason=f"CPU time limit ({lim['cpu']:g} s) exceeded", limit="cpu")
         elif why == "wall":
@@ -747,7 +958,7 @@ class Supervisor:
         elif done and count == oks and oks >= 1:
             res.update(status="passed", reason="", asserts=oks)
         elif done and oks == 0:
-            res.update(status="error", reason="the test has no assertions")
+            res.update(status="error", reason="the test ran no assertions")
         elif "reason" in res:
             res["status"] = "failed"
         elif not loaded:
@@ -761,11 +972,18 @@ class Supervisor:
 _CLK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
+def _read_proc(rel: str) -> bytes:
+    fd = os.open("/proc/" + rel, os.O_RDONLY)
+    try:
+        return os.read(fd, 4096)
+    finally:
+        os.close(fd)
+
+
 def _proc_cpu(pid: int) -> float:
     """utime+stime (+ reaped children) of a process, in seconds; -1 if gone."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
+        data = _read_proc(f"{pid}/stat")
     except OSError:
         return -1.0
     fields = data[data.rfind(b")") + 2:].split()
@@ -807,8 +1025,7 @@ def _descendants(root: int) -> list[int]:
         if not n.isdigit():
             continue
         try:
-            with open(f"/proc/{n}/stat", "rb") as f:
-                data = f.read()
+            data = _read_proc(f"{n}/stat")
             parent_of[int(n)] = int(data[data.rfind(b")") + 2:].split()[1])
         except (OSError, ValueError, IndexError):
             continue

