@@ -228,13 +228,13 @@ def _generate(problems, *, checkpoint, opts: LLMOptions, chat, n, temperature, t
     from phitools.eval import generate as gen
     from phitools.shards import RecordWriter
 
-    from phitools.runtime.seeding import seed_everything
-
-    seed_everything(seed)
     records: list[dict]
     info: dict = {"n_samples": n, "temperature": temperature, "top_p": top_p, "max_new_tokens": max_tokens,
                   "seed": seed, "stops": {p.task_id: list(p.stops) for p in problems[:1]}}
     if checkpoint is not None:
+        from phitools.runtime.seeding import seed_everything
+
+        seed_everything(seed)
         sampler = gen.CheckpointSampler(checkpoint, tokenizer=tokenizer, device=device)
         info["source"] = {"checkpoint": str(checkpoint), **sampler.describe()}
         with console.progress("generate", total=len(problems) * n, unit="samples") as bar:

@@ -7,6 +7,7 @@ loss is the mean next-token cross-entropy in nats; perplexity = exp(loss).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from typing import Callable
@@ -45,7 +46,11 @@ def evaluate_perplexity(ckpt: str | os.PathLike, tokdir: str | os.PathLike, *, s
     ckpt_tok = os.path.join(str(ckpt), "tokenizer.json")
     tok_match = None
     if os.path.isfile(ckpt_tok):
-        tok_match = file_sha256(ckpt_tok) == td.tokenizer_sha256
+        from tokenizers import Tokenizer
+
+        # the same identity `phitools tokenize` records: sha256 of the tokenizer's canonical JSON
+        canon = hashlib.sha256(Tokenizer.from_file(ckpt_tok).to_str().encode("utf-8")).hexdigest()
+        tok_match = canon == td.tokenizer_sha256 or file_sha256(ckpt_tok) == file_sha256(td.tokenizer_path)
         if not tok_match and warn:
             warn(f"{tokdir} was tokenized with a different tokenizer than {ckpt}'s tokenizer.json: the loss is "
                  "not meaningful")
