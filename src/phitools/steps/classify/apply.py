@@ -158,8 +158,8 @@ def histogram_for(clf: Classifier) -> Histogram:
 # ---- exact selection over spilled scores -------------------------------------------------------------------
 
 def _keys(x: np.ndarray) -> np.ndarray:
-    """float64 -> uint64 with the same order."""
-    b = x.astype(np.float64).view(np.uint64)
+    """float64 -> uint64 with the same order (-0.0 counts as 0.0)."""
+    b = (x.astype(np.float64) + 0.0).view(np.uint64)
     neg = (b >> np.uint64(63)).astype(bool)
     return np.where(neg, ~b, b | np.uint64(1 << 63))
 

@@ -6,8 +6,8 @@ Each is fitted with its usual library and then turned into a predictor that need
   logreg  weights + bias (safetensors): logistic regression for a binary target, ridge for regression
 
 Models see only the "active" columns (a hashed bucket that occurs in at least `min_df` training documents,
-and every dense column); tree models further keep the `max_columns` buckets most correlated with the target
-(trees over 10^5 sparse columns are slow to fit and mostly split on noise). `columns` maps a model's column
+and every dense column), of which they keep the `max_columns` buckets most correlated with the target
+(2000 for trees, 20000 for logreg: models over 10^5-10^6 sparse columns are slow to fit and mostly fit noise). `columns` maps a model's column
 k to the feature pipeline's column columns[k].
 """
 
@@ -23,7 +23,7 @@ from phitools.steps.classify.trees import Forest, from_lightgbm_text, from_sklea
 ESTIMATORS = ("rf", "lgbm", "logreg")
 MODEL_FILES = {"rf": "forest.safetensors", "lgbm": "model.txt", "logreg": "linear.safetensors"}
 DEFAULT_TREES = {"rf": 200, "lgbm": 200}
-DEFAULT_MAX_COLUMNS = 2000
+DEFAULT_MAX_COLUMNS = {"rf": 2000, "lgbm": 2000, "logreg": 20000}
 
 
 @dataclass
@@ -94,12 +94,12 @@ def select_columns(X, y: np.ndarray, columns: np.ndarray, keep: np.ndarray, k: i
 
 
 def fit(estimator: str, X, y_score: np.ndarray, *, target: str, threshold: float, columns: np.ndarray, dense_columns: np.ndarray,
-        seed: int = 0, n_estimators: int | None = None, threads: int = 1, max_columns: int = DEFAULT_MAX_COLUMNS):
+        seed: int = 0, n_estimators: int | None = None, threads: int = 1, max_columns: int | None = None):
     """Fit on X[:, columns] (CSR). Returns (model, native_files: {name: bytes}) with the model's own file(s)."""
     binary = target == "binary"
     y = (y_score >= threshold).astype(np.int64) if binary else y_score.astype(np.float64)
-    if estimator in ("rf", "lgbm"):
-        columns = select_columns(X, y.astype(np.float64), columns, np.intersect1d(columns, dense_columns), max_columns)
+    columns = select_columns(X, y.astype(np.float64), columns, np.intersect1d(columns, dense_columns),
+                             max_columns or DEFAULT_MAX_COLUMNS[estimator])
     Xa = X[:, columns].tocsr()
     if estimator == "lgbm":
         import lightgbm as lgb
@@ -149,7 +149,8 @@ def _fit_linear(Xa, y, *, binary: bool, columns: np.ndarray, dense_columns: np.n
     if binary:
         from sklearn.linear_model import LogisticRegression
 
-        m = LogisticRegression(C=1.0, max_iter=5000, random_state=seed)
+        # liblinear's dual coordinate descent suits few documents x many columns (lbfgs is ~100x slower here)
+        m = LogisticRegression(C=1.0, solver="liblinear", max_iter=1000, random_state=seed)
         m.fit(Xs, y)
         coef, b, link = m.coef_.ravel(), float(m.intercept_[0]), "sigmoid"
     else:

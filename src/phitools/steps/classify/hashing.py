@@ -2,12 +2,15 @@
 
 Everything is vectorised over a whole batch of documents (numpy; no Python loop per token):
 
-- the batch is one byte buffer: the UTF-8 documents, each followed by a NUL separator;
-- a polynomial prefix hash over the buffer, H[i] = sum_{j<i} b[j] p^j (mod 2^64), gives the hash of any
-  span [s, e) as (H[e] - H[s]) * p^-s: exact integer arithmetic that does not depend on where the span
-  sits, so a document's features never depend on its neighbours (nor on batch size or worker count);
-- the span hash is finalised (add a per-family seed, xor-shift, multiply) and its top bits pick one of
-  `n_features` buckets.
+- the batch is one byte buffer: the UTF-8 documents, each followed by a NUL separator, then zero padding;
+- an unaligned 8-byte view of the buffer gives, at every position i, the bytes i..i+7 as one uint64, so a
+  byte n-gram (n <= 8) is that word masked to n bytes, and a token is up to four such words (bytes 0-31)
+  plus its last 8 bytes and its length, each masked to the token, combined by multiply-xor;
+- the key is finalised (xor a per-family seed, multiply by an odd constant) and its top bits pick one of
+  `n_features` buckets (multiplicative hashing).
+Only a token's own bytes enter its key, so a document's features never depend on its neighbours (nor on
+batch size or worker count). Tokens longer than 32 bytes are keyed by their first 32 bytes, last 8 bytes
+and length.
 
 Token families (each normalised by its own count in the document):
   word    whole identifiers/words (runs of [A-Za-z0-9_] and non-ASCII bytes), case kept: getHTTPResponse_code
@@ -27,28 +30,21 @@ from typing import Sequence
 
 import numpy as np
 
-_P = 0x9E3779B97F4A7C15           # polynomial base: odd, so invertible mod 2^64
-_P_INV = pow(_P, -1, 1 << 64)
 _MIX = 0xD6E8FEB86659FD93         # finaliser multiplier (odd)
+_K = [np.uint64(k) for k in (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0x27D4EB2F165667C5,
+                             0x85EBCA77C2B2AE63, 0xFF51AFD7ED558CCD)]
 U64 = np.uint64
+_PAD = 40  # zero bytes after the buffer, so every 8-byte read up to byte 32 of a token stays inside
+# MASK[n]: the low n bytes of a little-endian uint64 (n = 0..8)
+# byte -> class letter for the dense statistics: s(pace) a(lpha) d(igit) p(unct) n(on-ASCII) o(ther)
+_CLASS_TABLE = bytes(ord("s") if b in (9, 10, 11, 12, 13, 32) else ord("a") if chr(b).isalpha() and b < 128
+                     else ord("d") if 48 <= b <= 57 else ord("p") if 33 <= b <= 126 else ord("n") if b >= 128 else ord("o")
+                     for b in range(256))
+_MASK = np.array([(1 << (8 * n)) - 1 for n in range(8)] + [(1 << 64) - 1], np.uint64)
 
 DENSE_STATS = ("log_bytes", "log_lines", "log_mean_line", "log_max_line", "frac_space", "frac_alpha", "frac_digit",
-               "frac_punct", "frac_nonascii", "log_mean_word")
-
-_pow_cache: dict[str, np.ndarray] = {}
-
-
-def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """p^i and p^-i (mod 2^64) for i < n; cached and grown geometrically."""
-    have = _pow_cache.get("p")
-    if have is None or len(have) < n:
-        m = max(n, 2 * len(have) if have is not None else 1 << 16)
-        for key, base in (("p", _P), ("q", _P_INV)):
-            a = np.full(m, base, U64)
-            a[0] = 1
-            _pow_cache[key] = np.cumprod(a, dtype=U64)
-    return _pow_cache["p"][:n], _pow_cache["q"][:n]
-
+               "frac_punct", "frac_nonascii", "log_mean_word", "frac_blank_lines", "frac_comment_lines", "frac_long_lines",
+               "triple_quotes_per_line")
 
 def _seed(name: str) -> np.uint64:
     """A fixed per-family seed (FNV-1a of the family name): stable across runs, processes and machines."""
@@ -63,19 +59,19 @@ class HashSettings:
     """Everything that defines the `hash` feature space; saved in the classifier's JSON."""
 
     n_features: int = 1 << 18
-    char_ngrams: tuple = (3, 4, 5)
+    char_ngrams: tuple = (4,)
     words: bool = True
     subwords: bool = True
     bigrams: bool = True
     max_bytes: int = 100_000  # only the first max_bytes of each document are featurised
-    version: int = 1
+    version: int = 2
 
     def __post_init__(self) -> None:
         self.char_ngrams = tuple(sorted({int(n) for n in self.char_ngrams}))
         if self.n_features < 16 or self.n_features > (1 << 26) or self.n_features & (self.n_features - 1):
             raise ValueError(f"n_features must be a power of two between 16 and 2^26, got {self.n_features}")
-        if any(n < 1 or n > 16 for n in self.char_ngrams):
-            raise ValueError(f"char n-gram sizes must be 1..16, got {list(self.char_ngrams)}")
+        if any(n < 1 or n > 8 for n in self.char_ngrams):
+            raise ValueError(f"char n-gram sizes must be 1..8, got {list(self.char_ngrams)}")
         if self.max_bytes < 1:
             raise ValueError("max_bytes must be positive")
         if not (self.words or self.subwords or self.bigrams or self.char_ngrams):
@@ -106,7 +102,7 @@ class HashSettings:
 
     @classmethod
     def from_json(cls, d: dict) -> "HashSettings":
-        if d.get("version", 1) != 1:
+        if d.get("version", 2) != 2:
             raise ValueError(f"unknown hash feature version {d.get('version')!r}")
         if list(d.get("dense_stats", DENSE_STATS)) != list(DENSE_STATS):
             raise ValueError("dense statistics differ from this phitools version's")
@@ -156,6 +152,31 @@ class HashedBatch:
         return d, b
 
 
+def _words8(raw: bytes) -> np.ndarray:
+    """(L,) uint64 view: element i is bytes i..i+7 of `raw` (little-endian); raw must carry 8 bytes of padding."""
+    return np.ndarray(shape=(len(raw) - 8,), dtype="<u8", buffer=raw, offset=0, strides=(1,))
+
+
+def _span_keys(V: np.ndarray, s: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """A 64-bit key of each byte span [s, e) from its first 32 bytes, its last 8 and its length."""
+    n = e - s
+    h = (V[s] & _MASK[np.minimum(n, 8)]) ^ (n.astype(U64) * _K[5])
+    for j in (1, 2, 3):
+        rest = n - 8 * j
+        m = rest > 0
+        if not m.any():
+            break
+        idx = np.flatnonzero(m)  # only spans this long are touched: a key depends on its own span alone
+        hi = h[idx] ^ ((V[s[idx] + 8 * j] & _MASK[np.minimum(rest[idx], 8)]) * _K[j])
+        hi *= _K[0]
+        hi ^= hi >> U64(31)
+        h[idx] = hi
+    long_ = np.flatnonzero(n > 32)
+    if len(long_):
+        h[long_] ^= V[e[long_] - 8] * _K[4]
+    return h
+
+
 def hash_batch(texts: Sequence[str], settings: HashSettings) -> HashedBatch:
     """Tokenise and hash a batch of documents. A pure function of each document: batching does not matter."""
     n = len(texts)
@@ -163,17 +184,16 @@ def hash_batch(texts: Sequence[str], settings: HashSettings) -> HashedBatch:
     enc = [t.encode("utf-8", "surrogatepass") for t in texts]
     enc = [e if len(e) <= cap else e[:cap] for e in enc]
     lens = np.fromiter((len(e) for e in enc), np.int64, n)
-    buf = np.frombuffer(b"\x00".join(enc) + b"\x00", np.uint8)
-    L = len(buf)
+    raw = b"\x00".join(enc) + b"\x00" * (1 + _PAD)
+    L = len(raw) - _PAD
+    buf = np.frombuffer(raw, np.uint8, count=L)
     seps = np.cumsum(lens + 1) - 1
     out = HashedBatch(n_docs=n, seps=seps)
-    P, Q = _powers(L + 1)
     shift = U64(64 - settings.bits)
 
     def finish(h: np.ndarray, fam: str) -> np.ndarray:
         # in place: h is a temporary we own
-        h += _seed(fam)
-        h ^= h >> U64(29)
+        h ^= _seed(fam)
         h *= U64(_MIX)
         h >>= shift
         return h.view(np.int64)
@@ -184,19 +204,13 @@ def hash_batch(texts: Sequence[str], settings: HashSettings) -> HashedBatch:
         r[nz] = 1.0 / counts[nz]
         return r
 
-    def prefix(b: np.ndarray) -> np.ndarray:
-        H = np.empty(L + 1, U64)
-        H[0] = 0
-        np.cumsum(np.multiply(b.astype(U64), P[:L]), out=H[1:])
-        return H
-
     # byte classes by arithmetic (faster than table look-ups)
     upper = (buf - np.uint8(65)) < 26
     lower = (buf - np.uint8(97)) < 26
     digit = (buf - np.uint8(48)) < 10
     nonascii = buf >= 128
-    low = buf + upper.view(np.uint8) * np.uint8(32)
-    HL = prefix(low)
+    low_raw = np.frombuffer(raw, np.uint8) + np.concatenate((upper, np.zeros(_PAD, bool))).view(np.uint8) * np.uint8(32)
+    VL = _words8(low_raw.tobytes())  # lowercased text
     # ---- words: runs of [A-Za-z0-9_] and non-ASCII bytes ----
     isw = upper | lower | digit | nonascii | (buf == 95)
     edge = np.diff(isw.view(np.int8), prepend=np.int8(0))  # +1 where a run starts, -1 just after it ends
@@ -205,28 +219,26 @@ def hash_batch(texts: Sequence[str], settings: HashSettings) -> HashedBatch:
     wdoc = out.doc_of(ws)
     wcount = np.bincount(wdoc, minlength=n)
     if settings.words or settings.bigrams:
-        H = prefix(buf)
-        wh = (H[we] - H[ws]) * Q[ws] + (we - ws).astype(U64) * U64(_MIX)
+        wh = _span_keys(_words8(raw), ws, we)  # case kept
         if settings.words:
             out.families.append(Family("word", finish(wh.copy(), "word"), ws, None, inv(wcount)))
         if settings.bigrams:
             same = wdoc[1:] == wdoc[:-1]
-            bh = wh[:-1] * U64(_P) + wh[1:]
+            bh = wh[:-1] * _K[1] ^ wh[1:]
+            bh ^= bh >> U64(29)
             out.families.append(Family("bigram", finish(bh, "bigram"), ws[:-1], same, inv(np.maximum(wcount - 1, 0))))
-        del H
     if settings.subwords:
         # a piece is a run of letters/digits (no '_') that also breaks at lower->Upper (getX -> get, x) and
         # before the last capital of a capital run followed by lowercase (HTTPResponse -> http, response)
         piece = isw & (buf != 95)
-        cap_ = upper
         low_or_digit = lower | digit | nonascii
         start = piece.copy()
-        start[1:] &= ~piece[:-1] | (cap_[1:] & low_or_digit[:-1]) | (cap_[1:] & cap_[:-1] & np.append(lower[2:], False))
+        start[1:] &= ~piece[:-1] | (upper[1:] & low_or_digit[:-1]) | (upper[1:] & upper[:-1] & np.append(lower[2:], False))
         end = piece.copy()
         end[:-1] &= ~piece[1:] | start[1:]
         ss = np.flatnonzero(start)
         se = np.flatnonzero(end) + 1
-        sh = (HL[se] - HL[ss]) * Q[ss] + (se - ss).astype(U64) * U64(_MIX)
+        sh = _span_keys(VL, ss, se)
         out.families.append(Family("sub", finish(sh, "sub"), ss, None, inv(np.bincount(out.doc_of(ss), minlength=n))))
     # ---- byte n-grams of the lowercased text; those that would cross a separator are masked out ----
     for k in settings.char_ngrams:
@@ -234,27 +246,24 @@ def hash_batch(texts: Sequence[str], settings: HashSettings) -> HashedBatch:
         if m <= 0:
             out.families.append(Family(f"char{k}", np.zeros(0, np.int64), None, None, np.zeros(n)))
             continue
-        g = HL[k:k + m] - HL[:m]
-        g *= Q[:m]
+        g = VL[:m] & _MASK[k]
         valid = np.ones(m, bool)
         bad = (seps[:, None] - np.arange(k)[None, :]).ravel()
         valid[bad[(bad >= 0) & (bad < m)]] = False
         out.families.append(Family(f"char{k}", finish(g, f"char{k}"), None, valid, inv(np.maximum(lens - k + 1, 0))))
-    out.dense = _dense_stats(buf, out, lens, ws, we, wdoc, wcount, upper | lower, digit, nonascii)
+    out.dense = _dense_stats(buf, out, enc, lens, ws, we, wdoc, wcount, upper | lower, digit, nonascii)
     return out
 
 
-def _dense_stats(buf, batch: HashedBatch, lens, ws, we, wdoc, wcount, alpha, digit, nonascii) -> np.ndarray:
-    """Per-document statistics (DENSE_STATS): size, line lengths, character classes, mean word length."""
+def _dense_stats(buf, batch: HashedBatch, enc: list, lens, ws, we, wdoc, wcount, alpha, digit, nonascii) -> np.ndarray:
+    """Per-document statistics (DENSE_STATS): size, line lengths, character classes, mean word length, and line kinds.
+
+    A comment line is one whose first non-blank bytes are '#', '//' or '/*' (Python, shell, C-family).
+    """
     n = batch.n_docs
     space = (buf == 32) | ((buf - np.uint8(9)) < 5)
-    punct = ((buf - np.uint8(33)) < 94) & ~alpha & ~digit
-    # class code per byte, counted per document in one bincount
-    code = alpha.view(np.uint8) + digit.view(np.uint8) * np.uint8(2) + space.view(np.uint8) * np.uint8(3) \
-        + punct.view(np.uint8) * np.uint8(4) + nonascii.view(np.uint8) * np.uint8(5)
-    docid = batch.doc_per_byte()
-    counts = np.bincount(docid * 6 + code, minlength=6 * n).reshape(n, 6).astype(np.float64)
-    counts[:, 0] = 0  # code 0 (other, and the separator) is not used
+    # class counts per document: bytes.translate maps each byte to its class letter, bytes.count counts them
+    counts = np.array([[t.count(c) for c in b"sadpn"] for t in (e.translate(_CLASS_TABLE) for e in enc)], np.float64).reshape(n, 5).T
     nbytes = lens.astype(np.float64)
     safe = np.maximum(nbytes, 1.0)
     brk = np.flatnonzero((buf == 10) | (buf == 0))
@@ -265,17 +274,36 @@ def _dense_stats(buf, batch: HashedBatch, lens, ws, we, wdoc, wcount, alpha, dig
     lines = np.diff(np.append(firsts, len(brk))).astype(np.float64)
     maxline = np.maximum.reduceat(linelen, firsts).astype(np.float64)
     wlen_sum = np.bincount(wdoc, weights=(we - ws).astype(np.float64), minlength=n)
+    # line kinds: step over each line's leading blanks (indentation is short, so few steps over few lines)
+    first = np.concatenate(([0], brk[:-1] + 1))
+    todo = np.flatnonzero(space[np.minimum(first, len(buf) - 1)] & (first < brk))
+    for _ in range(64):
+        if len(todo) == 0:
+            break
+        first[todo] += 1
+        todo = todo[space[first[todo]] & (first[todo] < brk[todo])]
+    for i in todo:  # more than 64 blanks: finish these few lines one by one
+        rest = np.flatnonzero(~space[first[i]:brk[i]])
+        first[i] = first[i] + rest[0] if len(rest) else brk[i]
+    blank = first >= brk
+    b0 = buf[np.minimum(first, len(buf) - 1)]
+    b1 = buf[np.minimum(first + 1, len(buf) - 1)]
+    comment = ~blank & ((b0 == 35) | ((b0 == 47) & ((b1 == 47) | (b1 == 42))))
+    tq_count = np.fromiter((e.count(b'"""') + e.count(b"'''") for e in enc), np.float64, n)
+    per_line = [np.bincount(bdoc, weights=w.astype(np.float64), minlength=n) / lines for w in (blank, comment, linelen > 100)]
     out = np.empty((n, len(DENSE_STATS)), np.float64)
     out[:, 0] = np.log1p(nbytes)
     out[:, 1] = np.log1p(lines)
     out[:, 2] = np.log1p(nbytes / lines)
     out[:, 3] = np.log1p(maxline)
-    out[:, 4] = counts[:, 3] / safe
-    out[:, 5] = counts[:, 1] / safe
-    out[:, 6] = counts[:, 2] / safe
-    out[:, 7] = counts[:, 4] / safe
-    out[:, 8] = counts[:, 5] / safe
+    out[:, 4] = counts[0] / safe
+    out[:, 5] = counts[1] / safe
+    out[:, 6] = counts[2] / safe
+    out[:, 7] = counts[3] / safe
+    out[:, 8] = counts[4] / safe
     out[:, 9] = np.log1p(wlen_sum / np.maximum(wcount, 1))
+    out[:, 10], out[:, 11], out[:, 12] = per_line
+    out[:, 13] = tq_count / lines
     return out
 
 
@@ -287,40 +315,77 @@ def idf_from_df(df: np.ndarray, n_docs: int) -> np.ndarray:
 
 
 def to_csr(batch: HashedBatch, settings: HashSettings, idf: np.ndarray | None = None):
-    """The full (n_docs, dim) feature matrix as scipy CSR (training); idf=None gives plain term frequencies."""
+    """The full (n_docs, dim) feature matrix as scipy CSR (training); idf=None gives plain term frequencies.
+
+    Duplicate (doc, bucket) items are summed with a bincount over a dense block of a few documents at a time,
+    which is several times faster than sorting all items (coo -> csr).
+    """
     import scipy.sparse as sp
 
+    n, F = batch.n_docs, settings.n_features
     docid = batch.doc_per_byte()
-    rows, cols, vals = [], [], []
-    for fam in batch.families:
-        d, b = batch.items(fam, docid)
-        rows.append(d)
-        cols.append(b)
-        vals.append(fam.inv_count[d] * idf[b] if idf is not None else fam.inv_count[d])
-    n = batch.n_docs
-    rows.append(np.repeat(np.arange(n), settings.n_dense))
-    cols.append(np.tile(np.arange(settings.n_features, settings.dim), n))
-    vals.append(batch.dense.ravel())
-    # tocsr() sums duplicate (doc, bucket) entries
-    return sp.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, settings.dim)).tocsr()
+    items = [batch.items(fam, docid) + (fam.inv_count,) for fam in batch.families]
+    # items are in document order within each family: find each block's slice with searchsorted
+    block = max(1, (1 << 22) // F)
+    indptr = [np.zeros(1, np.int64)]
+    indices, data = [], []
+    nnz = 0
+    for lo in range(0, n, block):
+        hi = min(n, lo + block)
+        keys, weights = [], []
+        for d, b, inv in items:
+            a, z = np.searchsorted(d, [lo, hi])
+            if z > a:
+                dd = d[a:z]
+                keys.append((dd - lo) * F + b[a:z])
+                weights.append(inv[dd])
+        acc = np.bincount(np.concatenate(keys), weights=np.concatenate(weights), minlength=(hi - lo) * F) if keys \
+            else np.zeros((hi - lo) * F)
+        nz = np.flatnonzero(acc)
+        rows = nz // F
+        cols = nz - rows * F
+        vals = acc[nz]
+        if idf is not None:
+            vals = vals * idf[cols]
+        counts = np.bincount(rows, minlength=hi - lo)
+        # append the dense statistics after each row's hashed buckets (columns stay sorted)
+        row_start = np.concatenate(([0], np.cumsum(counts)))
+        nd = settings.n_dense
+        out_cols = np.empty(len(nz) + (hi - lo) * nd, np.int64)
+        out_vals = np.empty(len(out_cols), np.float64)
+        new_start = row_start + np.arange(hi - lo + 1) * nd
+        pos_h = np.arange(len(nz)) + np.repeat(np.arange(hi - lo) * nd, counts)
+        out_cols[pos_h] = cols
+        out_vals[pos_h] = vals
+        pos_d = (new_start[1:, None] - nd + np.arange(nd)[None, :]).ravel()
+        out_cols[pos_d] = np.tile(np.arange(F, F + nd), hi - lo)
+        out_vals[pos_d] = batch.dense[lo:hi].ravel()
+        indices.append(out_cols)
+        data.append(out_vals)
+        indptr.append(new_start[1:] + nnz)
+        nnz += len(out_cols)
+    m = sp.csr_matrix((np.concatenate(data), np.concatenate(indices), np.concatenate(indptr)), shape=(n, settings.dim))
+    m.has_sorted_indices = True
+    return m
 
 
 def to_columns(batch: HashedBatch, settings: HashSettings, idf: np.ndarray, columns: np.ndarray) -> np.ndarray:
     """Only the given columns, dense (n_docs, len(columns)): all a tree model reads. Equal to to_csr()[:, columns]."""
     n = batch.n_docs
     k = len(columns)
-    slot = np.full(settings.dim, -1, np.int64)
+    used = np.zeros(settings.dim, bool)  # a 1-byte table stays in cache; most items miss it
+    used[columns] = True
+    slot = np.zeros(settings.dim, np.int64)
     slot[columns] = np.arange(k)
     X = np.zeros(n * k, np.float64)
     for fam in batch.families:
-        s = slot[fam.bucket]
-        hit = np.flatnonzero(s >= 0)
+        hit = np.flatnonzero(used[fam.bucket])
         if fam.valid is not None:
             hit = hit[fam.valid[hit]]
         if len(hit) == 0:
             continue
         d = batch.doc_of(hit if fam.start is None else fam.start[hit])
-        X += np.bincount(d * k + s[hit], weights=fam.inv_count[d], minlength=n * k)
+        X += np.bincount(d * k + slot[fam.bucket[hit]], weights=fam.inv_count[d], minlength=n * k)
     X = X.reshape(n, k)
     hashed = columns < settings.n_features
     X[:, hashed] *= idf[columns[hashed]]

@@ -18,10 +18,23 @@ def _f(x) -> float | None:
     return None if math.isnan(x) or math.isinf(x) else round(x, 4)
 
 
+def rankdata(x: np.ndarray) -> np.ndarray:
+    """Ranks from 1, ties sharing their average rank."""
+    x = np.asarray(x)
+    order = np.argsort(x, kind="stable")
+    xs = x[order]
+    first = np.concatenate(([True], xs[1:] != xs[:-1]))
+    group = np.cumsum(first) - 1
+    starts = np.flatnonzero(first)
+    ends = np.append(starts[1:], len(x))
+    avg = (starts + ends + 1) / 2.0  # mean of ranks starts+1 .. ends
+    r = np.empty(len(x), np.float64)
+    r[order] = avg[group]
+    return r
+
+
 def spearman(a: np.ndarray, b: np.ndarray) -> float | None:
     """Spearman's rho (average ranks for ties); None when either side is constant."""
-    from scipy.stats import rankdata
-
     if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return None
     ra, rb = rankdata(a), rankdata(b)
@@ -30,8 +43,6 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float | None:
 
 def roc_auc(truth: np.ndarray, score: np.ndarray) -> float | None:
     """Area under the ROC curve (Mann-Whitney U with tie correction); None with one class only."""
-    from scipy.stats import rankdata
-
     pos = truth.astype(bool)
     n1, n0 = int(pos.sum()), int((~pos).sum())
     if n1 == 0 or n0 == 0:

@@ -53,13 +53,18 @@ class Classifier:
     threshold: float                 # a label >= threshold is "good"
     score_range: tuple[float, float]
     info: dict = field(default_factory=dict)
+    decision_point: float | None = None  # the default cut on the score (see `decision`)
     name: str = "classifier"
     id: str = ""
     _w: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def decision(self) -> float:
-        """The default cut on the score: the label threshold for regression, 0.5 for a probability."""
+        """The default cut on the score: 0.5 for a probability; for regression the label threshold, or half a
+        point below it when the labels are whole numbers (a prediction that rounds to the threshold counts,
+        as FineWeb-Edu's int(round(score)) >= 3)."""
+        if self.decision_point is not None:
+            return self.decision_point
         return 0.5 if self.target == "binary" else self.threshold
 
     @property
@@ -80,7 +85,7 @@ class Classifier:
             out = self.model.predict(self.pipeline.columns(feats, self.model.pipeline_columns))
         if self.target == "regression":
             out = np.clip(out, *self.score_range)
-        return np.round(out, 6)
+        return np.round(out, 6) + 0.0  # + 0.0: no -0.0 in the output
 
     # -- saving ---------------------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike, *, report: dict | None = None, inputs: list[str] | None = None, seed: int | None = None) -> Path:
@@ -198,6 +203,7 @@ def load_classifier(path: str | os.PathLike, *, checkpoint: str | None = None, t
         threshold = float(doc["threshold"])
         lo, hi = (float(x) for x in doc["score_range"])
         dim = int(doc["dim"])
+        decision = float(doc["decision"])
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{root / CLASSIFIER_JSON}: bad field ({e})") from None
     if dim != pipeline.dim:
@@ -213,4 +219,5 @@ def load_classifier(path: str | os.PathLike, *, checkpoint: str | None = None, t
         raise CheckpointError(f"{root}: tree model columns are not sorted")
     cid = hashlib.sha256("".join(digests[n] for n in sorted(digests) if n != REPORT_FILE).encode()).hexdigest()[:12]
     info = {k: doc[k] for k in ("labels", "label_source", "packages", "trained") if k in doc}
-    return Classifier(pipeline, model, estimator, target, threshold, (lo, hi), info=info, name=root.resolve().name, id=cid)
+    return Classifier(pipeline, model, estimator, target, threshold, (lo, hi), info=info, decision_point=decision,
+                      name=root.resolve().name, id=cid)

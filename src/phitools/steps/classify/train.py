@@ -43,7 +43,7 @@ class TrainOptions:
     test_size: float | None = None
     n_estimators: int | None = None
     min_df: int = 2
-    max_columns: int = estimators.DEFAULT_MAX_COLUMNS
+    max_columns: int | None = None  # default: estimators.DEFAULT_MAX_COLUMNS[estimator]
     seed: int = 0
     threads: int = 1  # LightGBM's OpenMP threads spin: more threads than idle cores is much slower, not faster
 
@@ -64,7 +64,7 @@ class TrainOptions:
             raise UsageError(f"--test-size {self.test_size:g} must be between 0 and 1")
         if self.min_df < 1:
             raise UsageError("--min-df must be at least 1")
-        if self.max_columns < 1:
+        if self.max_columns is not None and self.max_columns < 1:
             raise UsageError("--max-columns must be at least 1")
 
 
@@ -151,20 +151,42 @@ def _fit(pipeline: Pipeline, data: Labelled, rows: np.ndarray, opts: TrainOption
     active, dense = _active(pipeline, data.X, rows, opts.min_df)
     model, native = estimators.fit(opts.estimator, Xs, data.y[rows], target=opts.target, threshold=opts.threshold, columns=active,
                                    dense_columns=dense, seed=opts.seed, n_estimators=opts.n_estimators, threads=opts.threads,
-                                   max_columns=opts.max_columns)
+                                   max_columns=opts.max_columns or estimators.DEFAULT_MAX_COLUMNS[opts.estimator])
     return model, native, scale
 
 
 def _post(score: np.ndarray, opts: TrainOptions) -> np.ndarray:
     if opts.target == "regression":
         score = np.clip(score, *opts.score_range)
-    return np.round(score, 6)
+    return np.round(score, 6) + 0.0
+
+
+def stratified_folds(good: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """k (train, test) index splits; each class is shuffled (seeded) and dealt round-robin into the k folds."""
+    rng = np.random.default_rng(seed)
+    fold = np.empty(len(good), np.int64)
+    offset = 0
+    for cls in (True, False):
+        members = rng.permutation(np.flatnonzero(good == cls))
+        fold[members] = (np.arange(len(members)) + offset) % k
+        offset += len(members)
+    idx = np.arange(len(good))
+    return [(idx[fold != f], idx[fold == f]) for f in range(k)]
+
+
+def stratified_holdout(good: np.ndarray, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """One (train, test) split holding out `test_size` of each class (at least one of each)."""
+    rng = np.random.default_rng(seed)
+    test = []
+    for cls in (True, False):
+        members = rng.permutation(np.flatnonzero(good == cls))
+        test.append(members[: max(1, int(round(test_size * len(members))))])
+    te = np.sort(np.concatenate(test))
+    return np.setdiff1d(np.arange(len(good)), te), te
 
 
 def evaluate(pipeline: Pipeline, data: Labelled, opts: TrainOptions) -> dict:
     """Held-out scores for every labelled record (k-fold) or for the hold-out part; returns the report section."""
-    from sklearn.model_selection import StratifiedKFold, train_test_split
-
     y = data.y
     good = y >= opts.threshold
     n, n_good = len(y), int(good.sum())
@@ -178,25 +200,33 @@ def evaluate(pipeline: Pipeline, data: Labelled, opts: TrainOptions) -> dict:
         if n_min < opts.folds:
             raise DataError(f"too few examples for --folds {opts.folds}: {n} labelled records, only {n_min} in the smaller class",
                             hint=f"label more records, or lower --folds (2 at least; the smaller class needs one per fold)")
-        splits = list(StratifiedKFold(n_splits=opts.folds, shuffle=True, random_state=opts.seed).split(idx, good))
+        splits = stratified_folds(good, opts.folds, opts.seed)
         method = f"{opts.folds}-fold stratified cross-validation"
     else:
         n_test = int(round(opts.test_size * n))
         if n_min < 2 or n_test < 2 or n - n_test < 2:
             raise DataError(f"too few examples for --test-size {opts.test_size:g}: {n} labelled records, {n_min} in the smaller class",
                             hint="label more records, or change --test-size")
-        tr, te = train_test_split(idx, test_size=opts.test_size, stratify=good, random_state=opts.seed)
-        splits = [(np.sort(tr), np.sort(te))]
+        splits = [stratified_holdout(good, opts.test_size, opts.seed)]
         method = f"stratified hold-out ({opts.test_size:g} of the data)"
     held = np.full(n, np.nan)
     for tr, te in splits:
         model, _, scale = _fit(pipeline, data, tr, opts)
         held[te] = _post(predict_matrix(model, _scaled(data.X[te], scale)), opts)
     ev = np.flatnonzero(~np.isnan(held))
-    decision = 0.5 if opts.target == "binary" else opts.threshold
+    decision = decision_point(opts, y)
     metrics = build_report(y[ev], held[ev], target=opts.target, threshold=opts.threshold, decision=decision, score_range=opts.score_range)
     return {"method": method, "folds": opts.folds if opts.test_size is None else None, "test_size": opts.test_size,
             "seed": opts.seed, "metrics": metrics}
+
+
+def decision_point(opts: TrainOptions, y: np.ndarray) -> float:
+    """Default cut on the score: 0.5 (binary); threshold - 0.5 for regression on whole-number labels, else threshold."""
+    if opts.target == "binary":
+        return 0.5
+    if np.all(y == np.round(y)) and float(opts.threshold).is_integer():
+        return opts.threshold - 0.5
+    return opts.threshold
 
 
 def package_versions(model: bool = False) -> dict:
@@ -231,7 +261,9 @@ def train(records: Iterable[Record], pipeline: Pipeline, opts: TrainOptions, *, 
                              "rubrics": dict(data.counts.rubrics.most_common(10))},
             "trained": {"n": int(len(data.y)), "n_good": int((data.y >= opts.threshold).sum()), "seed": opts.seed,
                         "n_estimators": opts.n_estimators or estimators.DEFAULT_TREES.get(opts.estimator),
-                        "min_df": opts.min_df, "active_columns": int(len(model.columns)), "seconds": seconds},
+                        "min_df": opts.min_df, "max_columns": opts.max_columns or estimators.DEFAULT_MAX_COLUMNS[opts.estimator],
+                        "model_columns": int(len(model.columns)), "seconds": seconds},
             "packages": package_versions(pipeline.uses_model), "_native": native}
-    clf = Classifier(pipeline, model, opts.estimator, opts.target, opts.threshold, tuple(opts.score_range), info=info)
+    clf = Classifier(pipeline, model, opts.estimator, opts.target, opts.threshold, tuple(opts.score_range), info=info,
+                     decision_point=decision_point(opts, data.y))
     return clf, report

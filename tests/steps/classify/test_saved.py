@@ -1,0 +1,102 @@
+"""The saved classifier: round trip, nothing pickled, tampering is a CheckpointError."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+
+from phitools.errors import CheckpointError, UsageError
+from phitools.steps.classify.features import parse_features
+from phitools.steps.classify.hashing import HashSettings
+from phitools.steps.classify.saved import load_classifier
+from phitools.steps.classify.train import TrainOptions, train
+
+
+@pytest.fixture(scope="module", params=["lgbm", "rf", "logreg"])
+def saved(request, labelled, tmp_path_factory):
+    pipe = parse_features("hash", hash_settings=HashSettings(n_features=1 << 16))
+    clf, report = train(iter(copy.deepcopy(labelled)), pipe, TrainOptions(estimator=request.param, n_estimators=20, folds=2))
+    path = tmp_path_factory.mktemp(f"clf-{request.param}") / "clf"
+    clf.save(path, report=report, inputs=["labelled.jsonl"], seed=0)
+    return clf, path
+
+
+def test_round_trip_scores_identically(saved, heldout):
+    clf, path = saved
+    texts = [r["text"] for r in heldout]
+    loaded = load_classifier(path)
+    assert np.array_equal(clf.score(texts), loaded.score(texts))
+    assert loaded.estimator == clf.estimator and loaded.decision == clf.decision and loaded.tag.startswith("clf@")
+    doc = json.loads((path / "classifier.json").read_text())
+    assert doc["label_source"]["field"] == "label.score" and doc["packages"]["numpy"]
+    assert json.loads((path / "report.json").read_text())["evaluation"]["metrics"]["n"] == 60
+
+
+def test_no_pickle_anywhere(saved):
+    _, path = saved
+    for f in path.iterdir():
+        head = f.read_bytes()[:2]
+        assert head != b"\x80\x04" and head[:1] != b"\x80", f"{f.name} looks like a pickle"
+    names = {f.name for f in path.iterdir()}
+    assert names >= {"classifier.json", "features.safetensors", "manifest.json", "report.json"}
+    assert names & {"model.txt", "forest.safetensors", "linear.safetensors"}
+
+
+def _copy(path, tmp_path):
+    import shutil
+
+    dst = tmp_path / "clf"
+    shutil.copytree(path, dst)
+    return dst
+
+
+def test_tampered_files_fail_safely(saved, tmp_path):
+    _, path = saved
+    model_file = json.loads((path / "classifier.json").read_text())["model_file"]
+    for victim in ("classifier.json", "features.safetensors", model_file):
+        dst = _copy(path, tmp_path / victim)
+        data = bytearray((dst / victim).read_bytes())
+        data[len(data) // 2] ^= 0x01
+        (dst / victim).write_bytes(bytes(data))
+        with pytest.raises(CheckpointError, match="sha256 does not match"):
+            load_classifier(dst)
+    dst = _copy(path, tmp_path / "missing")
+    (dst / model_file).unlink()
+    with pytest.raises(CheckpointError, match="missing"):
+        load_classifier(dst)
+    dst = _copy(path, tmp_path / "nomanifest")
+    (dst / "manifest.json").unlink()
+    with pytest.raises(CheckpointError, match="manifest"):
+        load_classifier(dst)
+    with pytest.raises(CheckpointError):
+        load_classifier(tmp_path / "nowhere")
+
+
+def test_consistent_edit_of_a_file_and_its_hash_is_still_validated(saved, tmp_path):
+    """Someone who also rewrites the manifest gets past the sha256, but not past the parsers' checks."""
+    from phitools.shards import file_sha256
+
+    _, path = saved
+    dst = _copy(path, tmp_path / "edited")
+    doc = json.loads((dst / "classifier.json").read_text())
+    doc["dim"] = 7
+    (dst / "classifier.json").write_text(json.dumps(doc))
+    man = json.loads((dst / "manifest.json").read_text())
+    for o in man["outputs"]:
+        if o["path"] == "classifier.json":
+            o["sha256"] = file_sha256(dst / "classifier.json")
+    (dst / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(CheckpointError, match="dim"):
+        load_classifier(dst)
+
+
+def test_refuses_to_overwrite_a_foreign_directory(saved, tmp_path):
+    clf, _ = saved
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(UsageError):
+        clf.save(tmp_path / "mine")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"

@@ -1,0 +1,89 @@
+"""Training: a learnable signal is learnt (held out), and every bad labelled set is a clear error."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from phitools.errors import DataError, UsageError
+from phitools.steps.classify.features import parse_features
+from phitools.steps.classify.hashing import HashSettings
+from phitools.steps.classify.report import roc_auc, spearman
+from phitools.steps.classify.train import TrainOptions, train
+
+FAST = dict(n_estimators=40, folds=3)
+
+
+def _train(recs, **kw):
+    opts = TrainOptions(**{**FAST, **kw})
+    return train(iter(copy.deepcopy(recs)), parse_features("hash"), opts)
+
+
+@pytest.mark.parametrize("estimator,target", [("lgbm", "regression"), ("rf", "binary"), ("logreg", "binary")])
+def test_learns_documented_code_from_obfuscated(labelled, heldout, estimator, target):
+    clf, report = _train(labelled, estimator=estimator, target=target)
+    m = report["evaluation"]["metrics"]
+    assert m["n"] == len(labelled) and m["roc_auc"] >= 0.9 and m["f1"] >= 0.85, m
+    # documents from modules never seen in training
+    y = np.array([r["label"]["score"] for r in heldout], float)
+    s = clf.score([r["text"] for r in heldout])
+    assert roc_auc(y >= 3, s) >= 0.9
+    assert spearman(s, y) >= 0.6
+    good = s >= clf.decision
+    assert ((y >= 3) == good).mean() >= 0.85
+    assert set(m) >= {"f1", "precision", "recall", "roc_auc", "spearman", "confusion", "calibration", "baseline"}
+    assert sum(row["n"] for row in m["calibration"]) == m["n"]
+
+
+def test_regression_on_whole_numbers_cuts_half_a_point_below():
+    from phitools.steps.classify.train import decision_point
+
+    o = TrainOptions(target="regression", threshold=3)
+    assert decision_point(o, np.array([0.0, 3, 5])) == 2.5
+    assert decision_point(o, np.array([0.5, 3, 5])) == 3
+    assert decision_point(TrainOptions(target="binary"), np.array([0.0, 5])) == 0.5
+
+
+def test_failed_and_missing_labels_are_skipped_and_counted(labelled):
+    recs = copy.deepcopy(labelled)
+    recs[0]["label"] = {"score": None, "error": "timeout"}
+    recs[1]["label"]["score"] = None
+    del recs[2]["label"]
+    clf, report = _train(recs)
+    assert report["labels"]["used"] == len(recs) - 3
+    assert report["labels"]["skipped_failed_label"] == 2 and report["labels"]["skipped_unlabelled"] == 1
+    assert report["evaluation"]["metrics"]["n"] == len(recs) - 3
+
+
+def _set(scores):
+    return [{"id": str(i), "text": f"def f{i}():\n    return {i}\n", "label": {"score": s}} for i, s in enumerate(scores)]
+
+
+@pytest.mark.parametrize("recs,pattern", [
+    ([{"text": "x"}, {"text": "y", "label": {"score": None}}], "no labels.*1 failed.*1 records without"),
+    (_set([4, 5, 3, 4, 5, 4]), "one class only"),
+    (_set([0, 5, 1, 4, 0, 5, 1, 4]), "too few examples for --folds 5"),
+    (_set([1, 7]), r"outside the score range 0\.\.5"),
+    (_set([1, -1]), "outside the score range"),
+    (_set([1, "high"]), "not a number"),
+    (_set([1, True]), "not a number"),
+])
+def test_errors(recs, pattern):
+    with pytest.raises(DataError, match=pattern):
+        train(iter(recs), parse_features("hash", hash_settings=HashSettings(n_features=1 << 10)), TrainOptions(folds=5))
+
+
+def test_option_errors():
+    for kw in ({"estimator": "svm"}, {"target": "ordinal"}, {"threshold": 9}, {"folds": 1}, {"test_size": 1.5}, {"score_range": (5, 0)}):
+        with pytest.raises(UsageError):
+            TrainOptions(**kw).check()
+    with pytest.raises(UsageError):
+        parse_features("tfidf")
+
+
+def test_hold_out_split(labelled):
+    _, report = _train(labelled, test_size=0.25)
+    ev = report["evaluation"]
+    assert ev["method"].startswith("stratified hold-out") and 14 <= ev["metrics"]["n"] <= 16
