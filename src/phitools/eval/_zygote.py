@@ -580,6 +580,8 @@ class Supervisor:
                 mine.close()
                 os.close(r)
                 flags = (lx.CLONE_NEWPID if self.caps["pid_ns"] else 0) | (lx.CLONE_NEWNS if self.caps["fs_hidden"] else 0)
+                if self.caps["ipc_ns"]:
+                    flags |= lx.CLONE_NEWIPC  # SysV IPC objects a candidate leaves are seen by its slot only
                 if flags:
                     lx.unshare(flags)
                 pid = os.fork()
