@@ -2,7 +2,8 @@
 
 phi-1 trained its quality classifier on the output embeddings of a pretrained code model; here that is
 any phitools or Hugging Face Phi checkpoint (model/checkpoint.py) and the tokenizer.json that travels with
-it (in the checkpoint directory, or given with --tokenizer). Each document is truncated to `max_tokens`,
+it (in the checkpoint directory, or given with --tokenizer). Each document's first 16 x `max_tokens`
+characters are tokenised and the first `max_tokens` tokens kept,
 documents of similar length are batched together (right padding: the model is causal, so real tokens never
 see the padding and no attention mask is needed), and the hidden states of the real tokens are averaged.
 """
@@ -108,7 +109,10 @@ class Embedder:
         out = np.zeros((n, self.dim), np.float64)
         if n == 0:
             return out
-        ids = [e.ids[: self.max_tokens] for e in self.tok.encode_batch(list(texts), add_special_tokens=False)]
+        # a token is rarely longer than 16 characters, so only the head of a long document is tokenised
+        cut = 16 * self.max_tokens
+        heads = [t[:cut] for t in texts]
+        ids = [e.ids[: self.max_tokens] for e in self.tok.encode_batch(heads, add_special_tokens=False)]
         lens = np.array([len(x) for x in ids])
         order = np.argsort(-lens, kind="stable")  # similar lengths together: less padding
         with torch.inference_mode():
