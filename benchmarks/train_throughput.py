@@ -148,6 +148,16 @@ def main() -> None:
            "plain_tok_s": statistics.median(plain), "phitools_steps_tok_s": statistics.median(steps), "phitools_fit_tok_s": statistics.median(fit),
            "ratio_steps": statistics.median(s / p for s, p in zip(steps, plain)),
            "ratio_fit": statistics.median(f / p for f, p in zip(fit, plain))}
+    from phitools.model.phi import Phi, preset_config
+    from phitools.train.loop import device_peak_flops
+
+    with torch.device("meta"):
+        fpt = Phi(preset_config(args.preset, vocab_size=args.vocab)).flops_per_token(args.seq_len)
+    peak = device_peak_flops(torch.device(args.device), torch.bfloat16 if args.device.startswith("cuda") else torch.float32, None)
+    res["flops_per_token"] = fpt
+    if peak:  # MFU against the device's dense bf16 peak (known GPUs only; see docs/train.md)
+        res.update(peak_flops=peak, device_name=torch.cuda.get_device_name(), mfu_plain=fpt * res["plain_tok_s"] / peak,
+                   mfu_phitools_steps=fpt * res["phitools_steps_tok_s"] / peak, mfu_phitools_fit=fpt * res["phitools_fit_tok_s"] / peak)
     print(json.dumps(res))
 
 

@@ -66,7 +66,8 @@ def main() -> None:
         if ev:
             ey = [x["eval_loss"] for x in ev]
             ax.plot([tok0 + x["tokens"] for x in ev], ey, color=color, marker="o", ms=3, lw=1.8, label=f"{label} (eval)")
-            axf.plot([flop0 + fpt * x["tokens"] for x in ev], ey, color=color, marker="o", ms=3, lw=1.8, label=f"{label} (eval)")
+            fx = [(flop0 + fpt * x["tokens"], y) for x, y in zip(ev, ey) if flop0 + fpt * x["tokens"] > 0]  # log axis: no 0
+            axf.plot([a for a, _ in fx], [b for _, b in fx], color=color, marker="o", ms=3, lw=1.8, label=f"{label} (eval)")
         model = m["model"]
         tokens = tr[-1]["tokens"] if tr else 0
         ends[label] = (tok0 + tokens, flop0 + fpt * tokens)
