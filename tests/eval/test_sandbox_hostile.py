@@ -99,7 +99,7 @@ def test_wrong_solution_fails_with_reason(sb):
 def test_infinite_loop_times_out_on_cpu(sb, where):
     code = body("while True: pass") if where == "function" else body("return a + b") + "while True:\n    pass\n"
     t = time.monotonic()
-    v = run(sb, code)
+    v = run(sb, code, limits=Limits(cpu=0.4, wall=6.0, memory=LIMITS.memory))
     assert v.status == "timed_out" and v.limit == "cpu", v
     assert time.monotonic() - t < LIMITS.wall
     assert_clean(sb)
@@ -148,7 +148,7 @@ def test_deep_recursion(sb):
         def f(n):
             return f(n + 1) + 1
         return f(0)
-    """))
+    """), limits=Limits(cpu=1.0, wall=6.0, memory=256 << 20))
     # CPython 3.11 keeps Python frames on the heap: this ends in MemoryError, a crash, or the CPU limit
     assert v.status in ("failed", "timed_out"), v
 
