@@ -36,10 +36,9 @@ _K = [np.uint64(k) for k in (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19
 U64 = np.uint64
 _PAD = 40  # zero bytes after the buffer, so every 8-byte read up to byte 32 of a token stays inside
 # MASK[n]: the low n bytes of a little-endian uint64 (n = 0..8)
-# byte -> class letter for the dense statistics: s(pace) a(lpha) d(igit) p(unct) n(on-ASCII) o(ther)
-_CLASS_TABLE = bytes(ord("s") if b in (9, 10, 11, 12, 13, 32) else ord("a") if chr(b).isalpha() and b < 128
-                     else ord("d") if 48 <= b <= 57 else ord("p") if 33 <= b <= 126 else ord("n") if b >= 128 else ord("o")
-                     for b in range(256))
+# byte -> class code for the dense statistics: 0 space, 1 letter, 2 digit, 3 punctuation, 4 non-ASCII, 5 other
+_CLASS_TABLE = bytes(0 if b in (9, 10, 11, 12, 13, 32) else 1 if chr(b).isalpha() and b < 128 else 2 if 48 <= b <= 57
+                     else 3 if 33 <= b <= 126 else 4 if b >= 128 else 5 for b in range(256))
 _MASK = np.array([(1 << (8 * n)) - 1 for n in range(8)] + [(1 << 64) - 1], np.uint64)
 
 DENSE_STATS = ("log_bytes", "log_lines", "log_mean_line", "log_max_line", "frac_space", "frac_alpha", "frac_digit",
@@ -251,19 +250,23 @@ def hash_batch(texts: Sequence[str], settings: HashSettings) -> HashedBatch:
         bad = (seps[:, None] - np.arange(k)[None, :]).ravel()
         valid[bad[(bad >= 0) & (bad < m)]] = False
         out.families.append(Family(f"char{k}", finish(g, f"char{k}"), None, valid, inv(np.maximum(lens - k + 1, 0))))
-    out.dense = _dense_stats(buf, out, enc, lens, ws, we, wdoc, wcount, upper | lower, digit, nonascii)
+    out.dense = _dense_stats(buf, VL, out, lens, ws, we, wdoc, wcount, upper | lower, digit, nonascii)
     return out
 
 
-def _dense_stats(buf, batch: HashedBatch, enc: list, lens, ws, we, wdoc, wcount, alpha, digit, nonascii) -> np.ndarray:
+def _dense_stats(buf, V, batch: HashedBatch, lens, ws, we, wdoc, wcount, alpha, digit, nonascii) -> np.ndarray:
     """Per-document statistics (DENSE_STATS): size, line lengths, character classes, mean word length, and line kinds.
 
     A comment line is one whose first non-blank bytes are '#', '//' or '/*' (Python, shell, C-family).
     """
     n = batch.n_docs
-    space = (buf == 32) | ((buf - np.uint8(9)) < 5)
-    # class counts per document: bytes.translate maps each byte to its class letter, bytes.count counts them
-    counts = np.array([[t.count(c) for c in b"sadpn"] for t in (e.translate(_CLASS_TABLE) for e in enc)], np.float64).reshape(n, 5).T
+    # class counts per document: one translate of the batch to class codes, one bincount per document
+    codes = np.frombuffer(buf.tobytes().translate(_CLASS_TABLE), np.uint8)
+    space = codes == 0
+    starts = batch.seps - lens
+    counts = np.zeros((6, n), np.float64)
+    for d in range(n):
+        counts[:, d] = np.bincount(codes[starts[d]:batch.seps[d]], minlength=6)
     nbytes = lens.astype(np.float64)
     safe = np.maximum(nbytes, 1.0)
     brk = np.flatnonzero((buf == 10) | (buf == 0))
@@ -289,7 +292,9 @@ def _dense_stats(buf, batch: HashedBatch, enc: list, lens, ws, we, wdoc, wcount,
     b0 = buf[np.minimum(first, len(buf) - 1)]
     b1 = buf[np.minimum(first + 1, len(buf) - 1)]
     comment = ~blank & ((b0 == 35) | ((b0 == 47) & ((b1 == 47) | (b1 == 42))))
-    tq_count = np.fromiter((e.count(b'"""') + e.count(b"'''") for e in enc), np.float64, n)
+    v3 = V[: len(buf)] & U64(0xFFFFFF)
+    tq = np.flatnonzero((v3 == U64(0x222222)) | (v3 == U64(0x272727)))  # triple double or single quotes
+    tq_count = np.bincount(batch.doc_of(tq), minlength=n).astype(np.float64)
     per_line = [np.bincount(bdoc, weights=w.astype(np.float64), minlength=n) / lines for w in (blank, comment, linelen > 100)]
     out = np.empty((n, len(DENSE_STATS)), np.float64)
     out[:, 0] = np.log1p(nbytes)
