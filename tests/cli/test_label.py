@@ -94,11 +94,12 @@ def test_failures_are_recorded_never_scored_and_non_discrimination_warns(tmp_pat
 
 def test_usage_errors_exit_2(tmp_path, phitools):
     write_corpus(tmp_path / "c.jsonl", 2)
-    for args in (["--fraction", "0.5", "--sample", "2"], ["--rubric", "nope"], ["--backend", "heuristic", "--votes", "2"],
-                 ["--backend", "bogus"]):
-        p = phitools("label", str(tmp_path / "c.jsonl"), *args)
-        assert p.returncode == 2, (args, p.stderr)
-        assert p.stdout == b"" and p.stderr.count(b"\n") <= 3
+    p = phitools("label", str(tmp_path / "c.jsonl"), "--fraction", "0.5", "--sample", "2")  # a real process
+    assert p.returncode == 2 and p.stdout == b"" and b"exclusive" in p.stderr and p.stderr.count(b"\n") == 1
+    for args in (["--rubric", "nope"], ["--backend", "heuristic", "--votes", "2"], ["--backend", "bogus"],
+                 ["--api-base", "ftp://x", "--model", "m"]):
+        res = CliRunner().invoke(app, ["label", str(tmp_path / "c.jsonl"), *args])
+        assert res.exit_code == 2, (args, res.output)
 
 
 def test_help_has_an_example():
