@@ -10,8 +10,8 @@
 #      and on MBPP's reference code: a "textbook quality" probe neither model trained on
 #   7. write a plot and a table: $DOCS/exp_filtering.png, $DOCS/exp_filtering.md
 #
-# Why the heuristic labeller: the embedded SmolLM2-135M has no usable judgement of educational value (its
-# scores are close to noise), so a classifier trained on them would filter at random. The heuristic scores
+# Why the heuristic labeller: the embedded SmolLM2-135M cannot judge code (docs/label.md: it gives a tutorial
+# and obfuscated code the same score), so a classifier trained on its labels would filter at random. The heuristic scores
 # documentation, comments, names, size and doctests -- a crude stand-in for what phi-1 asked GPT-4. For the
 # real experiment, replace step 2 with `phitools label ... --api-base URL --model M` (docs/recipe.md).
 #
@@ -48,17 +48,24 @@ step "4. tokenize both corpora and the probes with the same tokenizer (bundled s
 [ -f "$W/tok-unfiltered/manifest.json" ] || phitools tokenize "$W/corpus/" --seq-len "$SEQ" -o "$W/tok-unfiltered/" --quiet
 [ -f "$W/tok-filtered/manifest.json" ] || phitools tokenize "$W/filtered/" --seq-len "$SEQ" -o "$W/tok-filtered/" --quiet
 # The probes: one record per problem. HumanEval: prompt + canonical solution (the function as a textbook would
-# show it); MBPP: the reference code of the 500 test problems. Loaded by eval's own benchmark loader.
+# show it); MBPP: the reference code of the 500 test problems, with its CRLF line endings and trailing spaces
+# normalised (an artifact of the dataset's files that would otherwise dominate the loss). Loaded by eval's own
+# benchmark loader.
 $PY - "$W" <<'PY'
+import os
 import sys
 from phitools.eval.benchmarks import load_benchmark
 from phitools.records import dumps_record
 w = sys.argv[1]
-for name, text in (("humaneval", lambda p: p.prompt + p.reference), ("mbpp", lambda p: p.reference)):
+def clean(code):
+    return "\n".join(line.rstrip() for line in code.replace("\r\n", "\n").split("\n")).strip("\n") + "\n"
+for name, text in (("humaneval", lambda p: p.prompt + p.reference), ("mbpp", lambda p: clean(p.reference))):
     try:
         bench = load_benchmark(name, allow_download=False)
     except Exception as e:  # MBPP is optional: say so and go on
         print(f"probe {name} skipped: {e}", file=sys.stderr)
+        continue
+    if os.path.exists(f"{w}/probe-{name}.jsonl"):
         continue
     with open(f"{w}/probe-{name}.jsonl", "wb") as f:
         for p in bench.problems:

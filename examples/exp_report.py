@@ -6,7 +6,7 @@ perplexity.json or `phitools stats` report in WORKDIR.
 
     python examples/exp_report.py filtering  WORKDIR --png docs/exp_filtering.png  --md docs/exp_filtering.md
     python examples/exp_report.py randomness WORKDIR --png docs/exp_randomness.png --md docs/exp_randomness.md
-    python examples/exp_report.py grow       WORKDIR --md docs/exp_grow.md      # tokens-to-match, from grow_experiment.sh's runs
+    python examples/exp_report.py grow GROW_DIR --long WORKDIR --png docs/exp_grow.png --md docs/exp_grow.md
 """
 
 from __future__ import annotations
@@ -187,35 +187,99 @@ def _first_reach(evals: list[dict], target: float) -> tuple[int, float] | None:
     return None
 
 
-def grow(w: Path, md: Path, wall: str | None, command: str | None) -> None:
-    """Tokens each grown run needs to reach the from-scratch run's final eval loss (grow_experiment.sh's runs)."""
-    def evals(run: Path) -> list[dict]:
-        return [r for r in _metrics(run) if r.get("type") == "eval"]
+def grow(g: Path, long_dir: Path | None, png: Path | None, md: Path, wall: str | None, command: str | None) -> None:
+    """Tokens (and FLOPs) each grown run needs to reach the from-scratch run's final eval loss.
 
-    small, scratch = evals(w / "small"), evals(w / "scratch")
+    G is examples/grow_experiment.sh's work directory (small, scratch, train-grown-*); LONG_DIR holds the longer
+    continuations of examples/exp_grow_tokens.sh (long-grown-*)."""
+    def load(run: Path) -> tuple[list[dict], float]:
+        fpt = _json(run / "manifest.json")["train"]["flops_per_token"]
+        return [r for r in _metrics(run) if r.get("type") == "eval"], fpt
+
+    small, small_fpt = load(g / "small")
+    scratch, scratch_fpt = load(g / "scratch")
     small_tokens = small[-1]["tokens"]
+    small_flops = small_tokens * small_fpt
     target = scratch[-1]["eval_loss"]
     scratch_tokens = scratch[-1]["tokens"]
-    s_reach = _first_reach(scratch, target)
-    out = [f"Target: the from-scratch large model's final eval loss, **{target:.4f}** after {scratch_tokens:,} tokens.", "",
-           "| run | tokens after growth to reach target | + small model's tokens | total vs scratch | final eval loss |",
-           "|---|---|---|---|---|"]
-    out.append(f"| scratch | - | - | {s_reach[0]:,} (100%) | {target:.4f} |")
-    for run in sorted(w.glob("train-grown-*")):
-        ev = evals(run)
+    scratch_flops = scratch_tokens * scratch_fpt
+    runs = [(p.name[len("train-"):] + f" ({_json(p / 'train_config.json')['max_steps']} steps)", p, False)
+            for p in sorted(g.glob("train-grown-*"))]
+    if long_dir is not None:
+        runs += [(p.name[len("long-"):] + f" ({_json(p / 'train_config.json')['max_steps']} steps)", p, True)
+                 for p in sorted(long_dir.glob("long-grown-*")) if (p / "metrics.jsonl").exists()]
+
+    out = [f"Target: the from-scratch large model's final eval loss, **{target:.4f}**, after {scratch_tokens:,} tokens "
+           f"({scratch_flops:.3g} FLOPs). Every grown lineage first spent {small_tokens:,} tokens on the small model "
+           f"({small_flops:.3g} FLOPs; its FLOPs per token are {small_fpt / scratch_fpt:.2f}x the large model's).", "",
+           "| run | tokens after growth to reach target | lineage tokens | vs scratch | lineage FLOPs | vs scratch | "
+           "final eval loss |",
+           "|---|---|---|---|---|---|---|",
+           f"| scratch | - | {scratch_tokens:,} | 100% | {scratch_flops:.3g} | 100% | {target:.4f} |"]
+    loaded = {}
+    for name, run, is_long in runs:
+        ev, fpt = load(run)
+        loaded[name] = (ev, fpt, is_long)
         reach = _first_reach(ev, target)
-        name = run.name[len("train-"):]
         if reach is None:
-            out.append(f"| {name} | not reached in {ev[-1]['tokens']:,} | - | - | {ev[-1]['eval_loss']:.4f} |")
-        else:
-            tot = reach[0] + small_tokens
-            out.append(f"| {name} | {reach[0]:,} | {tot:,} | {tot / scratch_tokens:.0%} | {ev[-1]['eval_loss']:.4f} |")
-    out += ["", "Tokens are interpolated linearly between eval points (every 25 steps), so they are accurate to about "
-            "one eval interval. The 'total' column charges the grown model for the small model's tokens too; "
-            "the small model's steps cost about a quarter of the large model's FLOPs per token, so in compute the "
-            "grown lineage is cheaper than the total-token column suggests (docs/grow_experiment.png, right panel)."]
+            out.append(f"| {name} | not reached in {ev[-1]['tokens']:,} | - | - | - | - | {ev[-1]['eval_loss']:.4f} |")
+            continue
+        tot = reach[0] + small_tokens
+        flops = small_flops + reach[0] * fpt
+        out.append(f"| {name} | {reach[0]:,} | {tot:,} | {tot / scratch_tokens:.0%} | {flops:.3g} | "
+                   f"{flops / scratch_flops:.0%} | {ev[-1]['eval_loss']:.4f} |")
+    out += ["", "The other way round: the tokens scratch needs to reach each grown run's losses (at the grown run's "
+            "last eval point and at its equal-FLOPs point).", "",
+            "| grown run | its loss | its lineage tokens | scratch reaches that loss after | scratch loss at equal lineage FLOPs |",
+            "|---|---|---|---|---|"]
+    for name, (ev, fpt, _) in loaded.items():
+        last = ev[-1]
+        lineage_tokens = small_tokens + last["tokens"]
+        lineage_flops = small_flops + last["tokens"] * fpt
+        s_reach = _first_reach(scratch, last["eval_loss"])
+        # scratch's eval loss at the same FLOPs (linear interpolation between its eval points)
+        eq = None
+        for a, b in zip(scratch, scratch[1:]):
+            fa, fb = a["tokens"] * scratch_fpt, b["tokens"] * scratch_fpt
+            if fa <= lineage_flops <= fb:
+                eq = a["eval_loss"] + (lineage_flops - fa) / (fb - fa) * (b["eval_loss"] - a["eval_loss"])
+        out.append(f"| {name} | {last['eval_loss']:.4f} | {lineage_tokens:,} | "
+                   f"{f'{s_reach[0]:,} tokens' if s_reach else f'not reached in {scratch_tokens:,}'} | "
+                   f"{f'{eq:.4f}' if eq is not None else 'beyond the scratch run'} |")
+    out += ["", "Tokens at a loss are interpolated linearly between eval points (every 25 steps = 51,200 tokens), so "
+            "they are accurate to about one eval interval. Lineage = small model + grown continuation. FLOPs are "
+            "`flops_per_token x tokens` from each run's manifest (6N + attention, as `phitools train` reports)."]
+    if png is not None:
+        plt = _plt()
+        fig, (ax, axf) = plt.subplots(1, 2, figsize=(13, 4.8), dpi=110, sharey=True)
+        ax.plot([e["tokens"] / 1e6 for e in small], [e["eval_loss"] for e in small], "o-", color="C7", label="small")
+        # the FLOPs axis is logarithmic: leave out the step-0 points (0 FLOPs)
+        axf.plot([e["tokens"] * small_fpt for e in small if e["tokens"]], [e["eval_loss"] for e in small if e["tokens"]],
+                 "o-", color="C7", label="small")
+        ax.plot([e["tokens"] / 1e6 for e in scratch], [e["eval_loss"] for e in scratch], "o-", color="C0", label="scratch")
+        axf.plot([e["tokens"] * scratch_fpt for e in scratch if e["tokens"]],
+                 [e["eval_loss"] for e in scratch if e["tokens"]], "o-", color="C0", label="scratch")
+        for i, (name, (ev, fpt, is_long)) in enumerate(loaded.items()):
+            c, st = f"C{i + 1}", "--" if is_long else "-"
+            ax.plot([(small_tokens + e["tokens"]) / 1e6 for e in ev], [e["eval_loss"] for e in ev], "o" + st, ms=3,
+                    color=c, label=name)
+            axf.plot([small_flops + e["tokens"] * fpt for e in ev], [e["eval_loss"] for e in ev], "o" + st, ms=3,
+                     color=c, label=name)
+        for a in (ax, axf):
+            a.axhline(target, color="k", lw=0.8, ls=":", label=f"scratch final ({target:.3f})")
+            a.grid(alpha=0.3)
+            a.set_ylim(top=min(6.5, max(e["eval_loss"] for e in scratch)))
+        ax.set_xlabel("lineage tokens (millions)")
+        axf.set_xlabel("lineage training FLOPs")
+        axf.set_xscale("log")
+        ax.set_ylabel("held-out eval loss")
+        ax.legend(fontsize=8)
+        fig.suptitle("grow (x2 width, x2 depth) vs scratch: tokens to reach scratch's final loss")
+        fig.tight_layout()
+        fig.savefig(png)
+        out = [f"![grown vs scratch]({png.name})", ""] + out
     if command:
-        out += ["", f"Command: `{command}`" + (f" (wall time {wall} s)." if wall else "")]
+        out += ["", f"Command: `{command}`" + (f" (wall time {wall} s on this shared 2-core CPU)." if wall else "")]
     md.write_text("\n".join(out) + "\n")
 
 
@@ -227,9 +291,10 @@ def main() -> None:
     ap.add_argument("--md", type=Path, required=True)
     ap.add_argument("--wall", help="wall-clock seconds of the run, for the table's footnote")
     ap.add_argument("--command", help="the command that made WORKDIR, for the table's footnote")
+    ap.add_argument("--long", type=Path, help="grow: the directory holding exp_grow_tokens.sh's long-grown-* runs")
     a = ap.parse_args()
     if a.experiment == "grow":
-        grow(a.workdir, a.md, a.wall, a.command)
+        grow(a.workdir, a.long, a.png, a.md, a.wall, a.command)
     else:
         if a.png is None:
             ap.error("--png is required")
