@@ -66,6 +66,9 @@ def test_documented_commands_then_resume(tok, tmp_path):
     assert [r["step"] for r in _train_lines(run)] == list(range(1, 10))
     man = json.loads((run / "manifest.json").read_text())
     assert man["train"]["resumed_from"].endswith("step-000006") and man["train"]["status"] == "complete"
+    before = (run / "manifest.json").read_bytes()
+    assert _invoke(*longer).exit_code == 0  # resuming a finished run: nothing to do, nothing rewritten
+    assert (run / "manifest.json").read_bytes() == before
 
 
 def test_config_file_with_flag_overrides_and_init(tok, tmp_path):

@@ -430,6 +430,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, argv: list[str] | None = No
                        stats={"steps": trainer.step, "tokens": trainer.tokens}, outputs=[{"path": "."}], extra=extra)
 
     try:
+        if trainer.step >= cfg.max_steps:  # a finished run resumed again: leave its files as they are
+            if main:
+                console.info(f"train: {run} is already at step {trainer.step} >= --max-steps {cfg.max_steps}; nothing to do")
+            return trainer.summary(None)
         if main:
             run.mkdir(parents=True, exist_ok=True)
             (run / "train_config.json").write_bytes(orjson.dumps(cfg.to_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
