@@ -3,7 +3,9 @@
 Both sides build the same Phi model (same seed), read (seq_len + 1)-token windows from the same memory-mapped
 token file, run forward + cross-entropy + backward + grad-norm clipping + AdamW, and are timed over the same
 number of steps after the same warmup. Rounds alternate (plain, phitools, plain, phitools, ...) so load from
-other processes hits both alike; the ratio reported is the median of per-round ratios.
+other processes hits both alike; the ratio reported is the median of per-round ratios, both in wall-clock
+tokens/s and in tokens per CPU-second of this process (`time.process_time`: far less sensitive to other jobs
+on a shared machine; meaningful with --threads 1 on CPU).
 
     phitools:steps  Trainer.train_step() in a loop: sampler, memmap reads, accumulation, clipping, NaN check, schedule
     phitools:fit    Trainer.fit(): the above plus the metrics.jsonl line per step and the final eval + checkpoint
@@ -61,12 +63,12 @@ def plain_loop(args, tok_dir: Path, steps: int, warmup: int) -> float:
     rng = np.random.default_rng(args.seed)
     B, T = args.batch_size, args.seq_len
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else None
-    t0 = None
+    t0 = c0 = None
     for i in range(warmup + steps):
         if i == warmup:
             if dev.type == "cuda":
                 torch.cuda.synchronize()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
         starts = rng.integers(0, len(data) - T - 1, B)
         xy = torch.from_numpy(np.stack([data[s:s + T + 1].astype(np.int64) for s in starts])).to(dev)
         x, y = xy[:, :-1], xy[:, 1:]
@@ -82,7 +84,7 @@ def plain_loop(args, tok_dir: Path, steps: int, warmup: int) -> float:
         opt.zero_grad(set_to_none=True)
     if dev.type == "cuda":
         torch.cuda.synchronize()
-    return steps * B * T / (time.perf_counter() - t0)
+    return steps * B * T / (time.perf_counter() - t0), steps * B * T / (time.process_time() - c0)
 
 
 def _trainer(args, tok_dir: Path, out: Path, max_steps: int):
@@ -103,19 +105,19 @@ def phitools_steps(args, tok_dir: Path, steps: int, warmup: int) -> float:
             t.train_step()
         if t.device.type == "cuda":
             torch.cuda.synchronize()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(steps):
             t.train_step()  # ends with .item(): synchronised
-        return steps * t.tokens_per_step / (time.perf_counter() - t0)
+        return steps * t.tokens_per_step / (time.perf_counter() - t0), steps * t.tokens_per_step / (time.process_time() - c0)
 
 
 def phitools_fit(args, tok_dir: Path, steps: int) -> float:
     """Whole fit() wall time (per-step metrics, final eval and checkpoint included)."""
     with tempfile.TemporaryDirectory() as td:
         t = _trainer(args, tok_dir, Path(td) / "run", steps)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         t.fit()
-        return steps * t.tokens_per_step / (time.perf_counter() - t0)
+        return steps * t.tokens_per_step / (time.perf_counter() - t0), steps * t.tokens_per_step / (time.process_time() - c0)
 
 
 def main() -> None:
@@ -136,18 +138,25 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as td:
         tok = make_tokens(Path(td) / "tok", args.vocab, max(200_000, 4 * args.batch_size * (args.seq_len + 1) * (args.steps + args.warmup)))
-        plain, steps, fit = [], [], []
+        plain, steps, fit = [], [], []  # (wall tok/s, CPU tok/s) per round
         for r in range(args.rounds):
             plain.append(plain_loop(args, tok, args.steps, args.warmup))
             steps.append(phitools_steps(args, tok, args.steps, args.warmup))
             fit.append(phitools_fit(args, tok, args.steps + args.warmup))
-            print(f"round {r + 1}: plain {plain[-1]:,.0f} tok/s, phitools steps {steps[-1]:,.0f} tok/s "
-                  f"({steps[-1] / plain[-1]:.3f}x), phitools fit {fit[-1]:,.0f} tok/s ({fit[-1] / plain[-1]:.3f}x)", file=sys.stderr)
+            print(f"round {r + 1}: wall tok/s plain {plain[-1][0]:,.0f}, phitools steps {steps[-1][0]:,.0f} ({steps[-1][0] / plain[-1][0]:.3f}x), "
+                  f"fit {fit[-1][0]:,.0f} ({fit[-1][0] / plain[-1][0]:.3f}x) | per CPU-second: plain {plain[-1][1]:,.0f}, "
+                  f"steps {steps[-1][1]:,.0f} ({steps[-1][1] / plain[-1][1]:.3f}x), fit {fit[-1][1]:,.0f} ({fit[-1][1] / plain[-1][1]:.3f}x)",
+                  file=sys.stderr)
+
+    def med_ratio(a, b, k):
+        return statistics.median(x[k] / y[k] for x, y in zip(a, b))
+
     res = {"preset": args.preset, "seq_len": args.seq_len, "batch_size": args.batch_size, "device": args.device,
            "threads": torch.get_num_threads(), "steps": args.steps, "rounds": args.rounds,
-           "plain_tok_s": statistics.median(plain), "phitools_steps_tok_s": statistics.median(steps), "phitools_fit_tok_s": statistics.median(fit),
-           "ratio_steps": statistics.median(s / p for s, p in zip(steps, plain)),
-           "ratio_fit": statistics.median(f / p for f, p in zip(fit, plain))}
+           "plain_tok_s": statistics.median(x[0] for x in plain), "phitools_steps_tok_s": statistics.median(x[0] for x in steps),
+           "phitools_fit_tok_s": statistics.median(x[0] for x in fit),
+           "ratio_steps": med_ratio(steps, plain, 0), "ratio_fit": med_ratio(fit, plain, 0),
+           "ratio_steps_cpu": med_ratio(steps, plain, 1), "ratio_fit_cpu": med_ratio(fit, plain, 1)}
     from phitools.model.phi import Phi, preset_config
     from phitools.train.loop import device_peak_flops
 
