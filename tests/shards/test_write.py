@@ -90,3 +90,6 @@ def test_redact_argv():
     argv = ["phitools", "label", "--api-key", "sk-abcdefghijklmnop", "--api-key-env", "MY_KEY", "--token=abc", "Bearer xyz"]
     red = redact_argv(argv)
     assert "sk-abcdefghijklmnop" not in " ".join(red) and "abc" not in red[6] and "MY_KEY" in red
+    keep = ["phitools", "tokenize", "--train-tokenizer", "--vocab-size", "8192", "--max-tokens", "64", "--tokenizer", "t.json"]
+    assert redact_argv(keep) == keep
+    assert redact_argv(["--hf-token", "hf_abcdefghijk", "--password=x"]) == ["--hf-token", "<redacted>", "--password=<redacted>"]

@@ -18,7 +18,8 @@ import orjson
 from phitools import __version__
 from phitools.records import SCHEMA_VERSION
 
-_SECRET_FLAG = re.compile(r"(key|token|secret|password|passwd|auth|credential)", re.I)
+# a flag whose last word names a secret (--api-key, --hf-token, --password); not --tokenizer or --max-tokens
+_SECRET_FLAG = re.compile(r"^--(?:[\w-]*[-_])?(?:key|token|secret|password|passwd|auth|credentials?)(?:=.*)?$", re.I)
 _SECRET_VALUE = re.compile(r"(sk-[A-Za-z0-9_\-]{8,}|hf_[A-Za-z0-9]{8,}|Bearer\s+\S+)")
 
 
@@ -55,7 +56,7 @@ def redact_argv(argv: Iterable[str]) -> list[str]:
             out.append("<redacted>")
             redact_next = False
             continue
-        if arg.startswith("--") and _SECRET_FLAG.search(arg) and not arg.endswith("-env") and "-env=" not in arg:
+        if arg.startswith("--") and _SECRET_FLAG.match(arg):
             if "=" in arg:
                 out.append(arg.split("=", 1)[0] + "=<redacted>")
             else:
