@@ -245,7 +245,9 @@ def _print_summary(classifier, s: dict, keep) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    sub = typer.Typer(help="Learn the labeller's judgement and filter a corpus: `classify train`, then `classify apply`.",
+    sub = typer.Typer(help="Learn the labeller's judgement (train) and filter a corpus with it (apply).\n\n"
+                           "    phitools classify train labeled/ -o clf/\n\n"
+                           "    phitools classify apply clf/ corpus/ --keep-top 0.3 -o filtered/",
                       no_args_is_help=True, rich_markup_mode=None)
     sub.command("train")(train)
     sub.command("apply")(apply)

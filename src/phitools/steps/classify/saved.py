@@ -54,6 +54,7 @@ class Classifier:
     score_range: tuple[float, float]
     info: dict = field(default_factory=dict)
     decision_point: float | None = None  # the default cut on the score (see `decision`)
+    native: dict = field(default_factory=dict, repr=False)  # the estimator's own files (lgbm: model.txt bytes)
     name: str = "classifier"
     id: str = ""
     _w: np.ndarray | None = field(default=None, repr=False)
@@ -104,7 +105,9 @@ class Classifier:
             if isinstance(self.model, Trees) and self.estimator == "lgbm":
                 farrays["lgbm.columns"] = self.model.columns
                 model_meta = self.model.forest.meta()
-                (tmp / model_file).write_bytes(self.info.pop("_native")[model_file])
+                if model_file not in self.native:
+                    raise UsageError("this LightGBM classifier was loaded, not trained: copy its directory instead of saving it")
+                (tmp / model_file).write_bytes(self.native[model_file])
             else:
                 arrays, model_meta = model_arrays(self.model)
                 save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp / model_file))
@@ -112,12 +115,16 @@ class Classifier:
             doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "estimator": self.estimator, "target": self.target,
                    "threshold": self.threshold, "score_range": list(self.score_range), "decision": self.decision,
                    "features": self.pipeline.describe(), "dim": self.pipeline.dim, "model_file": model_file, "model": model_meta,
-                   **{k: v for k, v in self.info.items() if not k.startswith("_")}}
+                   **self.info}
             (tmp / CLASSIFIER_JSON).write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
             names = [CLASSIFIER_JSON, FEATURES_FILE, model_file]
             if report is not None:
                 (tmp / REPORT_FILE).write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
                 names.append(REPORT_FILE)
+            umask = os.umask(0)
+            os.umask(umask)
+            for n in names:  # safetensors writes owner-only files; give every file the usual permissions
+                os.chmod(tmp / n, 0o666 & ~umask)
             outputs = [{"path": n, "bytes": (tmp / n).stat().st_size, "sha256": file_sha256(tmp / n)} for n in names]
             write_manifest(tmp / MANIFEST, tool="classify train", seed=seed, inputs=inputs, outputs=outputs,
                            stats={"labels": self.info.get("labels", {})}, extra={"classifier": {"format": FORMAT, "estimator": self.estimator}})

@@ -263,7 +263,7 @@ def train(records: Iterable[Record], pipeline: Pipeline, opts: TrainOptions, *, 
                         "n_estimators": opts.n_estimators or estimators.DEFAULT_TREES.get(opts.estimator),
                         "min_df": opts.min_df, "max_columns": opts.max_columns or estimators.DEFAULT_MAX_COLUMNS[opts.estimator],
                         "model_columns": int(len(model.columns)), "seconds": seconds},
-            "packages": package_versions(pipeline.uses_model), "_native": native}
+            "packages": package_versions(pipeline.uses_model)}
     clf = Classifier(pipeline, model, opts.estimator, opts.target, opts.threshold, tuple(opts.score_range), info=info,
-                     decision_point=decision_point(opts, data.y))
+                     decision_point=decision_point(opts, data.y), native=native)
     return clf, report
