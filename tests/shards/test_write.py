@@ -93,3 +93,13 @@ def test_redact_argv():
     keep = ["phitools", "tokenize", "--train-tokenizer", "--vocab-size", "8192", "--max-tokens", "64", "--tokenizer", "t.json"]
     assert redact_argv(keep) == keep
     assert redact_argv(["--hf-token", "hf_abcdefghijk", "--password=x"]) == ["--hf-token", "<redacted>", "--password=<redacted>"]
+
+
+def test_stale_tmp_from_a_killed_writer_is_removed(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = out / ".part-00000.jsonl.zst.tmp-999999999"
+    stale.write_bytes(b"half")
+    with RecordWriter(out, tool="t") as w:
+        w.write({"id": 1})
+    assert not stale.exists()

@@ -157,6 +157,7 @@ class RecordWriter:
             self._name_tag = tag
             self.manifest_path = self.dir / f"manifest{tag}.json"
             self._clear_previous(self.manifest_path)
+            self._clear_stale_tmp()
         elif self.kind == "file":
             path = Path(self.output)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -178,6 +179,13 @@ class RecordWriter:
             p = self.dir / name
             if p.parent == self.dir and p.is_file():
                 p.unlink()
+
+    def _clear_stale_tmp(self) -> None:
+        """Remove temporary shards left by a killed writer (its pid is gone)."""
+        for p in self.dir.glob(f".{self.prefix}*.tmp-*"):
+            pid = p.name.rsplit("-", 1)[-1]
+            if pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
+                p.unlink(missing_ok=True)
 
     # -- writing ---------------------------------------------------------------------------------------
     def _new_shard(self) -> _OpenShard:
