@@ -250,11 +250,11 @@ def hash_batch(texts: Sequence[str], settings: HashSettings) -> HashedBatch:
         bad = (seps[:, None] - np.arange(k)[None, :]).ravel()
         valid[bad[(bad >= 0) & (bad < m)]] = False
         out.families.append(Family(f"char{k}", finish(g, f"char{k}"), None, valid, inv(np.maximum(lens - k + 1, 0))))
-    out.dense = _dense_stats(buf, VL, out, lens, ws, we, wdoc, wcount, upper | lower, digit, nonascii)
+    out.dense = _dense_stats(buf, out, lens, ws, we, wdoc, wcount, upper | lower, digit, nonascii)
     return out
 
 
-def _dense_stats(buf, V, batch: HashedBatch, lens, ws, we, wdoc, wcount, alpha, digit, nonascii) -> np.ndarray:
+def _dense_stats(buf, batch: HashedBatch, lens, ws, we, wdoc, wcount, alpha, digit, nonascii) -> np.ndarray:
     """Per-document statistics (DENSE_STATS): size, line lengths, character classes, mean word length, and line kinds.
 
     A comment line is one whose first non-blank bytes are '#', '//' or '/*' (Python, shell, C-family).
@@ -292,8 +292,9 @@ def _dense_stats(buf, V, batch: HashedBatch, lens, ws, we, wdoc, wcount, alpha, 
     b0 = buf[np.minimum(first, len(buf) - 1)]
     b1 = buf[np.minimum(first + 1, len(buf) - 1)]
     comment = ~blank & ((b0 == 35) | ((b0 == 47) & ((b1 == 47) | (b1 == 42))))
-    v3 = V[: len(buf)] & U64(0xFFFFFF)
-    tq = np.flatnonzero((v3 == U64(0x222222)) | (v3 == U64(0x272727)))  # triple double or single quotes
+    q = np.flatnonzero((buf == 34) | (buf == 39))  # quotes are rare: test for triples only where one starts
+    q = q[q + 2 < len(buf)]
+    tq = q[(buf[q + 1] == buf[q]) & (buf[q + 2] == buf[q])]
     tq_count = np.bincount(batch.doc_of(tq), minlength=n).astype(np.float64)
     per_line = [np.bincount(bdoc, weights=w.astype(np.float64), minlength=n) / lines for w in (blank, comment, linelen > 100)]
     out = np.empty((n, len(DENSE_STATS)), np.float64)
