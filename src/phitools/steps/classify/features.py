@@ -116,7 +116,8 @@ class ModelPart:
 
     def describe(self) -> dict:
         d = dict(self.expected) if self.expected else self.embedder.describe()
-        d.update({"kind": "model", "dim": self.dim, "tokenizer": self.tokenizer, "batch_size": self.batch_size})
+        d.update({"kind": "model", "checkpoint": self.checkpoint, "max_tokens": self.max_tokens, "pooling": "mean",
+                  "dim": self.dim, "tokenizer": self.tokenizer, "batch_size": self.batch_size})
         return d
 
     def arrays(self) -> dict[str, np.ndarray]:
