@@ -9,10 +9,10 @@
 set -euo pipefail
 
 RUN=${RUN:-quickstart-run}
-LABEL_LLM_SAMPLE=${LABEL_LLM_SAMPLE:-8}    # records rated by the embedded LLM (SmolLM2-135M: plumbing, not judgement)
+LABEL_LLM_SAMPLE=${LABEL_LLM_SAMPLE:-4}    # records rated by the embedded LLM (SmolLM2-135M: plumbing, not judgement)
 LABEL_SAMPLE=${LABEL_SAMPLE:-400}          # records rated for the classifier (transparent heuristic rater, see below)
 SYNTH_N=${SYNTH_N:-2}                      # textbook sections and exercises written by the embedded LLM (each)
-SYNTH_TOKENS=${SYNTH_TOKENS:-96}
+SYNTH_TOKENS=${SYNTH_TOKENS:-64}
 TRAIN_STEPS=${TRAIN_STEPS:-150}
 GROW_STEPS=${GROW_STEPS:-100}
 EVAL_PROBLEMS=${EVAL_PROBLEMS:-5}
@@ -42,10 +42,10 @@ phitools synth --topics "$HERE/topics.txt" --kind textbook --n "$SYNTH_N" --max-
 phitools synth --spec "$HERE/spec.toml" --kind exercise --n "$SYNTH_N" --max-tokens "$SYNTH_TOKENS" "${LLM[@]}" --seed 1 -o "$RUN/synth-exercise/" \
   || echo "   (no exercise from the small model parsed; continuing with textbooks only)" >&2
 
-step "5/10 decontam: drop anything overlapping HumanEval or MBPP"
+step "5/10 decontam: drop anything overlapping HumanEval (add --benchmark mbpp with internet or PHITOOLS_DATA)"
 SYNTH_DIRS=()
 for d in "$RUN/synth-textbook" "$RUN/synth-exercise"; do [ -f "$d/manifest.json" ] && SYNTH_DIRS+=("$d/"); done
-phitools decontam --benchmark humaneval --benchmark mbpp --drop "$RUN/filtered/" "${SYNTH_DIRS[@]}" -o "$RUN/clean/"
+phitools decontam --benchmark humaneval --drop "$RUN/filtered/" "${SYNTH_DIRS[@]}" -o "$RUN/clean/"
 
 step "6/10 tokenize: train a byte-level BPE, pack 256-token rows"
 phitools tokenize "$RUN/clean/" --train-tokenizer --vocab-size 4096 --seq-len 256 -o "$RUN/tok/"
@@ -54,8 +54,8 @@ step "7/10 train a tiny phi model ($TRAIN_STEPS steps)"
 phitools train --data "$RUN/tok/" --preset tiny --seq-len 256 --batch-size 16 --max-steps "$TRAIN_STEPS" \
   --lr 3e-3 --eval-every 50 --save-every 50 --seed 7 -o "$RUN/runs/tiny"
 
-step "8/10 grow it: 2x width (tiled, function-preserving) and 2 -> 4 layers (interpolated)"
-phitools grow "$RUN/runs/tiny" --d-model 256 --layers 4 --depth interpolate --check -o "$RUN/runs/grown-init" --overwrite
+step "8/10 grow it: 2x width (tiled) and 2 -> 4 layers (identity copies): function-preserving, --check shows it"
+phitools grow "$RUN/runs/tiny" --d-model 256 --layers 4 --depth identity --check -o "$RUN/runs/grown-init" --overwrite
 
 step "9/10 train the grown model on ($GROW_STEPS steps)"
 phitools train --data "$RUN/tok/" --init "$RUN/runs/grown-init" --seq-len 256 --batch-size 16 --max-steps "$GROW_STEPS" \
