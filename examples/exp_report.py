@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import re
 import statistics
 from pathlib import Path
@@ -168,6 +169,25 @@ def randomness(w: Path, png: Path, md: Path, wall: str | None, command: str | No
         out.append(f"| {r['kind']} | {r['arm']} | {r['records']} ({r['failed']}, {r['truncated']}) | "
                    f"{r['prompts'] if r['prompts'] is not None else '-'} | "
                    f"{r['words']:.1f} | {r['d1']:.3f} | {r['d2']:.3f} | {r['d3']:.3f} | {r['open']:.3f} | {r['nd']:.3f} | {r['clusters']} |")
+    # How much of a difference is noise? The same distinct-n (phitools stats' own code) over many random halves of
+    # each arm: if the arms' ranges overlap, 16 records cannot tell them apart.
+    from phitools.steps.stats import compute_stats
+
+    out += ["", "Variability: distinct-2 over 200 random halves of each arm (seeded), mean [5th-95th percentile]:", "",
+            "| kind | random | fixed |", "|---|---|---|"]
+    rng = random.Random(0)
+    for kind in kinds:
+        cells = []
+        for arm in ("random", "fixed"):
+            path = w / f"synth-{kind}-{arm}.jsonl"
+            recs = [json.loads(l) for l in path.read_text().splitlines() if l.strip()] if path.exists() else []
+            if len(recs) < 4:
+                cells.append("-")
+                continue
+            vals = sorted(compute_stats(rng.sample(recs, len(recs) // 2), near_dup=False)["distinct"]["distinct_2"]
+                          for _ in range(200))
+            cells.append(f"{statistics.mean(vals):.3f} [{vals[10]:.3f}-{vals[189]:.3f}]")
+        out.append(f"| {kind} | {cells[0]} | {cells[1]} |")
     if command:
         out += ["", f"Command: `{command}`" + (f" (wall time {wall} s on this shared 2-core CPU)." if wall else "")]
     md.write_text("\n".join(out) + "\n")
