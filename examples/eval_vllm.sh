@@ -16,6 +16,7 @@
 #
 # Usage:
 #   examples/eval_vllm.sh                                    # MODEL=microsoft/phi-1 (a Hub id, or a local dir)
+#   mkdir -p logs && sbatch examples/eval_vllm.sh            # the same as a Slurm job on one GPU
 #   phitools export runs/p1s -o p1s-hf/ --format hf && MODEL=p1s-hf/ NAME=p1s examples/eval_vllm.sh   # your own
 #   SERVE=0 API_BASE=http://gpu-node:8000/v1 NAME=phi-1 examples/eval_vllm.sh         # a server already running
 #

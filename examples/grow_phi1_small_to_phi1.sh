@@ -22,7 +22,7 @@
 #
 # Usage:
 #   examples/grow_phi1_small_to_phi1.sh                         # SRC=runs/phi-1-small -> grown/phi-1, then train
-#   SRC=runs/phi-1-small/checkpoints/step-024000 sbatch examples/grow_phi1_small_to_phi1.sh
+#   mkdir -p logs && SRC=runs/phi-1-small/checkpoints/step-024000 sbatch examples/grow_phi1_small_to_phi1.sh
 #   STEPS=grow examples/grow_phi1_small_to_phi1.sh             # only grow: a CPU is enough (peak 7.8 GB RAM with
 #                                                               # --check, ~2 min; docs/performance.md, ## grow)
 #

@@ -13,7 +13,8 @@
 #
 #   label (array) -> classify train (1 GPU) -> classify apply (array) -> decontam (array) -> tokenize (array) -> train
 #
-# Usage, from the directory holding logs/ (created) and your data:
+# Usage, from the directory holding your data (`submit` creates logs/; Slurm does not, so `mkdir -p logs` before
+# an sbatch by hand):
 #   examples/slurm_label_classify_tokenize.sh submit          # submit the whole chain: 5 arrays of 0-63 + 2 jobs
 #   sbatch --array=0-63 examples/slurm_label_classify_tokenize.sh label       # or one stage by hand
 #   sbatch --array=0-63 examples/slurm_label_classify_tokenize.sh apply

@@ -16,7 +16,7 @@
 # Usage:
 #   examples/torchrun_phi1_small.sh ddp                 # this node, all its GPUs (no Slurm needed)
 #   examples/torchrun_phi1_small.sh fsdp                # the same with FSDP2: parameters, grads, AdamW state sharded
-#   sbatch examples/torchrun_phi1_small.sh ddp          # one node under Slurm
+#   mkdir -p logs && sbatch examples/torchrun_phi1_small.sh ddp    # one node under Slurm (logs/ must exist)
 #   sbatch --nodes=4 examples/torchrun_phi1_small.sh fsdp   # 4 nodes x 8 GPUs: one torchrun per node (srun),
 #                                                           # c10d rendezvous on the first node
 #
