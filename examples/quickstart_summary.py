@@ -19,6 +19,10 @@ def last_metric(run_dir, key):
     return vals[-1][key] if vals else None
 
 
+def fmt(x):
+    return f"{x:.3f}" if isinstance(x, (int, float)) else "?"
+
+
 corpus, filtered, clean, tok = manifest("corpus"), manifest("filtered"), manifest("clean"), manifest("tok")
 summary = json.loads((run / "results" / "summary.json").read_text()) if (run / "results" / "summary.json").exists() else {}
 pass1 = summary.get("pass_at_k", {}).get("pass@1")
@@ -29,8 +33,8 @@ lines = [
     f"  kept by classifier    {filtered.get('stats', {}).get('records_out', '?')}",
     f"  after decontam        {clean.get('stats', {}).get('records_out', '?')}",
     f"  tokens                {tok.get('tokens', 0):,} (vocab {tok.get('vocab_size')}, seq_len {tok.get('seq_len')})",
-    f"  tiny model loss       train {last_metric('runs/tiny', 'loss')}, held-out {last_metric('runs/tiny', 'eval_loss')}",
-    f"  grown model loss      train {last_metric('runs/grown', 'loss')}, held-out {last_metric('runs/grown', 'eval_loss')}",
+    f"  tiny model loss       train {fmt(last_metric('runs/tiny', 'loss'))}, held-out {fmt(last_metric('runs/tiny', 'eval_loss'))}",
+    f"  grown model loss      train {fmt(last_metric('runs/grown', 'loss'))}, held-out {fmt(last_metric('runs/grown', 'eval_loss'))}",
     f"  HumanEval pass@1      {pass1} on {summary.get('tasks', '?')} problems (a tiny model scores 0; the pipeline is the point)",
     f"  results               {run}/results/",
 ]

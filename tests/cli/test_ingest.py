@@ -7,11 +7,21 @@ import json
 from conftest import run_phitools
 
 
+def _own_copy(src, tmp_path):
+    """Tests that add files work on a private copy (stdlib_small is shared by the whole session)."""
+    import shutil
+
+    dst = tmp_path / "lib"
+    shutil.copytree(src, dst)
+    return dst
+
+
 def _records(stdout: bytes) -> list[dict]:
     return [json.loads(line) for line in stdout.splitlines()]
 
 
 def test_ingest_stdout_and_dir_agree(stdlib_small, tmp_path):
+    stdlib_small = _own_copy(stdlib_small, tmp_path)
     (stdlib_small / "blob.py").write_bytes(b"\x00\x01binary")
     (stdlib_small / "empty.py").write_bytes(b"")
     out = run_phitools("ingest", stdlib_small, check=True)
@@ -26,6 +36,7 @@ def test_ingest_stdout_and_dir_agree(stdlib_small, tmp_path):
 
 
 def test_ingest_filters_dedup_and_shards(stdlib_small, tmp_path):
+    stdlib_small = _own_copy(stdlib_small, tmp_path)
     first = sorted(stdlib_small.glob("*.py"))[0]
     (stdlib_small / "copy_of_first.py").write_bytes(first.read_bytes())
     full = _records(run_phitools("ingest", stdlib_small, "--dedup", check=True).stdout)

@@ -61,7 +61,7 @@ def test_whole_recipe_at_toy_scale(tmp_path, stdlib_small, shared_data):
     labeled = [json.loads(x) for x in sh(f"{pt} cat labeled/", tmp_path).stdout.splitlines()]
     assert len(labeled) == 60 and all(r["label"]["model"] == "heuristic" for r in labeled)
     ex = [json.loads(x) for x in sh(f"{pt} cat synth-ex/", tmp_path).stdout.splitlines()]
-    assert len(ex) == 4 and all("def add_all" in r["solution"] for r in ex)
+    assert len(ex) == 4 and all("def add_all" in r["prompt"] and "total += x" in r["solution"] for r in ex)
     tok = man("tok")
     assert tok["documents"] == 30 + 4 + 4 and tok["tokens"] > 0
     metrics = [json.loads(x) for x in (tmp_path / "runs/a/metrics.jsonl").read_text().splitlines()]
