@@ -133,18 +133,23 @@ class Spec:
 
 # ---- reading -------------------------------------------------------------------------------------------
 
-def read_values_file(path: str | os.PathLike, *, what: str = "values file") -> List[str]:
-    """One value per line; blank lines and lines starting with '#' are skipped."""
-    p = Path(path)
+def _read_utf8(p: Path, what: str, missing_hint: str) -> str:
+    """A user's text file, or a ConfigError naming the file (and line, for bad UTF-8)."""
     try:
         raw = p.read_bytes()
     except OSError as e:
-        raise ConfigError(f"{p}: cannot read {what}: {e.strerror}", hint="check the path") from None
+        raise ConfigError(f"{p}: cannot read {what}: {e.strerror}", hint=missing_hint) from None
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         raise ConfigError(f"{p}:{line}: {what} is not valid UTF-8", hint="save it as UTF-8") from None
+
+
+def read_values_file(path: str | os.PathLike, *, what: str = "values file") -> List[str]:
+    """One value per line; blank lines and lines starting with '#' are skipped."""
+    p = Path(path)
+    text = _read_utf8(p, what, "check the path")
     vals = [ln.strip() for ln in text.splitlines()]
     vals = [v for v in vals if v and not v.startswith("#")]
     if not vals:
@@ -202,15 +207,7 @@ class _Where:
 def load_spec(path: str | os.PathLike) -> Spec:
     """Parse and validate a spec file. Errors are ConfigError with file:line and what to do."""
     p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except OSError as e:
-        raise ConfigError(f"{p}: cannot read spec: {e.strerror}", hint="check the --spec path") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise ConfigError(f"{p}:{line}: spec is not valid UTF-8", hint="save it as UTF-8") from None
+    text = _read_utf8(p, "spec", "check the --spec path")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -224,7 +221,7 @@ def load_spec(path: str | os.PathLike) -> Spec:
         else:
             where = str(p)
         raise ConfigError(f"{where}: invalid TOML: {msg}", hint="see docs/synth.md for the spec format") from None
-    return spec_from_dict(data, path=str(p), text=text, sha256=hashlib.sha256(raw).hexdigest())
+    return spec_from_dict(data, path=str(p), text=text, sha256=hashlib.sha256(text.encode("utf-8")).hexdigest())  # == the file bytes (valid UTF-8)
 
 
 def spec_from_dict(data: dict, *, path: str = "<spec>", text: str = "", sha256: str | None = None) -> Spec:
