@@ -112,7 +112,8 @@ class LogReporter:
         """The report as it stands now (without the trailing newline)."""
         elapsed = max(self._clock() - self._start, 0.0)
         done = self.completed
-        name = self.tool if self.label in ("", self.tool) else f"{self.tool}: {self._phase()}"
+        # "classify" under "classify apply" is the tool itself; "eval humaneval" under "eval" reads "eval: humaneval"
+        name = self.tool if self.tool.startswith(self.label) else f"{self.tool}: {self._phase()}"
         head = f"[{self._now()}] phitools {name}:"
         if final:
             head += " done,"
@@ -134,7 +135,6 @@ class LogReporter:
         return head + " " + " | ".join(parts)
 
     def _phase(self) -> str:
-        # "eval humaneval" under the tool "eval" reads as "eval: humaneval"
         return self.label[len(self.tool):].strip() if self.label.startswith(self.tool + " ") else self.label
 
     def _counts(self) -> list[str]:
