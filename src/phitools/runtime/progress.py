@@ -153,7 +153,7 @@ class LogReporter:
         try:
             stream.write(text + "\n")
             stream.flush()
-        except (OSError, ValueError):  # stderr closed: nothing to report to
+        except (OSError, ValueError, AttributeError):  # stderr closed (or None): nothing to report to
             self._stop.set()
 
     def report(self, *, final: bool = False) -> None:
