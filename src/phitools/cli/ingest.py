@@ -24,7 +24,7 @@ def ingest(
     ext: Annotated[Optional[List[str]], typer.Option("--ext", help="Extensions to read (default: common code and text types).")] = None,
     max_bytes: Annotated[int, typer.Option("--max-bytes", help="Skip files (parquet: texts) larger than this many bytes.")] = 1_000_000,
     dedup: Annotated[bool, typer.Option("--dedup/--no-dedup", help="Drop exact duplicates (same content hash).")] = False,
-    fmt: Annotated[str, typer.Option("--format", help="auto: parquet for *.parquet, hf:// and folders holding parquet, else files; files: every file is a record; parquet: every row is a record.")] = "auto",
+    fmt: Annotated[str, typer.Option("--format", metavar="auto|files|parquet", help="auto: parquet for *.parquet, hf:// and folders holding parquet, else files; files: every file is a record; parquet: every row is a record.")] = "auto",
     text_field: Annotated[Optional[str], typer.Option("--text-field", help="parquet: the column holding the text (default: content, else text).", show_default=False)] = None,
     id_field: Annotated[Optional[str], typer.Option("--id-field", help="parquet: the column holding the id (default: FILE:ROW, FILE relative to the root's parent).", show_default=False)] = None,
     meta_fields: Annotated[Optional[List[str]], typer.Option("--meta-fields", metavar="A,B,...", help="parquet: columns copied into meta (e.g. max_stars_repo_path,lang,size,licenses); only these and the text/id columns are read.", show_default=False)] = None,
