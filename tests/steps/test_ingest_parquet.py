@@ -118,3 +118,25 @@ def test_plan_splits_by_file_or_by_row_group(tmp_path):
 def test_meta_fields_parse():
     assert Fields.parse_meta(["a,b", " c ,a", ""]) == ("a", "b", "c")
     assert Fields.parse_meta(None) == ()
+
+
+def test_progress_counts_rows_against_the_footer_total(tmp_path):
+    from phitools.steps.ingest_parquet import check_local
+
+    class Counter:
+        def __init__(self):
+            self.n = 0
+
+        def advance(self, n=1):
+            self.n += n
+
+        def update(self, **kw):
+            pass
+
+    for k in range(2):
+        write_stack(tmp_path / "d" / f"{k}.parquet", stack_rows(13, start=20 * k), row_group_size=4)
+    units = plan(list_parquet([tmp_path / "d"]), None)
+    assert check_local(units, Fields()) == 26
+    rep, stats = Counter(), Stats()
+    list(ingest_parquet(units, Fields(), stats=stats, progress=rep))
+    assert rep.n == stats.records_in == 26
