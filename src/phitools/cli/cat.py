@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from phitools.cli.common import Inputs, Limit, Output, Quiet, Seed, Shard, ShardSize, SkipBad, ToolIO, handle_errors, setup
+from phitools.cli.common import Inputs, Limit, Output, ProgressEvery, Quiet, Seed, Shard, ShardSize, SkipBad, ToolIO, handle_errors, setup
+from phitools.runtime import console
 
 
 @handle_errors("cat")
@@ -17,6 +18,7 @@ def cat(
     seed: Seed = 0,
     limit: Limit = None,
     quiet: Quiet = False,
+    progress_every: ProgressEvery = 30.0,
 ) -> None:
     """Read records from anywhere and write them out: decompress, convert, re-shard, validate.
 
@@ -26,11 +28,14 @@ def cat(
         phitools cat corpus/ --shard 0/4 -o part0/
         cat data.jsonl | phitools cat -o data.jsonl.zst
     """
-    setup(quiet)
+    setup(quiet, progress_every)
     with ToolIO("cat", inputs, output, shard=shard, skip_bad=skip_bad, required=(), seed=seed, limit=limit, shard_size=shard_size) as io:
         write = io.writer.write
-        for rec in io.records():
-            write(rec)
+        with console.progress("cat", stats=io.stats) as bar:
+            advance = bar.advance
+            for rec in io.records():
+                write(rec)
+                advance()
 
 
 def register(app: typer.Typer) -> None:

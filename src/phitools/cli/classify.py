@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 from typing_extensions import Annotated
 
-from phitools.cli.common import Inputs, Limit, Output, Quiet, Seed, Shard, ShardSize, SkipBad, handle_errors, setup
+from phitools.cli.common import Inputs, Limit, Output, ProgressEvery, Quiet, Seed, Shard, ShardSize, SkipBad, handle_errors, setup
 from phitools.errors import UsageError
 from phitools.runtime import console
 
@@ -60,6 +60,7 @@ def train(
     seed: Seed = 0,
     limit: Limit = None,
     quiet: Quiet = False,
+    progress_every: ProgressEvery = 30.0,
 ) -> None:
     """Train a quality classifier on labelled records (label.score) and report how well it matches the labeller.
 
@@ -73,7 +74,7 @@ def train(
         phitools classify train labeled/ --features hash --estimator lgbm -o clf/
         phitools classify apply clf/ corpus/ --keep-top 0.3 -o filtered/
     """
-    setup(quiet)
+    setup(quiet, progress_every)
     from phitools.shards import RecordReader, Stats
     from phitools.steps.classify.features import parse_features
     from phitools.steps.classify.hashing import HashSettings
@@ -98,7 +99,7 @@ def train(
     records = iter(reader)
     if limit is not None:
         records = itertools.islice(records, limit)
-    with console.progress("featurise", unit="records") as bar:
+    with console.progress("featurise", unit="records", stats=stats) as bar:
         clf, report = train_classifier(records, pipeline, opts, inputs=reader.inputs, progress=bar)
     if stats.skipped_bad:
         report["skipped_bad"] = dict(stats.skipped_bad)
@@ -133,6 +134,7 @@ def apply(
     seed: Seed = 0,
     limit: Limit = None,
     quiet: Quiet = False,
+    progress_every: ProgressEvery = 30.0,
 ) -> None:
     """Score records with a trained classifier: add quality: {score, classifier}, keep the good ones.
 
@@ -145,7 +147,7 @@ def apply(
         phitools classify apply clf/ corpus/ --keep-top 0.3 --rejects rejects.jsonl.zst -o filtered/
         phitools cat corpus/ | phitools classify apply clf/ --score-only | head -n 1
     """
-    setup(quiet)
+    setup(quiet, progress_every)
     from phitools.shards import RecordReader, RecordWriter, Stats, parse_shard
     from phitools.steps.classify.apply import Keep, Scorer, default_workers, run
     from phitools.steps.classify.saved import load_classifier
@@ -202,7 +204,7 @@ def apply(
                     write_rej(rec)
 
         with Scorer(classifier, clf, workers=n_workers, load_kwargs=load_kwargs) as scorer, \
-                console.progress("classify", unit="records") as bar:
+                console.progress("classify", unit="records", stats=stats) as bar:
             outcome = run(classifier, scorer, open_records, keep, emit, rereadable=rereadable, progress=bar, tmp_dir=tmp_dir)
         summary = outcome.to_dict()
         info["result"] = summary

@@ -28,6 +28,7 @@ Shard = Annotated[Optional[str], typer.Option("--shard", metavar="K/N", help="Pr
 Seed = Annotated[int, typer.Option("--seed", metavar="INT", help="Random seed; the same seed gives the same output.")]
 Limit = Annotated[Optional[int], typer.Option("--limit", metavar="N", help="Stop after N input records.", show_default=False, min=0)]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or info on stderr (errors still print).")]
+ProgressEvery = Annotated[float, typer.Option("--progress-every", metavar="SECONDS", envvar="PHITOOLS_PROGRESS_EVERY", min=0, help="When stderr is not a terminal (Slurm, nohup, a log file): one progress line every SECONDS (timestamp, counts, rate, ETA); 0 for none. On a terminal a progress bar shows instead.")]
 SkipBad = Annotated[bool, typer.Option("--skip-bad", help="Count and skip malformed records instead of stopping (the count goes into the manifest).")]
 ShardSize = Annotated[str, typer.Option("--shard-size", metavar="N|SIZE", help="Rotate output shards after N records, or after a size with a unit (e.g. 256M uncompressed).")]
 
@@ -47,6 +48,7 @@ def handle_errors(tool: str) -> Callable:
     def deco(fn: Callable) -> Callable:
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
+            console.set_tool(tool)
             try:
                 return fn(*args, **kwargs)
             except PhitoolsError as e:
@@ -110,6 +112,7 @@ class ToolIO:
         self.writer.__exit__(exc_type, exc, tb)
 
 
-def setup(quiet: bool) -> None:
+def setup(quiet: bool, progress_every: float = 30.0) -> None:
     """Per-command process setup."""
     console.set_quiet(quiet)
+    console.set_progress_every(progress_every)

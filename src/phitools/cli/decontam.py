@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 from typing_extensions import Annotated
 
-from phitools.cli.common import Inputs, Limit, Output, Quiet, Seed, Shard, ShardSize, SkipBad, ToolIO, handle_errors, setup
+from phitools.cli.common import Inputs, Limit, Output, ProgressEvery, Quiet, Seed, Shard, ShardSize, SkipBad, ToolIO, handle_errors, setup
 from phitools.runtime import console
 
 
@@ -31,6 +31,7 @@ def decontam(
     seed: Seed = 0,
     limit: Limit = None,
     quiet: Quiet = False,
+    progress_every: ProgressEvery = 30.0,
 ) -> None:
     """Flag (or --drop) records that overlap a benchmark's prompts or reference solutions.
 
@@ -48,7 +49,7 @@ def decontam(
         phitools synth --spec examples/spec.toml | phitools decontam -b humaneval --data-dir data/ | phitools tokenize -o tok/
         phitools decontam corpus.jsonl -b my_eval.jsonl --ngram 10 | jq 'select(.decontam) | .decontam.tasks'
     """
-    setup(quiet)
+    setup(quiet, progress_every)
     from phitools.steps.decontam import BenchmarkIndex, DecontamConfig, decontaminate, resolve_benchmark
 
     items = []
@@ -60,7 +61,7 @@ def decontam(
     extra: dict = {"decontam": {}}
     with ToolIO("decontam", inputs, output, shard=shard, skip_bad=skip_bad, required=(), seed=seed, limit=limit,
                 shard_size=shard_size, manifest_extra=extra) as io:
-        with console.progress("decontam") as bar:
+        with console.progress("decontam", stats=io.stats) as bar:
             for rec in decontaminate(io.records(), index, field=field, drop=drop, counts=counts):
                 io.writer.write(rec)
                 bar.advance()

@@ -10,7 +10,7 @@ from typing import List, Optional
 import typer
 from typing_extensions import Annotated
 
-from phitools.cli.common import Limit, Quiet, Seed, handle_errors, setup
+from phitools.cli.common import Limit, ProgressEvery, Quiet, Seed, handle_errors, setup
 from phitools.cli.llm_options import (ApiBaseOpt, ApiKeyEnvOpt, BackendOpt, CacheOpt, ConcurrencyOpt, LLMOptions,
                                       MaxAttemptsOpt, ModelOpt, PriceOpt, RpmOpt, TpmOpt)
 from phitools.errors import DataError, UsageError
@@ -69,6 +69,7 @@ def eval_cmd(
     seed: Seed = 0,
     limit: Limit = None,
     quiet: Quiet = False,
+    progress_every: ProgressEvery = 30.0,
 ) -> None:
     """Score code completions on HumanEval / MBPP (pass@k), or measure perplexity.
 
@@ -87,7 +88,7 @@ def eval_cmd(
         phitools eval runs/a --perplexity tok/
         jq -c 'select(.passed | not) | {task_id, reason}' results/results.jsonl
     """
-    setup(quiet)
+    setup(quiet, progress_every)
     if perplexity is not None:
         if checkpoint is None:
             raise UsageError("--perplexity needs a CHECKPOINT", hint="phitools eval runs/a --perplexity tok/")

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 from typing_extensions import Annotated
 
-from phitools.cli.common import Inputs, Limit, Output, Quiet, Seed, Shard, ShardSize, SkipBad, ToolIO, handle_errors, setup
+from phitools.cli.common import Inputs, Limit, Output, ProgressEvery, Quiet, Seed, Shard, ShardSize, SkipBad, ToolIO, handle_errors, setup
 from phitools.cli.llm_options import (ApiBaseOpt, ApiKeyEnvOpt, BackendOpt, CacheOpt, ConcurrencyOpt, LLMOptions,
                                       MaxAttemptsOpt, MaxTokensOpt, ModelOpt, PriceOpt, RpmOpt, StructuredOpt,
                                       TemperatureOpt, TimeoutOpt, TpmOpt)
@@ -53,6 +53,7 @@ def label(
     seed: Seed = 0,
     limit: Limit = None,
     quiet: Quiet = False,
+    progress_every: ProgressEvery = 30.0,
 ) -> None:
     """Rate the educational value of records with an LLM: each record gets label: {score, rationale, model, rubric, attempts}.
 
@@ -72,7 +73,7 @@ def label(
         phitools label web.jsonl --rubric web --votes 3 --api-base https://api.openai.com/v1 --model gpt-4o-mini \\
             --price-per-1k 0.00015,0.0006 -o web-labeled.jsonl.zst
     """
-    setup(quiet)
+    setup(quiet, progress_every)
     from phitools.cli.llm_options import build_backend, build_runner, cache_for, llm_manifest, usage_summary
     from phitools.steps.label import Labeller, label_records, load_rubric, sample_fraction, sample_n
 
@@ -123,7 +124,7 @@ def label(
                 cache_obj = cache_for(opts, output)
                 runner = build_runner(opts, backend_obj, cache=cache_obj, seed=seed)
                 runner.start()
-            with console.progress("label", unit="records") as bar:
+            with console.progress("label", total=sample, unit="records", stats=io.stats) as bar:
                 for rec in label_records(recs, labeller, runner):
                     io.writer.write(rec)
                     bar.advance()

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 from typing_extensions import Annotated
 
-from phitools.cli.common import Output, Quiet, Seed, Shard, ShardSize, handle_errors, setup
+from phitools.cli.common import Output, ProgressEvery, Quiet, Seed, Shard, ShardSize, handle_errors, setup
 from phitools.cli.llm_options import (ApiBaseOpt, ApiKeyEnvOpt, BackendOpt, CacheOpt, ConcurrencyOpt, LLMOptions,
                                       MaxAttemptsOpt, MaxTokensOpt, ModelOpt, PriceOpt, RpmOpt, TemperatureOpt,
                                       TimeoutOpt, TpmOpt)
@@ -51,6 +51,7 @@ def synth(
     shard_size: ShardSize = "100000",
     seed: Seed = 0,
     quiet: Quiet = False,
+    progress_every: ProgressEvery = 30.0,
 ) -> None:
     """Write synthetic textbooks, exercises or stories with an LLM, made diverse by seeded random draws.
 
@@ -70,7 +71,7 @@ def synth(
             --model Qwen/Qwen2.5-7B-Instruct --concurrency 32 --check --stats -o exercises/
         phitools synth --topics examples/topics.txt --kind story --n 100 --dry-run | head -n 2
     """
-    setup(quiet)
+    setup(quiet, progress_every)
     from phitools.steps.synth_prompts import builtin_template, builtin_template_text, load_template
     from phitools.steps.synth_spec import KINDS, Spec, load_spec, merge_dimensions, topics_dimension
 
@@ -146,14 +147,16 @@ def synth(
         runner = build_runner(opts, backend_obj, cache=cache_obj, seed=seed)
         with RecordWriter(output, tool="synth", shard_size=shard_size, shard=shard_spec, stats=st, seed=seed,
                           inputs=inputs, manifest_extra=extra) as w:
-            with runner, console.progress("synth", total=plan.count()) as bar:
+            with runner, console.progress("synth", total=plan.count(), stats=st) as bar:
                 def on_failed(rec: dict) -> None:
                     bar.advance()  # a failed record is progress too
+                    st.records_in += 1
                     if failed_writer is not None:
                         failed_writer.write(rec)
 
                 for rec in synthesize(plan, runner, counters=counters, on_failed=on_failed, check=checker):
                     bar.advance()
+                    st.records_in += 1
                     if near is not None and near.check([rec["text"]])[0] is not None:
                         st.drop("near_duplicate")
                         continue

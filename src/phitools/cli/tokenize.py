@@ -12,7 +12,7 @@ from typing import Optional
 import typer
 from typing_extensions import Annotated
 
-from phitools.cli.common import Inputs, Limit, Output, Quiet, Seed, Shard, SkipBad, handle_errors, setup
+from phitools.cli.common import Inputs, Limit, Output, ProgressEvery, Quiet, Seed, Shard, SkipBad, handle_errors, setup
 from phitools.errors import DataError, UsageError
 from phitools.records import dumps_record
 from phitools.runtime.console import info, progress
@@ -47,6 +47,7 @@ def tokenize(
     seed: Seed = 0,
     limit: Limit = None,
     quiet: Quiet = False,
+    progress_every: ProgressEvery = 30.0,
 ) -> None:
     """Encode text records, append end-of-text, and pack them into token shards that `train` memory-maps.
 
@@ -60,7 +61,7 @@ def tokenize(
         cat corpus/*.jsonl.zst | phitools tokenize --tokenizer tok/tokenizer.json -o tok3/
         phitools synth --topics topics.txt | phitools tokenize -o tok/     # the bundled stdlib-8k tokenizer
     """
-    setup(quiet)
+    setup(quiet, progress_every)
     from phitools.steps import tokenize as T
 
     T.set_threads(workers or os.cpu_count() or 1)
@@ -156,7 +157,7 @@ def tokenize(
         # -- encode ---------------------------------------------------------------------------------
         if out_dir is None:
             with RecordWriter(None, tool="tokenize", stats=stats, seed=seed) as w:
-                with progress("tokenize", unit="docs") as bar:
+                with progress("tokenize", unit="docs", stats=stats) as bar:
                     for rec, ids in T.encode_records(tok, _checked(encode_iter, field), eot=eot_id, batch_size=batch_size, field=field):
                         out = dict(rec)
                         out["tokens"] = ids.tolist()
@@ -168,10 +169,11 @@ def tokenize(
         docs = 0
         text_bytes = 0
         try:
-            with progress("tokenize", unit="docs") as bar:
+            with progress("tokenize", unit="docs", stats=stats) as bar:
                 for rec, ids in T.encode_records(tok, _checked(encode_iter, field), eot=eot_id, batch_size=batch_size, field=field):
                     tw.add(ids)
                     docs += 1
+                    stats.records_out = docs
                     text_bytes += len(rec[field])
                     bar.advance()
             tw.close()

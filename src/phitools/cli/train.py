@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 from typing_extensions import Annotated
 
-from phitools.cli.common import Quiet, handle_errors, setup
+from phitools.cli.common import ProgressEvery, Quiet, handle_errors, setup
 from phitools.errors import UsageError
 
 # CLI parameter -> TrainConfig key (model shape flags go into the `model` overrides)
@@ -81,6 +81,7 @@ def train(
     parallel: Annotated[str, typer.Option("--parallel", help="Under torchrun with several processes: ddp or fsdp (FSDP2 fully_shard).")] = "ddp",
     peak_tflops: Annotated[Optional[float], typer.Option("--peak-tflops", help="Device peak TFLOP/s for MFU (default: known GPUs in bf16; none on CPU, mfu is null).", show_default=False)] = None,
     quiet: Quiet = False,
+    progress_every: ProgressEvery = 30.0,
 ) -> None:
     """Train a Phi model on token shards; RUN (-o) gets checkpoints, metrics.jsonl and manifest.json.
 
@@ -95,7 +96,7 @@ def train(
         phitools train --data tok/ --preset tiny --seq-len 128 --batch-size 8 --max-steps 200 --save-every 50 --seed 7 --resume -o runs/a
         torchrun --nproc-per-node 2 -m phitools train --data tok/ --preset tiny --parallel ddp -o runs/b
     """
-    setup(quiet)
+    setup(quiet, progress_every)
     # typer vendors its own click: compare the source's name, not the enum class
     given = {name for name in ctx.params if getattr(ctx.get_parameter_source(name), "name", "") in ("COMMANDLINE", "ENVIRONMENT")}
     explicit = {_KEYS[k]: ctx.params[k] for k in _KEYS if k in given}

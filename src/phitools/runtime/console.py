@@ -1,25 +1,40 @@
-"""The one stderr console. stdout carries only data; progress and logs go here and stay quiet
-when stderr is not a terminal or with --quiet."""
+"""The one stderr console. stdout carries only data; progress and logs go here.
+
+Progress is a rich bar on a terminal, a periodic one-line report (runtime/progress.py) when stderr is a file
+or a pipe, and nothing with --quiet. This is the only module (with cli/) that uses rich.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
-import time
 from contextlib import contextmanager
 from typing import Iterator
 
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TaskProgressColumn, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
+from rich.text import Text
 
-_state = {"quiet": False}
+from phitools.runtime.progress import DEFAULT_EVERY, LogReporter, NullReporter, Reporter, format_rate
+
+_state: dict = {"quiet": False, "progress_every": DEFAULT_EVERY, "tool": ""}
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def set_quiet(quiet: bool) -> None:
     """Silence progress and info logs (errors and warnings still print)."""
     _state["quiet"] = quiet
+
+
+def set_progress_every(seconds: float) -> None:
+    """How often a log-style progress line is written when stderr is not a terminal (0: never)."""
+    _state["progress_every"] = seconds
+
+
+def set_tool(name: str) -> None:
+    """The command's name, for log lines (`phitools classify apply: ...`)."""
+    _state["tool"] = name
 
 
 def interactive() -> bool:
@@ -45,15 +60,9 @@ def error(msg: str) -> None:
     sys.stderr.flush()
 
 
-class _NullProgress:
-    def advance(self, n: int = 1) -> None:
-        pass
+class _RichReporter:
+    """The terminal bar behind the reporter interface (advance / update)."""
 
-    def update(self, **kwargs) -> None:
-        pass
-
-
-class _RichProgress:
     def __init__(self, progress: Progress, task) -> None:
         self._p = progress
         self._t = task
@@ -65,26 +74,62 @@ class _RichProgress:
         self._p.update(self._t, **kwargs)
 
 
+class _RateColumn(ProgressColumn):
+    """Units per second, from rich's own moving estimate."""
+
+    def __init__(self, unit: str) -> None:
+        super().__init__()
+        self.unit = unit
+
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else f"{format_rate(speed)} {self.unit}/s", style="cyan")
+
+
+class _StatsColumn(ProgressColumn):
+    """Records in/out (and dropped) read from the step's counters at each refresh: nothing on the hot path."""
+
+    def __init__(self, stats) -> None:
+        super().__init__()
+        self.stats = stats
+
+    def render(self, task) -> Text:
+        st = self.stats
+        try:
+            dropped = sum(st.dropped.values()) + sum(st.skipped_bad.values())
+        except RuntimeError:
+            dropped = 0
+        text = f"in {st.records_in:,} out {st.records_out:,}" + (f" dropped {dropped:,}" if dropped else "")
+        return Text(text, style="dim")
+
+
 @contextmanager
-def progress(description: str, total: int | None = None, unit: str = "records") -> Iterator[_NullProgress | _RichProgress]:
-    """A rich progress bar (count, rate, ETA) on stderr when interactive, else a no-op."""
-    if not interactive():
-        yield _NullProgress()
+def progress(description: str, total: int | None = None, unit: str = "records", *, stats=None,
+             initial: int = 0) -> Iterator[Reporter]:
+    """Progress on stderr: a rich bar (count, rate, ETA) on a terminal, a one-line report every
+    --progress-every seconds when stderr is a file or pipe, nothing with --quiet.
+
+    `stats` (a shards.Stats) adds records in/out; `initial` is work already done (a resumed run).
+    """
+    if _state["quiet"] or os.environ.get("PHITOOLS_NO_PROGRESS") == "1":
+        yield NullReporter()
         return
-    cols = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn() if total else TextColumn("{task.completed:,.0f} " + unit),
-            TaskProgressColumn() if total else TextColumn(""), TextColumn("{task.speed:,.1f}/s" if False else "[cyan]{task.fields[rate]}"),
-            TimeElapsedColumn(), TimeRemainingColumn()]
+    if not sys.stderr.isatty():
+        every = float(_state["progress_every"])
+        if every <= 0:
+            yield NullReporter()
+            return
+        with LogReporter(_state["tool"] or description, description, total=total, unit=unit, every=every,
+                         stats=stats, initial=initial) as rep:
+            yield rep
+        return
+    cols: list = [TextColumn("[bold]{task.description}"), BarColumn()]
+    cols += [MofNCompleteColumn(), TaskProgressColumn()] if total else [TextColumn("{task.completed:,.0f} " + unit)]
+    if stats is not None:
+        cols.append(_StatsColumn(stats))
+    cols += [_RateColumn(unit), TimeElapsedColumn()]
+    if total:
+        cols.append(TimeRemainingColumn())
     with Progress(*cols, console=console, transient=False, refresh_per_second=4) as p:
-        task = p.add_task(description, total=total, rate="")
-        start = time.monotonic()
-        rp = _RichProgress(p, task)
-        orig = rp.advance
-
-        def advance(n: int = 1) -> None:
-            orig(n)
-            el = time.monotonic() - start
-            if el > 0:
-                p.update(task, rate=f"{p.tasks[0].completed / el:,.0f} {unit}/s")
-
-        rp.advance = advance  # type: ignore[method-assign]
-        yield rp
+        task = p.add_task(description, total=total, completed=initial)
+        yield _RichReporter(p, task)

@@ -28,13 +28,14 @@ FILE_SUFFIXES = (".jsonl", ".jsonl.zst", ".jsonl.gz", ".ndjson", ".ndjson.zst", 
 ZSTD_LEVEL = 3
 _FLUSH_BYTES = 1 << 16
 _FLUSH_SECONDS = 1.0
+_WRITE_BUFFER = 1 << 20  # one write(2) per MB, not one per record (records of a few KB bypass an 8 KB buffer)
 
 
 class _HashingFile:
     """A file wrapper that sha256-hashes and counts what goes to disk."""
 
     def __init__(self, path: Path):
-        self._f = open(path, "wb")
+        self._f = open(path, "wb", buffering=_WRITE_BUFFER)
         self.sha = hashlib.sha256()
         self.nbytes = 0
 

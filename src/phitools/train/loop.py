@@ -283,8 +283,7 @@ class Trainer:
                 metrics.write({"type": "eval", "step": 0, "eval_loss": eval_loss, "tokens": 0})
         window_s, window_tokens = 0.0, 0  # training time and tokens since the last logged step
         try:
-            with console.progress("train", total=cfg.max_steps, unit="steps") as bar:
-                bar.advance(self.step)
+            with console.progress("train", total=cfg.max_steps, unit="steps", initial=self.step) as bar:
                 while self.step < cfg.max_steps:
                     t0 = time.perf_counter()
                     try:
