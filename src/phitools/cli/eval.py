@@ -262,7 +262,8 @@ def _print_summary(summary: dict) -> None:
         t.add_row("re-run after wall timeout", str(summary["retried_after_wall_timeout"]))
     if summary.get("resumed"):
         t.add_row("verdicts from an earlier run", str(summary["resumed"]))
-    t.add_row("checks/s", f"{summary['checks_per_s']}")
+    if summary.get("checks_per_s") is not None:
+        t.add_row("checks/s", f"{summary['checks_per_s']}")
     console.console.print(t)
 
 
