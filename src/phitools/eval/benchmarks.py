@@ -103,10 +103,11 @@ class Problem:
     stops: tuple = HUMANEVAL_STOPS
     meta: dict = field(default_factory=dict)
 
-    def program(self, completion: str) -> str:
-        """The program the candidate's process runs."""
+    def program(self, completion: str, whole: bool = False) -> str:
+        """The program the candidate's process runs. `whole`: the completion is already the whole program
+        (evalplus's `solution` field: prompt included)."""
         if self.style == "humaneval":
-            return self.prompt + completion
+            return completion if whole else self.prompt + completion
         return (self.test_imports + "\n" if self.test_imports else "") + completion
 
     def test_code(self) -> str:
@@ -123,12 +124,12 @@ class Problem:
             return self.test + "\n" + f"check({self.entry_point})\n"
         return (self.setup + "\n" if self.setup.strip() else "") + self.test
 
-    def job(self, completion: str, limits: Limits | None = None, key: object = None) -> Job:
-        """A sandbox job checking `completion` against this problem."""
+    def job(self, completion: str, limits: Limits | None = None, key: object = None, whole: bool = False) -> Job:
+        """A sandbox job checking `completion` (with `whole`: a whole program) against this problem."""
         if self.style == "humaneval":
-            return Job(program=self.program(completion), test=self.test_code(), judge_prelude=self.prompt,
+            return Job(program=self.program(completion, whole), test=self.test_code(), judge_prelude=self.prompt,
                        remote=[self.entry_point] if self.entry_point else [], limits=limits, key=key)
-        return Job(program=self.program(completion), test=self.test_code(), judge_prelude=self.test_imports,
+        return Job(program=self.program(completion, whole), test=self.test_code(), judge_prelude=self.test_imports,
                    remote=self.remote_names(), inprocess_prelude=self.test_imports, limits=limits, key=key)
 
     def remote_names(self) -> list[str]:

