@@ -226,3 +226,17 @@ def test_results_log_reads_whole_lines_and_locks_the_directory(tmp_path):
     with ResultsLog(tmp_path) as log:  # released on close
         log.finish([good])
     assert read_previous(path) == ([good], 0)
+
+
+def test_a_samples_file_whose_name_is_not_utf8_gets_a_full_output(tmp_path):
+    # the name reaches argv, the summary and the manifest as lone surrogates: all three are still written
+    problems = _write(tmp_path / "problems.jsonl", _problems(1))
+    name = os.fsdecode(b"samples-\xff.jsonl")
+    _write(tmp_path / name, [{"task_id": "toy/0", "completion": "    return x\n"}])
+    out = tmp_path / "out"
+    r = subprocess.run([os.fsencode(sys.executable), b"-m", b"phitools", b"eval", b"-b", os.fsencode(problems),
+                        b"--samples", os.fsencode(name), b"-o", os.fsencode(out), b"-q"], cwd=tmp_path,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300)
+    assert r.returncode == 0, r.stderr.decode(errors="replace")
+    assert json.loads((out / "summary.json").read_text())["source"] == name
+    assert json.loads((out / "manifest.json").read_text())["inputs"] == [name]
