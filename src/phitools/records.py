@@ -2,7 +2,8 @@
 
 `id` and `text` are the conventional fields; any other field passes through every tool untouched.
 JSON goes through orjson (fast, strict UTF-8); values orjson cannot represent (integers wider than
-64 bits, NaN) fall back to the standard library so nothing the user gave us is lost.
+64 bits, NaN, strings holding lone surrogates) fall back to the standard library so nothing the user gave us
+is lost: a lone surrogate is written as a JSON escape (backslash-u) and read back as the same string.
 """
 
 from __future__ import annotations
@@ -52,5 +53,6 @@ def dumps_record(rec: Record) -> bytes:
     try:
         return orjson.dumps(rec, option=_OPTS)
     except TypeError:
-        # e.g. an int beyond 64 bits that arrived through the stdlib fallback
-        return (json.dumps(rec, ensure_ascii=False, allow_nan=True) + "\n").encode("utf-8")
+        # e.g. an int beyond 64 bits that arrived through the stdlib fallback, or a lone surrogate (half an
+        # emoji, as models emit): ASCII output keeps it as an escape, which reads back to the same string
+        return (json.dumps(rec, ensure_ascii=True, allow_nan=True) + "\n").encode("ascii")

@@ -66,3 +66,17 @@ def test_wall_timeouts_are_retried_once_alone(sb):
     v_slow, v_hog = run_checks(sb, [slow, hog], workers=2)
     assert v_slow.status == "passed" and v_slow.retried, v_slow
     assert v_hog.status == "timed_out" and v_hog.limit == "cpu" and not v_hog.retried
+
+
+def test_evalplus_solution_field_is_the_whole_program(sb):
+    # evalplus's samples may carry `solution` (prompt included) instead of `completion`
+    recs = [{"task_id": "t/0", "solution": "def inc(x):\n    return x + 1\n"},
+            {"task_id": "t/0", "solution": "    return x + 1\n"},  # not a whole program: fails to load
+            {"task_id": "t/1", "completion": "    return 2 * x\n", "solution": "ignored when completion is given"}]
+    samples = collect_samples(recs, BENCH)
+    assert [s.whole for s in samples] == [True, True, False]
+    results, _ = score(samples, BENCH.by_id(), sb, limits=Limits(cpu=2), workers=2, ks=[1])
+    assert [r["passed"] for r in results] == [True, False, True]
+    assert results[0]["solution"] == recs[0]["solution"] and "completion" not in results[0]
+    with pytest.raises(DataError, match="solution is not a string"):
+        collect_samples([{"task_id": "t/0", "solution": 3}], BENCH)

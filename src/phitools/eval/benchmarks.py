@@ -69,6 +69,19 @@ HUMANEVAL_STOPS = ("\nclass", "\ndef", "\n#", "\n@", "\nif", "\nprint", "\n```")
 MBPP_STOPS = ("\nclass", "\nassert", '\n"""', "\nprint", "\nif __name__", "\n<|/", "\n```")
 
 
+# CPU seconds per check when --timeout is not given. A HumanEval+ / MBPP+ check runs the program on every base
+# and plus input (up to ~1,000 calls); evalplus allows each input max(4 s, 4x the canonical solution's time) of
+# wall time, up to 60 s per task. 30 CPU-s holds every canonical solution with a 2x margin (the slowest,
+# Mbpp/599, uses 15 CPU-s here; docs/eval.md, "Exactness").
+DEFAULT_CPU_LIMIT = 3.0
+PLUS_CPU_LIMIT = 30.0
+
+
+def default_cpu_limit(benchmark: str) -> float:
+    """The per-check CPU limit for a benchmark when the user gives none."""
+    return PLUS_CPU_LIMIT if benchmark in ("humaneval+", "mbpp+") else DEFAULT_CPU_LIMIT
+
+
 @dataclass
 class Problem:
     """One benchmark problem, in the shape the sandbox needs.
@@ -90,29 +103,33 @@ class Problem:
     stops: tuple = HUMANEVAL_STOPS
     meta: dict = field(default_factory=dict)
 
-    def program(self, completion: str) -> str:
-        """The program the candidate's process runs."""
+    def program(self, completion: str, whole: bool = False) -> str:
+        """The program the candidate's process runs. `whole`: the completion is already the whole program
+        (evalplus's `solution` field: prompt included)."""
         if self.style == "humaneval":
-            return self.prompt + completion
+            return completion if whole else self.prompt + completion
         return (self.test_imports + "\n" if self.test_imports else "") + completion
 
     def test_code(self) -> str:
-        """The test the judge runs (for HumanEval+ / MBPP+: the base test, then every plus input)."""
-        if self.style == "humaneval":
-            code = self.test + "\n" + f"check({self.entry_point})\n"
-        else:
-            code = (self.setup + "\n" if self.setup.strip() else "") + self.test
+        """The test the judge runs (for HumanEval+ / MBPP+: evalplus's differential test, see eval/plus.py)."""
         plus = self.meta.get("plus")
         if plus and self.reference is not None and self.entry_point:
-            code += "\n" + plus_test(self)
-        return code
-
-    def job(self, completion: str, limits: Limits | None = None, key: object = None) -> Job:
-        """A sandbox job checking `completion` against this problem."""
+            if "test_code" not in plus:  # built once per problem: it holds every input
+                from phitools.eval.plus import plus_test
+                plus["test_code"] = plus_test(self.task_id, self.entry_point, self.prompt + self.reference,
+                                              plus.get("base_input"), plus.get("plus_input"), plus.get("atol") or 0,
+                                              plus["benchmark"])
+            return plus["test_code"]
         if self.style == "humaneval":
-            return Job(program=self.program(completion), test=self.test_code(), judge_prelude=self.prompt,
+            return self.test + "\n" + f"check({self.entry_point})\n"
+        return (self.setup + "\n" if self.setup.strip() else "") + self.test
+
+    def job(self, completion: str, limits: Limits | None = None, key: object = None, whole: bool = False) -> Job:
+        """A sandbox job checking `completion` (with `whole`: a whole program) against this problem."""
+        if self.style == "humaneval":
+            return Job(program=self.program(completion, whole), test=self.test_code(), judge_prelude=self.prompt,
                        remote=[self.entry_point] if self.entry_point else [], limits=limits, key=key)
-        return Job(program=self.program(completion), test=self.test_code(), judge_prelude=self.test_imports,
+        return Job(program=self.program(completion, whole), test=self.test_code(), judge_prelude=self.test_imports,
                    remote=self.remote_names(), inprocess_prelude=self.test_imports, limits=limits, key=key)
 
     def remote_names(self) -> list[str]:
@@ -148,45 +165,6 @@ class Benchmark:
 
     def by_id(self) -> dict[str, Problem]:
         return {p.task_id: p for p in self.problems}
-
-
-def plus_test(p: Problem) -> str:
-    """Judge-side test code for evalplus's extra inputs: each input goes to the candidate and to the canonical
-    solution (run here, in the judge, from the trusted problem file); outputs are compared as evalplus does
-    (floats, and flat sequences of floats, with rtol 1e-7 and the task's atol; everything else with ==)."""
-    plus = p.meta["plus"]
-    inputs = list(plus.get("base_input") or []) + list(plus.get("plus_input") or [])
-    ref_src = (p.prompt + p.reference) if p.style == "humaneval" else p.reference
-    key = "plus:" + hashlib.sha256((ref_src + json.dumps(inputs)).encode()).hexdigest()
-    return f"""
-import copy as _plus_copy, json as _plus_json, math as _plus_math
-_plus_ns = {{}}
-exec(compile({ref_src!r}, "<canonical>", "exec"), _plus_ns)
-_plus_ref = _plus_ns[{p.entry_point!r}]
-
-def _plus_close(out, exp, atol={float(plus.get("atol") or 0)!r}):
-    def near(o, e):
-        if type(o) not in (int, float) or type(e) not in (int, float):
-            return False
-        if _plus_math.isnan(e):
-            return _plus_math.isnan(o)
-        return abs(o - e) <= atol + 1e-07 * abs(e)
-    if type(exp) is float:
-        return near(out, exp)
-    if type(exp) in (list, tuple) and exp and all(type(e) is float for e in exp):
-        return type(out) in (list, tuple) and len(out) == len(exp) and all(near(o, e) for o, e in zip(out, exp))
-    return out == exp
-
-_plus_inputs = _plus_json.loads({json.dumps(inputs)!r})
-# expected outputs are computed once per task and judge (the judge keeps a cache across checks)
-_plus_exps = __phitools_cache__.get({key!r})
-if _plus_exps is None:
-    _plus_exps = [_plus_ref(*_plus_copy.deepcopy(a)) for a in _plus_inputs]
-    __phitools_cache__[{key!r}] = _plus_exps
-for _plus_args, _plus_exp in zip(_plus_inputs, _plus_exps):
-    _plus_out = {p.entry_point}(*_plus_copy.deepcopy(_plus_args))
-    assert _plus_close(_plus_out, _plus_exp), "plus input " + repr(_plus_args)[:200]
-"""
 
 
 def top_level_names(code: str) -> set[str]:
@@ -359,7 +337,7 @@ def _evalplus_problem(rec: dict, source: str, kind: str) -> Problem:
         p = Problem(task_id=rec["task_id"], prompt=rec["prompt"], test=rec.get("assertion", ""), style="mbpp",
                     entry_point=rec.get("entry_point"), reference=rec.get("canonical_solution"), stops=MBPP_STOPS)
     p.meta["plus"] = {"base_input": rec.get("base_input"), "plus_input": rec.get("plus_input"),
-                      "atol": rec.get("atol") or 0}
+                      "atol": rec.get("atol") or 0, "benchmark": kind}
     return p
 
 

@@ -108,6 +108,9 @@ def _zygote_env(seed: int) -> dict:
         # Fixed hash seed: set iteration order, and so a candidate's output, is the same on every run.
         "PYTHONHASHSEED": str(seed % 4294967296),
         "PYTHONDONTWRITEBYTECODE": "1",
+        # Candidates inherit the zygote's stdout/stderr: printing a lone surrogate (half an emoji) must not raise
+        # where the reference harnesses' StringIO accepts it; it is captured as a backslash escape.
+        "PYTHONIOENCODING": "utf-8:backslashreplace",
         "OMP_NUM_THREADS": "1",
         "OPENBLAS_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
@@ -322,6 +325,11 @@ class Sandbox:
                 yield futs[f], f.result()
 
 
+def will_retry(v: Verdict) -> bool:
+    """run_checks re-runs this verdict's check: it hit the wall-clock limit, not its CPU budget."""
+    return v.status == "timed_out" and v.limit == "wall" and not v.retried
+
+
 def run_checks(sandbox: Sandbox, jobs: Sequence[Job], *, workers: int, on_result: Callable | None = None,
                retry_wall_timeouts: bool = True) -> list[Verdict]:
     """Check all jobs; then re-run, one at a time and with a 3x wall limit, any that hit the *wall-clock*
@@ -334,7 +342,7 @@ def run_checks(sandbox: Sandbox, jobs: Sequence[Job], *, workers: int, on_result
             on_result(job, v)
     if retry_wall_timeouts:
         for i, v in enumerate(verdicts):
-            if v is not None and v.status == "timed_out" and v.limit == "wall":
+            if v is not None and will_retry(v):
                 j = jobs[i]
                 lim = dataclasses.replace(j.limits or sandbox.limits)
                 lim.wall = (lim.wall if lim.wall is not None else 3 * lim.cpu + 5) * 3

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import json
 import os
 import platform
 import re
@@ -111,6 +112,11 @@ def write_manifest(
         manifest.update(extra)
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE, default=str))
+    try:
+        data = orjson.dumps(manifest, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE, default=str)
+    except TypeError:
+        # a lone surrogate (a file name that is not UTF-8 reaches argv that way): kept as an ASCII escape
+        data = (json.dumps(manifest, indent=2, ensure_ascii=True, default=str) + "\n").encode("ascii")
+    tmp.write_bytes(data)
     os.replace(tmp, path)
     return manifest
