@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 from typing_extensions import Annotated
 
-from phitools.cli.common import Inputs, Limit, Output, Quiet, Seed, Shard, ShardSize, SkipBad, ToolIO, handle_errors, setup
+from phitools.cli.common import AllowPartial, Inputs, Limit, Output, Quiet, Seed, Shard, ShardSize, SkipBad, ToolIO, handle_errors, setup
 from phitools.cli.llm_options import (ApiBaseOpt, ApiKeyEnvOpt, BackendOpt, CacheOpt, ConcurrencyOpt, LLMOptions,
                                       MaxAttemptsOpt, MaxTokensOpt, ModelOpt, PriceOpt, RpmOpt, StructuredOpt,
                                       TemperatureOpt, TimeoutOpt, TpmOpt)
@@ -50,6 +50,7 @@ def label(
     shard: Shard = None,
     shard_size: ShardSize = "100000",
     skip_bad: SkipBad = False,
+    allow_partial: AllowPartial = False,
     seed: Seed = 0,
     limit: Limit = None,
     quiet: Quiet = False,
@@ -103,7 +104,7 @@ def label(
         sampling["sample"] = sample
     extra: dict = {"label": {}}
     with ToolIO("label", inputs, output, shard=shard, skip_bad=skip_bad, required=("text",), seed=seed, limit=limit,
-                shard_size=shard_size, manifest_extra=extra) as io:
+                shard_size=shard_size, manifest_extra=extra, allow_partial=allow_partial) as io:
         recs = io.records()
         if fraction is not None:
             recs = sample_fraction(recs, fraction, seed)

@@ -12,7 +12,7 @@ from typing import Optional
 import typer
 from typing_extensions import Annotated
 
-from phitools.cli.common import Inputs, Limit, Output, Quiet, Seed, Shard, SkipBad, handle_errors, setup
+from phitools.cli.common import AllowPartial, Inputs, Limit, Output, Quiet, Seed, Shard, SkipBad, handle_errors, setup
 from phitools.errors import DataError, UsageError
 from phitools.records import dumps_record
 from phitools.runtime.console import info, progress
@@ -44,6 +44,7 @@ def tokenize(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Documents per encode batch.", min=1)] = 1024,
     shard: Shard = None,
     skip_bad: SkipBad = False,
+    allow_partial: AllowPartial = False,
     seed: Seed = 0,
     limit: Limit = None,
     quiet: Quiet = False,
@@ -83,7 +84,8 @@ def tokenize(
 
     stats = Stats()
     out_dir = Path(output) if kind == "dir" else None
-    reader = RecordReader(inputs, shard=spec, skip_bad=skip_bad, required=(field,), str_fields=(field,), stats=stats)
+    reader = RecordReader(inputs, shard=spec, skip_bad=skip_bad, required=(field,), str_fields=(field,), stats=stats,
+                          allow_partial=allow_partial)
 
     def limited(it):
         return itertools.islice(it, limit) if limit is not None else it
@@ -130,7 +132,8 @@ def tokenize(
                             yield t
                     tok = T.train_tokenizer(counted2(_texts(limited(iter(reader)), field)), vocab_size)
                 stats.records_in = 0
-                reader2 = RecordReader(inputs, shard=spec, skip_bad=skip_bad, required=(field,), str_fields=(field,), stats=stats)
+                reader2 = RecordReader(inputs, shard=spec, skip_bad=skip_bad, required=(field,), str_fields=(field,), stats=stats,
+                                       allow_partial=allow_partial)
                 encode_iter = limited(iter(reader2))
             created_tokenizer = out_dir / "tokenizer.json"
             tmp = out_dir / f".tokenizer.json.tmp-{os.getpid()}"
