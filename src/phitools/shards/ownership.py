@@ -22,6 +22,7 @@ import errno
 import fcntl
 import os
 import re
+import shutil
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,7 +108,10 @@ def remove_stale_temps(directory: str | os.PathLike, finals: re.Pattern) -> list
     for t in temp_files(directory):
         if finals.match(t.final) and t.stale():
             try:
-                t.path.unlink()
+                if t.path.is_dir() and not t.path.is_symlink():
+                    shutil.rmtree(t.path)
+                else:
+                    t.path.unlink()
             except FileNotFoundError:
                 continue
             gone.append(t.path)
