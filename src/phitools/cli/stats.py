@@ -86,11 +86,14 @@ def stats(
         from phitools.steps.neardup import NearDupIndex
 
         index = NearDupIndex(params)
+        if sh and sh.count > 1:
+            console.warn(f"--dedup with --shard {sh}: near-duplicates are dropped within this part only; run it unsharded "
+                         "on the union for the global answer")
         with RecordWriter(dedup, tool="stats", shard_size=shard_size, shard=sh, stats=st, inputs=reader.inputs,
                           manifest_extra={"dedup": {}}) as w:
             for rec in dedup_records(observed(recs), index, field=field, on_drop=lambda r, v: st.drop("near_duplicate")):
                 w.write(rec)
-            w.manifest_extra["dedup"] = index.report()
+            w.manifest_extra["dedup"] = {**index.report(), "scope": f"per shard: part {sh} only" if sh and sh.count > 1 else "all records"}
         report = ds.report()
         report["near_duplicates"] = index.report()
     else:
