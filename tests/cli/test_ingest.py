@@ -74,11 +74,11 @@ def test_special_files_are_skipped_and_counted(tmp_path):
     os.mkfifo(d / "fifo.py")  # reading it would block forever
     (d / "zero.py").symlink_to("/dev/zero")  # reading it never ends
     (d / "null.py").symlink_to("/dev/null")
-    out = run_phitools("ingest", d, "-o", tmp_path / "c", timeout=120)
+    out = run_phitools("ingest", d, "-o", tmp_path / "c", timeout=60)  # a FIFO read would block forever
     assert out.returncode == 0, out.stderr
     m = json.loads((tmp_path / "c" / "manifest.json").read_text())
     assert m["stats"]["records_out"] == 1 and m["stats"]["dropped"] == {"special_file": 3}
-    named = run_phitools("ingest", d / "fifo.py", timeout=120)
+    named = run_phitools("ingest", d / "fifo.py", timeout=60)
     assert named.returncode == 0 and named.stdout == b""
 
 

@@ -187,3 +187,65 @@ def test_rerun_removes_shards_a_killed_commit_left(tmp_path):
     (c / "notes.txt").write_text("mine")
     _write(c, range(2))
     assert _visible(c) == ["manifest.json", "notes.txt", "part-00000.jsonl.zst"]
+
+
+def test_a_lock_on_a_file_its_previous_holder_removed_is_taken_again(tmp_path, monkeypatch):
+    from phitools.shards import ownership
+
+    path = tmp_path / ".lock"
+    real_open = os.open
+    calls = []
+
+    def open_then_holder_releases(p, flags, *a):
+        fd = real_open(p, flags, *a)
+        if not calls:  # between our open and our flock the previous holder removed the file and let go
+            os.unlink(p)
+        calls.append(p)
+        return fd
+
+    monkeypatch.setattr(ownership.os, "open", open_then_holder_releases)
+    lock = ownership.Lock(path, what="t")
+    try:
+        assert len(calls) == 2  # it noticed, and locked the file that is there now
+        assert os.fstat(lock.fd).st_ino == os.stat(path).st_ino
+    finally:
+        lock.release()
+
+
+def test_kill_during_the_commit_leaves_the_slice_unfinished_not_mixed(tmp_path):
+    c = tmp_path / "c"
+    _write(c, range(9), shard_size="3")
+    code = f"""
+import os
+from phitools.shards import RecordWriter, commit
+real, n = os.replace, []
+def dying_replace(a, b):
+    n.append(a)
+    if len(n) == 2:
+        os._exit(9)  # like kill -9 halfway through the swap
+    real(a, b)
+commit.os.replace = dying_replace
+with RecordWriter({str(c)!r}, tool="t", shard_size="3") as w:
+    for i in range(100, 106):
+        w.write({{"id": i, "text": "new"}})
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True)
+    assert r.returncode == 9
+    rep = inspect_output(c)
+    assert not rep.complete and [p.kind for p in rep.problems] == ["no_manifest"]  # refused, never read as whole
+    with pytest.raises(DataError, match="did not finish"):
+        RecordReader([c])
+    _write(c, [7])  # the next run of the slice cleans up what the killed commit left
+    assert _ids(c) == [7] and _visible(c) == ["manifest.json", "part-00000.jsonl.zst"] and temp_files(c) == []
+
+
+def test_file_output_removes_its_own_stale_temps(tmp_path):
+    f = tmp_path / "x.jsonl.zst"
+    stale = tmp_path / f".x.jsonl.zst.tmp-{hostname()}-{pid_namespace()}-999999999"
+    stale.write_bytes(b"half")
+    foreign = tmp_path / f".x.jsonl.zst.tmp-othernode-{pid_namespace()}-999999999"
+    foreign.write_bytes(b"half")
+    with RecordWriter(f, tool="t") as w:
+        w.write({"id": 1})
+    assert not stale.exists() and foreign.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([foreign.name, "x.jsonl.zst", "x.jsonl.zst.manifest.json"])

@@ -202,11 +202,12 @@ def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def inspect_output(path: str | os.PathLike, *, sha256: bool = True, parts: int | None = None,
-                   skip_sha: set[str] | None = None) -> Report:
+                   skip_sha: set[str] | None = None, probe_locks: bool = True) -> Report:
     """Check a directory written by a phitools `-o DIR` (records or tokens) against its manifests.
 
     sha256: hash every listed file (else sizes only). parts: the N the caller expects (a Slurm array's
     size); without it N comes from the manifests. skip_sha: file names not to hash (this process wrote them).
+    probe_locks: fill `running` by testing the writers' locks (readers, which do not need it, skip it).
     """
     d = Path(path)
     rep = Report(path=str(path), kind="missing", checked="sha256" if sha256 else "size")
@@ -222,7 +223,7 @@ def inspect_output(path: str | os.PathLike, *, sha256: bool = True, parts: int |
         rep.problems.append(Problem("bad_manifest", f"cannot list the directory ({e.strerror})", str(d)))
         return rep
     rep.temps = ownership.temp_files(d)
-    for name in names:
+    for name in names if probe_locks else ():
         m = re.match(r"^\.lock(?:-(\d+)-of-(\d+))?$", name)
         if m and ownership.lock_held(d / name):
             rep.running.append(int(m.group(1) or 0))

@@ -231,7 +231,7 @@ def lock_held(path: str | os.PathLike) -> bool:
         if (st.st_dev, st.st_ino) in _held:
             return True
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # conflicts with a writer's exclusive lock only
         except OSError as e:
             return e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
         fcntl.flock(fd, fcntl.LOCK_UN)

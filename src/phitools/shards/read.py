@@ -79,7 +79,7 @@ def resolve_inputs(inputs: Sequence[str | os.PathLike] | None, *, allow_partial:
 
 
 def _resolve_dir(d: Path, allow_partial: bool, notes: list) -> list[InputFile]:
-    rep = inspect_output(d, sha256=False)
+    rep = inspect_output(d, sha256=False, probe_locks=False)
     if rep.kind == "tokens":
         raise DataError("this is a token directory (tokenize -o), not records", source=str(d),
                         hint="give train --data this directory; records are read from the directory tokenize read")
