@@ -144,6 +144,12 @@ def test_killed_writer_releases_its_lock_and_its_temps_are_cleaned(tmp_path):
     left = temp_files(c)
     assert left and all(t.stale() for t in left)
     assert _ids(c) == list(range(5))  # the killed run never touched the previous output
+    fresh = tmp_path / "fresh"  # a first run killed: nothing but its temps, and a reader says so
+    fresh.mkdir()
+    for t in left:
+        (fresh / t.path.name).write_bytes(b"x")
+    with pytest.raises(DataError, match=rf"no finished output yet: only {len(left)} temporary file"):
+        RecordReader([fresh])
     _write(c, range(20, 23))  # the next writer of the slice takes the lock and removes the dead writer's temps
     assert temp_files(c) == [] and _ids(c) == [20, 21, 22]
 
