@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from phitools.cli.common import Inputs, Limit, Output, ProgressEvery, Quiet, Seed, Shard, ShardSize, SkipBad, ToolIO, handle_errors, setup
+from phitools.cli.common import AllowPartial, Inputs, Limit, Output, ProgressEvery, Quiet, Seed, Shard, ShardSize, SkipBad, ToolIO, handle_errors, setup
 from phitools.runtime import console
 
 
@@ -15,6 +15,7 @@ def cat(
     shard: Shard = None,
     shard_size: ShardSize = "100000",
     skip_bad: SkipBad = False,
+    allow_partial: AllowPartial = False,
     seed: Seed = 0,
     limit: Limit = None,
     quiet: Quiet = False,
@@ -29,7 +30,8 @@ def cat(
         cat data.jsonl | phitools cat -o data.jsonl.zst
     """
     setup(quiet, progress_every)
-    with ToolIO("cat", inputs, output, shard=shard, skip_bad=skip_bad, required=(), seed=seed, limit=limit, shard_size=shard_size) as io:
+    with ToolIO("cat", inputs, output, shard=shard, skip_bad=skip_bad, required=(), seed=seed, limit=limit, shard_size=shard_size,
+                allow_partial=allow_partial) as io:
         write = io.writer.write
         with console.progress("cat", stats=io.stats) as bar:
             advance = bar.advance

@@ -10,7 +10,7 @@ from typing_extensions import Annotated
 
 from phitools.cli.common import Limit, Output, ProgressEvery, Quiet, Seed, Shard, ShardSize, handle_errors, setup
 from phitools.errors import DataError, UsageError
-from phitools.runtime.console import progress
+from phitools.runtime.console import progress, warn
 from phitools.shards import RecordWriter, Stats, parse_shard
 from phitools.steps.ingest import ingest_files, list_files, select_shard
 
@@ -23,7 +23,7 @@ def ingest(
     exclude: Annotated[Optional[List[str]], typer.Option("--exclude", help="Glob(s) on the relative path or name to skip (e.g. '*/test/*').")] = None,
     ext: Annotated[Optional[List[str]], typer.Option("--ext", help="Extensions to read (default: common code and text types).")] = None,
     max_bytes: Annotated[int, typer.Option("--max-bytes", help="Skip files (parquet: texts) larger than this many bytes.")] = 1_000_000,
-    dedup: Annotated[bool, typer.Option("--dedup/--no-dedup", help="Drop exact duplicates (same content hash).")] = False,
+    dedup: Annotated[bool, typer.Option("--dedup/--no-dedup", help="Drop exact duplicates (same content hash), keeping the first. With --shard, files are split by size so copies meet in one part: the union of the parts equals the unsharded run (parquet: per part).")] = False,
     fmt: Annotated[str, typer.Option("--format", metavar="auto|files|parquet", help="auto: parquet for *.parquet, hf:// and folders holding parquet, else files; files: every file is a record; parquet: every row is a record.")] = "auto",
     text_field: Annotated[Optional[str], typer.Option("--text-field", help="parquet: the column holding the text (default: content, else text).", show_default=False)] = None,
     id_field: Annotated[Optional[str], typer.Option("--id-field", help="parquet: the column holding the id (default: FILE:ROW, FILE relative to the root's parent).", show_default=False)] = None,
@@ -69,11 +69,17 @@ def ingest(
     if given:
         raise UsageError(f"{given[0]} applies to parquet inputs, and {', '.join(paths)} holds none",
                          hint="point at *.parquet files or a folder of them (or pass --format parquet)")
-    files = select_shard(list_files(paths, include=include or (), exclude=exclude or (), extensions=ext, stats=stats), spec)
+    # with --dedup, copies of a file must meet in one process: split by file size (identical files, same size)
+    by_size = bool(dedup and spec and spec.count > 1)
+    files = select_shard(list_files(paths, include=include or (), exclude=exclude or (), extensions=ext, stats=stats), spec,
+                         by_size=by_size)
     if not files and not spec:
         raise DataError("no matching files", source=", ".join(paths), hint="check the path and --include/--ext")
+    info = {"format": "files", "max_bytes": max_bytes, "dedup": dedup, "files_listed": len(files)}
+    if spec and spec.count > 1:
+        info["shard_by"] = "file size (copies meet in one part: the union equals the unsharded run)" if by_size else "file index"
     with RecordWriter(output, tool="ingest", shard_size=shard_size, shard=spec, stats=stats, seed=seed, inputs=list(paths),
-                      manifest_extra={"ingest": {"format": "files", "max_bytes": max_bytes, "dedup": dedup, "files_listed": len(files)}}) as w:
+                      manifest_extra={"ingest": info}) as w:
         with progress("ingest", total=len(files), unit="files", stats=stats) as bar:
             def counted(items):
                 for item in items:
@@ -97,6 +103,11 @@ def _ingest_parquet(paths, *, output, include, exclude, max_bytes, dedup, fields
     total_rows = check_local(units, fields)
     info = {"format": "parquet", **fields.describe(), "max_bytes": max_bytes, "dedup": dedup, "files_listed": len(sources),
             "files": len(units), "split": "row_group" if any(u.row_groups is not None for u in units) else "file"}
+    if dedup and spec and spec.count > 1:
+        # rows are split by file or row group, so copies of a text may land in different parts
+        warn(f"--dedup with --shard {spec}: exact duplicates are dropped within this part only (the parts' union may "
+             "still hold copies; run ingest --dedup without --shard for the global answer)")
+        info["dedup_scope"] = f"per shard: part {spec} only"
     inputs = [u.source.display for u in units] if spec else list(paths)
     with RecordWriter(output, tool="ingest", shard_size=shard_size, shard=spec, stats=stats, seed=seed, inputs=inputs,
                       manifest_extra={"ingest": info}) as w:

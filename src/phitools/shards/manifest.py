@@ -110,13 +110,22 @@ def write_manifest(
     }
     if extra:
         manifest.update(extra)
+    from phitools.shards.ownership import tmp_path
+
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = tmp_path(path)
     try:
         data = orjson.dumps(manifest, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE, default=str)
     except TypeError:
         # a lone surrogate (a file name that is not UTF-8 reaches argv that way): kept as an ASCII escape
         data = (json.dumps(manifest, indent=2, ensure_ascii=True, default=str) + "\n").encode("ascii")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return manifest
