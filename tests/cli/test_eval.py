@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import sysconfig
@@ -11,6 +12,8 @@ import numpy as np
 import orjson
 import pytest
 from conftest import benchmark_rows
+
+from phitools.llm.testing import FakeLLMServer
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 # tiny models on a shared 2-core machine: one intra-op thread is much faster than two fighting ones
@@ -157,8 +160,6 @@ def test_generates_from_a_checkpoint(phitools, tiny, tmp_path):
 
 
 def test_generates_from_an_endpoint(phitools, tmp_path):
-    from phitools.llm.testing import FakeLLMServer
-
     probs = {p["prompt"]: p for p in _he(3)}
 
     def answer(body):
@@ -171,6 +172,45 @@ def test_generates_from_an_endpoint(phitools, tmp_path):
     assert r.returncode == 0, r.stderr.decode()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["pass_at_k"] == {"pass@1": 1.0} and summary["samples"] == 3
+
+
+def test_request_timeout_is_its_own_not_the_sandbox_timeout(phitools, tmp_path):
+    # A server that needs 1.5 s per completion, with a 0.5 s sandbox --timeout: the completions must all
+    # arrive (the request timeout defaults to 600 s); --request-timeout 0.3 makes them time out.
+    probs = {p["prompt"]: p for p in _he(2)}
+
+    def answer(body):
+        return probs[body["prompt"]]["canonical_solution"]
+
+    with FakeLLMServer(answer=answer, latency=1.5) as srv:
+        out = tmp_path / "ok"
+        r = phitools("eval", "--api-base", srv.url, "--model", "fake-model", "--limit", "2", "--timeout", "0.5",
+                     "--max-attempts", "1", "--cache", "off", "-o", out)
+        assert r.returncode == 0, r.stderr.decode()
+        samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+        assert len(samples) == 2 and not any("generation_error" in x for x in samples)
+        m = json.loads((out / "manifest.json").read_text())
+        assert m["generation"]["llm"]["timeout_s"] == 600 and m["eval"]["limits"]["cpu"] == 0.5
+        assert json.loads((out / "summary.json").read_text())["pass_at_k"] == {"pass@1": 1.0}
+
+        short = tmp_path / "short"
+        r = phitools("eval", "--api-base", srv.url, "--model", "fake-model", "--limit", "2", "--request-timeout", "0.3",
+                     "--max-attempts", "1", "--cache", "off", "-o", short)
+    assert r.returncode == 0, r.stderr.decode()
+    samples = [json.loads(line) for line in (short / "samples.jsonl").read_text().splitlines()]
+    assert all(x["generation_error"].startswith("timeout after 0.3s") for x in samples) and len(samples) == 2, samples
+    assert "2 of 2 requests failed" in r.stderr.decode()
+
+
+def test_no_command_gathers_its_options_from_locals():
+    import phitools.cli as cli_pkg
+    from phitools.cli.llm_options import LLMOptions
+
+    assert not hasattr(LLMOptions, "pick")
+    for f in Path(cli_pkg.__file__).parent.glob("*.py"):
+        calls = [n for n in ast.walk(ast.parse(f.read_text())) if isinstance(n, ast.Call)
+                 and isinstance(n.func, ast.Name) and n.func.id in ("locals", "vars")]
+        assert not calls, f"{f.name}:{calls[0].lineno} builds options from locals()"
 
 
 @pytest.mark.slow
