@@ -85,3 +85,14 @@ def run_phitools(*args: str, input: bytes | None = None, cwd: str | os.PathLike 
 def phitools():
     """Fixture form of run_phitools."""
     return run_phitools
+
+
+@pytest.fixture(scope="session")
+def transformers_server(tmp_path_factory):
+    """A real OpenAI-compatible server (`transformers serve`) on SmolLM2-135M-Instruct, one per test session;
+    see tests/real_server.py. Yields a TransformersServe: `.url` (the /v1 base) and `.model` (its name)."""
+    from real_server import TransformersServe, smollm2_model_dir
+
+    model_dir = smollm2_model_dir(USER_CACHE)
+    with TransformersServe(model_dir, tmp_path_factory.mktemp("transformers-serve") / "server.log") as srv:
+        yield srv
