@@ -86,6 +86,16 @@ def smollm2_model_dir(cache_root: Path) -> Path:
     return final
 
 
+def _die_with_parent() -> None:
+    """In the server's process before exec: SIGKILL when the test process dies, even by SIGKILL (Linux), so an
+    interrupted run leaves no server behind."""
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG; it holds nothing to save
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -110,7 +120,8 @@ class TransformersServe:
         cmd = [sys.executable, "-m", "transformers.cli.transformers", "serve", self.model, "--host", "127.0.0.1",
                "--port", str(port), "--device", "cpu", "--log-level", "info"]
         with open(self.log, "wb") as logf:
-            self.proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            self.proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                         preexec_fn=_die_with_parent if sys.platform == "linux" else None)
         deadline = time.monotonic() + self.startup_s
         while True:
             if self.proc.poll() is not None:
