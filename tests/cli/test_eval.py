@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import sysconfig
@@ -10,14 +11,20 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
+from conftest import benchmark_rows
+
+from phitools.llm.testing import FakeLLMServer
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 # tiny models on a shared 2-core machine: one intra-op thread is much faster than two fighting ones
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-def _he(shared_data, n):
-    return [json.loads(l) for l in (shared_data / "humaneval" / "HumanEval.jsonl").read_text().splitlines()[:n]]
+OFFLINE = {"PHITOOLS_DATA_MIRROR": "http://127.0.0.1:9"}  # any download attempt would fail
+
+
+def _he(n):
+    return benchmark_rows("humaneval")[:n]
 
 
 def _write(path: Path, recs) -> Path:
@@ -57,15 +64,15 @@ def tiny(tmp_path_factory):
     return ckpt, tokdir, w.tokens
 
 
-def test_scores_a_samples_file(phitools, shared_data, tmp_path):
-    probs = _he(shared_data, 6)
+def test_scores_a_samples_file(phitools, tmp_path):
+    probs = _he(6)
     recs = []
     for p in probs:
         recs.append({"task_id": p["task_id"], "completion": p["canonical_solution"], "model": "ref"})
         recs.append({"task_id": p["task_id"], "completion": "    return None\n"})
     samples = _write(tmp_path / "samples.jsonl", recs)
     out = tmp_path / "results"
-    r = phitools("eval", "--benchmark", "humaneval", "--samples", samples, "-o", out, "--data-dir", shared_data,
+    r = phitools("eval", "--benchmark", "humaneval", "--samples", samples, "-o", out,
                  "--workers", "2", cwd=tmp_path)
     assert r.returncode == 0, r.stderr.decode()
     assert r.stdout == b""
@@ -82,36 +89,37 @@ def test_scores_a_samples_file(phitools, shared_data, tmp_path):
     assert "pass@1" in err and "50.00%" in err and "cover 6 of 164 problems" in err
 
 
-def test_stdin_to_stdout(phitools, shared_data, tmp_path):
-    p = _he(shared_data, 1)[0]
+def test_stdin_to_stdout(phitools, tmp_path):
+    p = _he(1)[0]
     line = json.dumps({"task_id": p["task_id"], "completion": p["canonical_solution"]}).encode() + b"\n"
-    r = phitools("eval", "--samples", "-", "--data-dir", shared_data, "--limit", "1", "-q", input=line)
+    r = phitools("eval", "--samples", "-", "--limit", "1", "-q", input=line)
     assert r.returncode == 0, r.stderr.decode()
     out = [json.loads(l) for l in r.stdout.splitlines()]
     assert len(out) == 1 and out[0]["passed"] is True and out[0]["status"] == "passed"
     assert r.stderr == b""
 
 
-def test_mbpp_samples(phitools, shared_data, tmp_path):
-    rows = [json.loads(l) for l in (shared_data / "mbpp" / "mbpp.jsonl").read_text().splitlines()]
-    rows = [r for r in rows if 11 <= r["task_id"] <= 14]
+def test_mbpp_samples(phitools, tmp_path):
+    rows = [r for r in benchmark_rows("mbpp") if 11 <= r["task_id"] <= 14]
     recs = [{"task_id": r["task_id"], "completion": r["code"]} for r in rows]
     recs.append({"task_id": "Mbpp/11", "completion": "def remove_Occ(s, ch):\n    return s\n"})
-    out = tmp_path / "m"
-    r = phitools("eval", "--benchmark", "mbpp", "--samples", _write(tmp_path / "mbpp_samples.jsonl", recs), "-o", out,
-                 "--data-dir", shared_data, "--k", "1")
+    _write(tmp_path / "s.jsonl", recs)
+    # as written in the issue: no --data-dir, no network (the shipped MBPP)
+    r = phitools("eval", "--benchmark", "mbpp", "--samples", "s.jsonl", "-o", "r/", "--k", "1", cwd=tmp_path, env=OFFLINE)
     assert r.returncode == 0, r.stderr.decode()
+    out = tmp_path / "r"
     summary = json.loads((out / "summary.json").read_text())
+    assert summary["benchmark_pinned"] and "phitools/data/benchmarks/mbpp/mbpp.jsonl.gz" in summary["benchmark_source"]
     assert summary["status"] == {"passed": 4, "failed": 1, "timed_out": 0, "error": 0}
     assert summary["pass_at_k"]["pass@1"] == pytest.approx((0.5 + 1 + 1 + 1) / 4)
     assert "cover 4 of 500" in r.stderr.decode()
 
 
-def test_bad_samples_fail_cleanly(phitools, shared_data, tmp_path):
+def test_bad_samples_fail_cleanly(phitools, tmp_path):
     samples = _write(tmp_path / "bad.jsonl", [{"task_id": "HumanEval/0", "completion": ""},
                                               {"task_id": "HumanEval/999", "completion": ""}])
     out = tmp_path / "never"
-    r = phitools("eval", "--samples", samples, "-o", out, "--data-dir", shared_data)
+    r = phitools("eval", "--samples", samples, "-o", out)
     assert r.returncode == 1
     err = r.stderr.decode().strip()
     assert err.count("\n") == 0 and "bad.jsonl" in err and "HumanEval/999" in err
@@ -133,11 +141,11 @@ def test_usage_errors():
 
 
 @pytest.mark.slow
-def test_generates_from_a_checkpoint(phitools, shared_data, tiny, tmp_path):
+def test_generates_from_a_checkpoint(phitools, tiny, tmp_path):
     ckpt, _, _ = tiny
     out = tmp_path / "results"
     r = phitools("eval", ckpt, "--benchmark", "humaneval", "--n-samples", "2", "--limit", "2", "-o", out,
-                 "--data-dir", shared_data, "--max-new-tokens", "16", "--k", "1,2", "--device", "cpu", env=ONE_THREAD)
+                 "--max-new-tokens", "16", "--k", "1,2", "--device", "cpu", env=ONE_THREAD)
     assert r.returncode == 0, r.stderr.decode()
     samples = [json.loads(l) for l in (out / "samples.jsonl").read_text().splitlines()]
     assert [s["task_id"] for s in samples] == ["HumanEval/0"] * 2 + ["HumanEval/1"] * 2
@@ -146,14 +154,12 @@ def test_generates_from_a_checkpoint(phitools, shared_data, tiny, tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["generation"]["n_samples"] == 2 and manifest["generation"]["temperature"] == 0.8
     # the generated samples re-score to the same verdicts
-    r2 = phitools("eval", "--samples", out / "samples.jsonl", "--data-dir", shared_data, "-q", "--limit", "2")
+    r2 = phitools("eval", "--samples", out / "samples.jsonl", "-q", "--limit", "2")
     assert [json.loads(l)["status"] for l in r2.stdout.splitlines()] == [x["status"] for x in results]
 
 
-def test_generates_from_an_endpoint(phitools, shared_data, tmp_path):
-    from phitools.llm.testing import FakeLLMServer
-
-    probs = {p["prompt"]: p for p in _he(shared_data, 3)}
+def test_generates_from_an_endpoint(phitools, tmp_path):
+    probs = {p["prompt"]: p for p in _he(3)}
 
     def answer(body):
         return probs[body["prompt"]]["canonical_solution"] + "\n\ndef extra():\n    pass\n"
@@ -161,10 +167,49 @@ def test_generates_from_an_endpoint(phitools, shared_data, tmp_path):
     out = tmp_path / "ep"
     with FakeLLMServer(answer=answer) as srv:
         r = phitools("eval", "--api-base", srv.url, "--model", "fake-model", "--limit", "3", "-o", out,
-                     "--data-dir", shared_data, "--cache", "off")
+                     "--cache", "off")
     assert r.returncode == 0, r.stderr.decode()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["pass_at_k"] == {"pass@1": 1.0} and summary["samples"] == 3
+
+
+def test_request_timeout_is_its_own_not_the_sandbox_timeout(phitools, tmp_path):
+    # A server that needs 1.5 s per completion, with a 0.5 s sandbox --timeout: the completions must all
+    # arrive (the request timeout defaults to 600 s); --request-timeout 0.3 makes them time out.
+    probs = {p["prompt"]: p for p in _he(2)}
+
+    def answer(body):
+        return probs[body["prompt"]]["canonical_solution"]
+
+    with FakeLLMServer(answer=answer, latency=1.5) as srv:
+        out = tmp_path / "ok"
+        r = phitools("eval", "--api-base", srv.url, "--model", "fake-model", "--limit", "2", "--timeout", "0.5",
+                     "--max-attempts", "1", "--cache", "off", "-o", out)
+        assert r.returncode == 0, r.stderr.decode()
+        samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+        assert len(samples) == 2 and not any("generation_error" in x for x in samples)
+        m = json.loads((out / "manifest.json").read_text())
+        assert m["generation"]["llm"]["timeout_s"] == 600 and m["eval"]["limits"]["cpu"] == 0.5
+        assert json.loads((out / "summary.json").read_text())["pass_at_k"] == {"pass@1": 1.0}
+
+        short = tmp_path / "short"
+        r = phitools("eval", "--api-base", srv.url, "--model", "fake-model", "--limit", "2", "--request-timeout", "0.3",
+                     "--max-attempts", "1", "--cache", "off", "-o", short)
+    assert r.returncode == 0, r.stderr.decode()
+    samples = [json.loads(line) for line in (short / "samples.jsonl").read_text().splitlines()]
+    assert all(x["generation_error"].startswith("timeout after 0.3s") for x in samples) and len(samples) == 2, samples
+    assert "2 of 2 requests failed" in r.stderr.decode()
+
+
+def test_no_command_gathers_its_options_from_locals():
+    import phitools.cli as cli_pkg
+    from phitools.cli.llm_options import LLMOptions
+
+    assert not hasattr(LLMOptions, "pick")
+    for f in Path(cli_pkg.__file__).parent.glob("*.py"):
+        calls = [n for n in ast.walk(ast.parse(f.read_text())) if isinstance(n, ast.Call)
+                 and isinstance(n.func, ast.Name) and n.func.id in ("locals", "vars")]
+        assert not calls, f"{f.name}:{calls[0].lineno} builds options from locals()"
 
 
 @pytest.mark.slow

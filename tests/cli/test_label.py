@@ -93,12 +93,23 @@ def test_server_run_manifest_usage_votes_and_no_key_anywhere(tmp_path, phitools)
     usage = man["llm"]["usage"]
     assert usage["requests"] == 16 and usage["retries"] == 2 and usage["rate_limited"] == 1 and usage["cost"] > 0
     assert man["label"]["diagnostics"]["agreement"]["records_with_votes"] == 8
+    assert man["llm"]["timeout_s"] == 120  # the default request timeout
     assert srv.authorization[f"Bearer {SECRET}"] == srv.n
     cache = Path(str(out) + ".llm-cache.sqlite")
     assert cache.exists()
     for blob in [p.stderr, p.stdout, Path(str(out) + ".manifest.json").read_bytes(), cache.read_bytes()]:
         assert SECRET.encode() not in blob
     assert b"requests (0 cached" in p.stderr
+
+
+def test_request_timeout_flag_and_its_old_name(tmp_path, phitools):
+    write_corpus(tmp_path / "c.jsonl", 2)
+    with FakeLLMServer() as srv:
+        for flag, value in (("--request-timeout", 7), ("--timeout", 9)):
+            out = tmp_path / f"o{value}.jsonl"
+            phitools("label", str(tmp_path / "c.jsonl"), "--api-base", srv.url, "--model", "fake", flag, str(value),
+                     "-o", str(out), check=True)
+            assert json.loads(Path(f"{out}.manifest.json").read_text())["llm"]["timeout_s"] == value
 
 
 def test_failures_are_recorded_never_scored_and_non_discrimination_warns(tmp_path, phitools):

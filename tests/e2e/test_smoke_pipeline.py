@@ -34,7 +34,7 @@ def sh(cmd: str, cwd) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_whole_recipe_at_toy_scale(tmp_path, stdlib_small, shared_data):
+def test_whole_recipe_at_toy_scale(tmp_path, stdlib_small):
     pt = f"{PY} -m phitools"
     topics = tmp_path / "topics.txt"
     topics.write_text("lists\ndictionaries\nrecursion\nstring formatting\n")
@@ -46,12 +46,12 @@ def test_whole_recipe_at_toy_scale(tmp_path, stdlib_small, shared_data):
         sh(f"{pt} classify apply clf/ corpus/ --keep-top 0.5 --rejects rejects.jsonl.zst -o filtered/", tmp_path)
         sh(f"{pt} synth --topics {topics} --kind textbook --n 4 {llm} --seed 1 -o synth-tb/", tmp_path)
         sh(f"{pt} synth --topics {topics} --kind exercise --n 4 {llm} --seed 1 -o synth-ex/", tmp_path)
-    sh(f"{pt} decontam --benchmark humaneval --data-dir {shared_data} --no-download --drop filtered/ synth-tb/ synth-ex/ "
+    sh(f"{pt} decontam --benchmark humaneval --benchmark mbpp --no-download --drop filtered/ synth-tb/ synth-ex/ "
        f"| {pt} tokenize --train-tokenizer --vocab-size 512 --seq-len 64 -o tok/", tmp_path)
     sh(f"{pt} train --data tok/ --preset tiny --seq-len 64 --batch-size 8 --max-steps 12 --save-every 6 --eval-every 6 --seed 7 -o runs/a", tmp_path)
     sh(f"{pt} grow runs/a --d-model 256 --layers 3 --check -o runs/grown", tmp_path)
     sh(f"{pt} train --data tok/ --init runs/grown --seq-len 64 --batch-size 8 --max-steps 6 --seed 8 -o runs/b", tmp_path)
-    sh(f"{pt} eval runs/b --benchmark humaneval --data-dir {shared_data} --n-samples 1 --limit 2 --max-tokens 24 -o results/", tmp_path)
+    sh(f"{pt} eval runs/b --benchmark humaneval --no-download --n-samples 1 --limit 2 --max-tokens 24 -o results/", tmp_path)
     sh(f"{pt} eval runs/b --perplexity tok/ --limit 64 -o ppl/", tmp_path)
 
     man = lambda d: json.loads((tmp_path / d / "manifest.json").read_text())  # noqa: E731

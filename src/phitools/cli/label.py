@@ -9,9 +9,10 @@ import typer
 from typing_extensions import Annotated
 
 from phitools.cli.common import AllowPartial, Inputs, Limit, Output, ProgressEvery, Quiet, Seed, Shard, ShardSize, SkipBad, ToolIO, handle_errors, setup
-from phitools.cli.llm_options import (ApiBaseOpt, ApiKeyEnvOpt, BackendOpt, CacheOpt, ConcurrencyOpt, LLMOptions,
-                                      MaxAttemptsOpt, MaxTokensOpt, ModelOpt, PriceOpt, RpmOpt, StructuredOpt,
-                                      TemperatureOpt, TimeoutOpt, TpmOpt)
+from phitools.cli.llm_options import (API_KEY_ENV, MAX_ATTEMPTS, REQUEST_TIMEOUT_S, STRUCTURED, ApiBaseOpt, ApiKeyEnvOpt,
+                                      BackendOpt, CacheOpt, ConcurrencyOpt, LLMOptions, MaxAttemptsOpt, MaxTokensOpt,
+                                      ModelOpt, PriceOpt, RequestTimeoutOpt, RpmOpt, StructuredOpt, TemperatureOpt,
+                                      TpmOpt)
 from phitools.errors import UsageError
 from phitools.runtime import console
 
@@ -37,17 +38,17 @@ def label(
     backend: BackendOpt = None,
     api_base: ApiBaseOpt = None,
     model: ModelOpt = None,
-    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
+    api_key_env: ApiKeyEnvOpt = API_KEY_ENV,
     concurrency: ConcurrencyOpt = None,
     rpm: RpmOpt = None,
     tpm: TpmOpt = None,
-    timeout: TimeoutOpt = 120.0,
-    max_attempts: MaxAttemptsOpt = 5,
+    request_timeout: RequestTimeoutOpt = REQUEST_TIMEOUT_S,
+    max_attempts: MaxAttemptsOpt = MAX_ATTEMPTS,
     cache: CacheOpt = None,
     price_per_1k: PriceOpt = None,
     temperature: TemperatureOpt = None,
     max_tokens: MaxTokensOpt = None,
-    structured: StructuredOpt = "auto",
+    structured: StructuredOpt = STRUCTURED,
     shard: Shard = None,
     shard_size: ShardSize = "100000",
     skip_bad: SkipBad = False,
@@ -81,7 +82,9 @@ def label(
 
     if fraction is not None and sample is not None:
         raise UsageError("--fraction and --sample are exclusive", hint="pick one")
-    opts = LLMOptions.pick(locals())
+    opts = LLMOptions(backend=backend, api_base=api_base, model=model, api_key_env=api_key_env, concurrency=concurrency,
+                      rpm=rpm, tpm=tpm, request_timeout=request_timeout, max_attempts=max_attempts, cache=cache,
+                      price_per_1k=price_per_1k, temperature=temperature, max_tokens=max_tokens, structured=structured)
     kind = opts.kind
     rub = load_rubric(rubric, max_score=max_score)
     models = opts.models

@@ -1,20 +1,22 @@
 """The LLM options shared by every command that talks to a model (label, synth, eval), and the one
 function that turns them into a runner.
 
-A command declares the options it wants in its signature with these types, then:
+A command declares the options it wants in its signature with these types, builds an `LLMOptions` from its
+own flags, by name (never from `locals()`: eval's sandbox `--timeout` once became the HTTP timeout that way),
+then:
 
-    opts = LLMOptions.pick(locals())                 # every option below it found
-    with open_runner(opts, output=output, seed=seed, tool="label") as (runner, backend):
+    opts = LLMOptions(api_base=api_base, model=list(model or []), request_timeout=request_timeout, ...)
+    with open_runner(opts, output=output, seed=seed) as (runner, backend):
         for res in runner.run(requests): ...
     manifest_extra["llm"] = llm_manifest(runner)     # backend, usage, cost, cache, limits (no key)
 
-Defaults that depend on the tool (temperature, max_tokens) are None here; the tool fills them in.
+The dataclass's defaults are the shared ones, and the signatures use the same constants. Defaults that depend
+on the tool (temperature, max_tokens; eval's longer request timeout) are the tool's.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Iterator, List, Optional
 
@@ -32,13 +34,25 @@ ApiKeyEnvOpt = Annotated[str, typer.Option("--api-key-env", help="Name of the en
 ConcurrencyOpt = Annotated[Optional[int], typer.Option("--concurrency", min=1, help="Requests in flight at once (default 8; llama.cpp's server answers one at a time unless started with --parallel).", show_default=False, rich_help_panel=_P)]
 RpmOpt = Annotated[Optional[float], typer.Option("--rpm", min=0.001, help="Client-side limit: requests per minute (server x-ratelimit-* headers are obeyed as well).", show_default=False, rich_help_panel=_P)]
 TpmOpt = Annotated[Optional[float], typer.Option("--tpm", min=1, help="Client-side limit: tokens per minute (prompt estimate + max_tokens, corrected by reported usage).", show_default=False, rich_help_panel=_P)]
-TimeoutOpt = Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds per request attempt.", rich_help_panel=_P)]
+RequestTimeoutOpt = Annotated[float, typer.Option("--request-timeout", "--timeout", min=0.1, help="Seconds to wait for one answer (per attempt; a timeout is retried like any transport error).", rich_help_panel=_P)]
 MaxAttemptsOpt = Annotated[int, typer.Option("--max-attempts", min=1, help="Tries per request (429, 5xx, timeouts, dropped connections, malformed or unparseable answers); then the record is written as failed with the reason.", rich_help_panel=_P)]
 CacheOpt = Annotated[Optional[str], typer.Option("--cache", help="Request cache (SQLite): PATH, or 'off'. Default: llm-cache.sqlite in the -o directory (or next to the -o file; ~/.cache/phitools/ for stdout). A re-run sends only unanswered requests.", show_default=False, rich_help_panel=_P)]
 PriceOpt = Annotated[Optional[str], typer.Option("--price-per-1k", help="Price per 1000 tokens, 'P' or 'PROMPT,COMPLETION', to report the cost in the manifest and on stderr.", show_default=False, rich_help_panel=_P)]
 TemperatureOpt = Annotated[Optional[float], typer.Option("--temperature", min=0.0, help="Sampling temperature (the tool's default when not given).", show_default=False, rich_help_panel=_P)]
 MaxTokensOpt = Annotated[Optional[int], typer.Option("--max-tokens", min=1, help="Maximum tokens per answer (the tool's default when not given).", show_default=False, rich_help_panel=_P)]
 StructuredOpt = Annotated[str, typer.Option("--structured", help="Structured output: auto (json_schema, falling back to json_object+schema, then text), json_schema, json_object, or text (prompt + tolerant parser only).", rich_help_panel=_P)]
+
+
+API_KEY_ENV = "OPENAI_API_KEY"
+#: seconds per attempt for label and synth (answers of a few hundred tokens)
+REQUEST_TIMEOUT_S = 120.0
+#: seconds per attempt for eval's completions (`eval --request-timeout`). A loaded vLLM or TGI server queues
+#: requests behind its running batch, then decodes up to --max-tokens (512) at tens of ms per token per
+#: sequence, so one answer can take minutes; 600 s is also the OpenAI Python client's default. Unrelated to
+#: the sandbox's per-check CPU limit (eval --timeout).
+GENERATION_REQUEST_TIMEOUT_S = 600.0
+MAX_ATTEMPTS = 5
+STRUCTURED = "auto"
 
 
 @dataclass
@@ -48,26 +62,20 @@ class LLMOptions:
     backend: Optional[str] = None
     api_base: Optional[str] = None
     model: List[str] = field(default_factory=list)
-    api_key_env: str = "OPENAI_API_KEY"
+    api_key_env: str = API_KEY_ENV
     concurrency: Optional[int] = None
     rpm: Optional[float] = None
     tpm: Optional[float] = None
-    timeout: float = 120.0
-    max_attempts: int = 5
+    request_timeout: float = REQUEST_TIMEOUT_S
+    max_attempts: int = MAX_ATTEMPTS
     cache: Optional[str] = None
     price_per_1k: Optional[str] = None
     temperature: Optional[float] = None
     max_tokens: Optional[int] = None
-    structured: str = "auto"
+    structured: str = STRUCTURED
 
-    @classmethod
-    def pick(cls, values: dict) -> "LLMOptions":
-        """Build from a dict such as a command's locals(); keys not present keep their defaults."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        kw = {k: v for k, v in values.items() if k in names and v is not None}
-        if isinstance(kw.get("model"), str):
-            kw["model"] = [kw["model"]]
-        return cls(**kw)
+    def __post_init__(self) -> None:
+        self.model = list(self.model or [])
 
     @property
     def kind(self) -> str:
@@ -115,7 +123,7 @@ def build_runner(opts: LLMOptions, backend, *, cache=None, seed: int | None = No
     except ValueError as e:
         raise UsageError(str(e)) from None
     limiter = RateLimiter(opts.rpm, opts.tpm) if (opts.rpm or opts.tpm or backend.kind == "openai") else None
-    return LLMRunner(backend, concurrency=concurrency_for(opts), max_attempts=opts.max_attempts, timeout=opts.timeout,
+    return LLMRunner(backend, concurrency=concurrency_for(opts), max_attempts=opts.max_attempts, timeout=opts.request_timeout,
                      limiter=limiter, cache=cache, usage=Usage(price_in_per_1k=pin, price_out_per_1k=pout), seed=seed)
 
 

