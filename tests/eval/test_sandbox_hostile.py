@@ -67,7 +67,7 @@ def _sandbox_procs(sb: Sandbox, marker: str | None = None) -> list[tuple[int, st
                 cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if sb.caps.get("mode") == "root" and sb.uid_base <= st.st_uid < sb.uid_base + 1024:
+        if sb.caps.get("mode") == "root" and sb.uid_base + 2 <= st.st_uid < sb.uid_base + 1024 and st.st_uid % 2 == 0:
             found.append((int(n), cmd))
         elif marker and marker in cmd:
             found.append((int(n), cmd))
