@@ -82,6 +82,7 @@ def start(caps: dict, cand_uid: int, fds: list[int], lim: dict, cg, work: str | 
     status = st_w
     try:
         try:
+            pr.name("cand")
             if cg is not None:
                 cg.attach(0)  # 0: this process; every process it starts is born in the slot's cgroup
             null = os.open(os.devnull, os.O_RDONLY)

@@ -427,6 +427,7 @@ def serve(sock_fd: int, uid: int | None, workdir: str, memory: int) -> None:
     from the supervisor; the result goes back on it. Never returns."""
     try:
         pr.die_with_parent()
+        pr.name("judge")
         pr.arrange_fds({J_SOCK: sock_fd})
         os.chdir(workdir)
         pr.set_limits([(resource.RLIMIT_AS, memory), (resource.RLIMIT_CORE, 0)])

@@ -33,6 +33,7 @@ MS_PRIVATE = 1 << 18
 MNT_DETACH = 2
 
 PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
 PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
@@ -94,6 +95,12 @@ def pivot_root(new_root: str, put_old: str) -> None:
     if nr is None:
         raise OSError(38, f"pivot_root: unknown syscall number on {platform.machine()}")
     _check(libc().syscall(ctypes.c_long(nr), new_root.encode(), put_old.encode()), "pivot_root")
+
+
+def set_name(name: str) -> None:
+    """The process's name as `ps` and `top` show it (PR_SET_NAME; at most 15 bytes)."""
+    buf = ctypes.create_string_buffer(name.encode()[:15])
+    _check(libc().prctl(ctypes.c_int(PR_SET_NAME), buf, ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)), "prctl")
 
 
 def prctl(option: int, arg2: int = 0) -> None:

@@ -163,6 +163,14 @@ def become(uid: int | None, *, keep_saved_root: bool = False) -> None:
         pass
 
 
+def name(role: str) -> None:
+    """Name this process after its role (`ps -e` shows phitools-zygote, -super, -init, -judge, -cand)."""
+    try:
+        lx.set_name("phitools-" + role)
+    except OSError:
+        pass
+
+
 def not_dumpable() -> None:
     """Nobody without CAP_SYS_PTRACE may trace this process or read its memory or fds through /proc."""
     try:

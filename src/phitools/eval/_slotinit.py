@@ -39,6 +39,7 @@ class SlotInit:
         self.collected0 = 0.0  # CPU time collected from children before this check's candidate started
 
     def serve(self) -> None:
+        pr.name("init")
         if not self.is_init:
             try:
                 lx.prctl(lx.PR_SET_CHILD_SUBREAPER, 1)
@@ -55,6 +56,9 @@ class SlotInit:
             except OSError:
                 pass
         pr.not_dumpable()
+        # A namespace's init gets only the signals it handles: Python handles SIGINT (KeyboardInterrupt), so
+        # a candidate could end its slot with it; ignore it (SIGCHLD's handler below only collects children)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes the select below when anything exits

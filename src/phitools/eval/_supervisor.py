@@ -265,6 +265,7 @@ class Supervisor:
     # -- the checks ----------------------------------------------------------------------------------------
     def run(self) -> None:
         pr.die_with_parent()  # the zygote gone -> this slot gone
+        pr.name("super")
         try:
             lx.prctl(lx.PR_SET_CHILD_SUBREAPER, 1)
         except OSError:

@@ -37,6 +37,7 @@ def main(fd: int) -> None:
     sock = socket.socket(fileno=fd)
     parent = os.getppid()
     pr.die_with_parent()
+    pr.name("zygote")
     if os.getppid() != parent:
         os._exit(0)
     cfg = json.loads(sock.recv(1 << 20))
