@@ -72,6 +72,17 @@ class RunTrace:
         self.reported: list[dict] = []
         self.zygote = z
 
+    def to_json(self) -> str:
+        """The trace as JSON (a process that is about to be killed hands it over)."""
+        return json.dumps({k: (sorted(v) if isinstance(v, set) else v) for k, v in vars(self).items()})
+
+    @classmethod
+    def from_json(cls, text: str) -> "RunTrace":
+        tr = cls.__new__(cls)
+        vars(tr).update(json.loads(text))
+        tr.pids = {tuple(x) for x in tr.pids}
+        return tr
+
     def note(self, report: dict | None) -> None:
         """Remember the namespaces a candidate reported (and the run's processes as they are now)."""
         if report:

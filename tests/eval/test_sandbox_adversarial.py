@@ -267,6 +267,47 @@ def test_orphans_are_counted_and_killed_and_nothing_survives_the_run():
     tr.assert_gone()
 
 
+KILLED_RUN = """
+import json, sys, threading, time
+sys.path[:0] = sys.argv[1:3]
+from phitools.eval.sandbox import Job, Limits, Sandbox
+from sandbox_trace import RunTrace
+lim = Limits(cpu=30, wall=60)
+sb = Sandbox(workers=2, limits=lim)
+prog = ("import os, time\\ndef f():\\n    if os.fork() == 0:\\n        os.setsid()\\n        time.sleep(1000)\\n"
+        "    while True:\\n        pass\\n")
+for _ in range(2):
+    threading.Thread(target=sb.check, args=(Job(program=prog, test="assert f() == 1", remote=["f"]),), daemon=True).start()
+time.sleep(2)
+tr = RunTrace(sb)
+tr.note(None)
+print(tr.to_json(), flush=True)
+time.sleep(1000)
+"""
+
+
+def test_a_killed_run_leaves_nothing(tmp_path):
+    # `phitools eval` killed with SIGKILL mid-run, checks in flight: its zygote dies with it, and with the
+    # zygote every supervisor, judge, slot init and candidate; the next run removes the cgroups left behind
+    script = tmp_path / "killed_run.py"
+    script.write_text(KILLED_RUN)
+    proc = subprocess.Popen([sys.executable, str(script), str(REPO / "src"), str(REPO / "tests")],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        tr = RunTrace.from_json(line)
+        assert len(tr.pids) >= 7, tr.pids  # zygote, 2 x (supervisor, slot init, judge, candidate), children
+    finally:
+        proc.kill()
+        proc.wait()
+    stale = list(tr.cgroup_paths)
+    tr.cgroup_paths = []
+    tr.assert_gone(timeout=10)
+    with Sandbox(workers=1) as s:
+        assert s.check(ADD.job(HONEST, LIMITS)).passed
+    assert [p for p in stale if os.path.exists(p)] == []
+
+
 # ---- 5. nothing crosses checks ------------------------------------------------------------------------------
 SYSV = '''
 import ctypes, ctypes.util, errno, os
