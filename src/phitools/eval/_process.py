@@ -147,14 +147,13 @@ def reset_signals() -> None:
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
 
 
-def become(uid: int | None, *, keep_saved_root: bool = False) -> None:
-    """Switch to `uid` (its own group, no supplementary groups); None: stay, but drop every capability (in a
-    user namespace). Then no_new_privs, so nothing exec'd later can gain privileges."""
+def become(uid: int | None) -> None:
+    """Switch to `uid` for good (its own group, no supplementary groups); None: stay, but drop every capability
+    (in a user namespace). Then no_new_privs, so nothing exec'd later can gain privileges."""
     if uid is not None:
         os.setgroups([])
-        saved = 0 if keep_saved_root else uid
-        os.setresgid(uid, uid, saved)
-        os.setresuid(uid, uid, saved)
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
     else:
         lx.drop_all_capabilities()
     try:

@@ -29,7 +29,6 @@ from phitools.eval import _judge
 from phitools.eval import _linux as lx
 from phitools.eval import _process as pr
 from phitools.eval import _wire as wire
-from phitools.eval._candidate import P_CTL  # noqa: F401  (the layout the candidate expects; see _candidate)
 from phitools.eval._slotinit import SlotInit
 
 TICK = 0.05          # how often limits are looked at while waiting

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import time
 
@@ -281,4 +280,4 @@ def _probe(flags: int, pid_one: bool = False) -> bool:
     return os.waitstatus_to_exitcode(st) == 0
 
 
-__all__ = ["main", "setup", "PRELOAD", "signal"]
+__all__ = ["main", "setup", "PRELOAD"]

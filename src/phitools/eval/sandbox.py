@@ -82,7 +82,6 @@ class Verdict:
     retried: bool = False
     candidate_output: str = ""
     inprocess_reason: str | None = None
-    timing: dict | None = None
 
     @property
     def passed(self) -> bool:
@@ -112,8 +111,6 @@ def _zygote_env(seed: int) -> dict:
         "OPENBLAS_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
     }
-    if os.environ.get("PHITOOLS_SANDBOX_TIMING") == "1":
-        env["PHITOOLS_SANDBOX_TIMING"] = "1"
     return env
 
 
