@@ -39,15 +39,21 @@ ENV = {
 P_CTL, P_STATUS, P_REQ, P_RESP = 3, 4, 5, 6
 
 
-def seccomp_filter(deny_memfd: bool) -> list:
+_FILTERS: dict = {}
+
+
+def seccomp_filter(deny_memfd: bool):
     """What the candidate may not do, whatever its privileges: use kernel keyrings (they are per uid, not per
     check, and outlive processes), create or enter namespaces (a user namespace of its own would give it
-    mounts, and so memory no limit counts), or — when no memory cgroup bounds the check — create memfd files."""
-    deny = {"add_key": errno.ENOSYS, "request_key": errno.ENOSYS, "keyctl": errno.ENOSYS,
-            "unshare": errno.EPERM, "setns": errno.EPERM, "clone3": errno.ENOSYS, "memfd_secret": errno.ENOSYS}
-    if deny_memfd:
-        deny["memfd_create"] = errno.ENOSYS
-    return lx.seccomp_program(deny, clone_namespaces_errno=errno.EPERM)
+    mounts, and so memory no limit counts), or — when no memory cgroup bounds the check — create memfd files.
+    Built once (in the zygote) and inherited."""
+    if deny_memfd not in _FILTERS:
+        deny = {"add_key": errno.ENOSYS, "request_key": errno.ENOSYS, "keyctl": errno.ENOSYS,
+                "unshare": errno.EPERM, "setns": errno.EPERM, "clone3": errno.ENOSYS, "memfd_secret": errno.ENOSYS}
+        if deny_memfd:
+            deny["memfd_create"] = errno.ENOSYS
+        _FILTERS[deny_memfd] = lx.seccomp_fprog(lx.seccomp_program(deny, clone_namespaces_errno=errno.EPERM))
+    return _FILTERS[deny_memfd]
 
 
 def _fresh_tmp(caps: dict, cand_uid: int, size: int) -> str:

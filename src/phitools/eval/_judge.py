@@ -316,6 +316,32 @@ def _error_reason(e: BaseException, lines: list[str]) -> str:
 _CACHE: dict = {}
 
 
+# Compiled test code and preludes, by source (a run checks many samples per task): trusted code only.
+_COMPILED: dict = {}
+
+
+def _compiled_test(test: str) -> tuple:
+    """(code, assertion sites, free names) of a test, instrumented and compiled once per judge."""
+    key = ("test", test)
+    if key not in _COMPILED:
+        tree, n_sites = instrument(test)
+        _remember(key, (compile(tree, "<test>", "exec"), n_sites, frozenset(free_names(test))))
+    return _COMPILED[key]
+
+
+def _compiled(src: str, filename: str):
+    key = (filename, src)
+    if key not in _COMPILED:
+        _remember(key, compile(src, filename, "exec"))
+    return _COMPILED[key]
+
+
+def _remember(key, value) -> None:
+    if len(_COMPILED) >= 256:
+        _COMPILED.pop(next(iter(_COMPILED)))
+    _COMPILED[key] = value
+
+
 def _own_module(name: str):
     """A standard-library module the test names, imported by the judge itself (None if not one)."""
     stdlib = getattr(sys, "stdlib_module_names", frozenset())
@@ -337,22 +363,20 @@ def judge(spec: dict, ch: Channel) -> dict:
     test = spec["test"]
     lines = test.splitlines()
     try:
-        tree, n_sites = instrument(test)
-        code = compile(tree, "<test>", "exec")
-        free = free_names(test)
+        code, n_sites, free = _compiled_test(test)
     except SyntaxError as e:
         return {"status": "error", "reason": f"the test code does not parse: {e}"}
     G: dict = {}
     prelude = spec.get("prelude") or ""
     if prelude:
         try:
-            exec(compile(prelude, "<prompt>", "exec"), G)
+            exec(_compiled(prelude, "<prompt>"), G)
         except BaseException:  # noqa: BLE001 - a prompt is a stub; what it defines before failing still counts
             pass
     forced = list(spec.get("remote") or [])
     for n in forced:
         G.pop(n, None)
-    wanted = (free - set(G) - set(dir(builtins))) | set(forced)
+    wanted = (set(free) - set(G) - set(dir(builtins))) | set(forced)
     # Names the test uses that the problem does not say come from the program: the judge's own modules
     for name in sorted(wanted - set(forced)):
         mod = _own_module(name)

@@ -181,9 +181,15 @@ def seccomp_program(deny: dict[str, int], clone_namespaces_errno: int | None, ma
     return prog
 
 
-def install_seccomp(prog: list) -> None:
-    """Install a seccomp filter on this thread (inherited by every child; no_new_privs must be set)."""
+def seccomp_fprog(prog: list) -> _SockFprog:
+    """The filter in the kernel's form (build it once; installing it is then one prctl)."""
     arr = (_SockFilter * len(prog))(*[_SockFilter(*ins) for ins in prog])
     fprog = _SockFprog(len(prog), arr)
+    fprog._keep = arr  # the array must live as long as the struct that points at it
+    return fprog
+
+
+def install_seccomp(fprog: _SockFprog) -> None:
+    """Install a seccomp filter on this thread (inherited by every child; no_new_privs must be set)."""
     _check(libc().prctl(ctypes.c_int(PR_SET_SECCOMP), ctypes.c_ulong(SECCOMP_MODE_FILTER), ctypes.byref(fprog),
                         ctypes.c_ulong(0), ctypes.c_ulong(0)), "seccomp")

@@ -336,6 +336,8 @@ class Supervisor:
         watch.read_status(final=True)
         total = watch.cpu_total(final=True, collected=info.get("collected_cpu_s"))
         info["cpu_s"] = round(max(total, info.get("p_cpu_s") or 0.0), 4)
+        if watch.why is None and info["cpu_s"] > watch.lim["cpu"]:
+            watch.why = "cpu"  # over between two looks (say, orphans still burning after the last answer)
         return info
 
     def _run_rpc(self, spec, lim, cand: _Candidate, watch: "_Watch") -> dict:

@@ -212,8 +212,14 @@ def _cgroups(caps: dict, owner: int | None):
 
 
 def _seccomp_works() -> bool:
-    """Can this process install the sandbox's seccomp filter? (Tried in a throwaway child.)"""
+    """Can this process install the sandbox's seccomp filter? (Tried in a throwaway child; both variants are
+    built here, once, for every candidate to inherit.)"""
     from phitools.eval._candidate import seccomp_filter
+    try:
+        seccomp_filter(deny_memfd=False)
+        seccomp_filter(deny_memfd=True)
+    except OSError:
+        return False
     pid = os.fork()
     if pid == 0:
         try:
