@@ -480,34 +480,60 @@ def test_memory_bounds_what_a_check_can_pin(kind):
         pytest.skip(f"without a memory cgroup, {kind} is bounded per process only (docs/eval.md)")
 
 
-# ---- 8. any location: a checkout and a virtual environment under /tmp ---------------------------------------
-def test_checkout_and_venv_under_tmp(tmp_path):
-    if not str(tmp_path.resolve()).startswith("/tmp/"):
-        pytest.skip("the temporary directory is not under /tmp here")
-    checkout = tmp_path / "checkout" / "src"
-    shutil.copytree(REPO / "src" / "phitools", checkout / "phitools", ignore=shutil.ignore_patterns("__pycache__"))
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    site = subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          check=True, capture_output=True, text=True).stdout.strip()
-    Path(site, "phitools_located.py").write_text("WHERE = 'a module of a venv under /tmp'\n")
-    script = textwrap.dedent(f"""
-        import phitools, sys
-        assert phitools.__file__.startswith({str(checkout)!r}), phitools.__file__
-        from phitools.eval.sandbox import Job, Sandbox
-        with Sandbox(workers=1) as sb:
-            v = sb.check(Job(program="import phitools_located\\ndef f():\\n    return phitools_located.WHERE\\n",
-                             test="assert f() == 'a module of a venv under /tmp'", remote=["f"]))
-            print(v.status, v.reason, sb.caps.get("tmp_sources"))
-            assert v.passed
-            w = sb.check(Job(program="import os\\ndef f():\\n    open('/tmp/x', 'w').write('mine')\\n    return sorted(os.listdir('/tmp'))\\n",
-                             test="assert f() == {sorted({'x', str(tmp_path.resolve()).split('/')[2]})!r}", remote=["f"]))
-            print(w.status, w.reason)
-            assert w.passed or not sb.caps.get("fs_hidden")
-    """)
-    proc = subprocess.run([str(venv / "bin" / "python"), "-c", script], cwd=tmp_path, capture_output=True, text=True,
-                          env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(checkout)}, timeout=120)
+# ---- 8. any location: a checkout and a virtual environment under /tmp, or /opt -------------------------------
+LOCATED = r'''
+import ctypes, os, shutil, subprocess, sys
+base, src, where = sys.argv[1:4]
+if where == "opt":  # a private mount namespace with a tmpfs on /opt: nothing changes on the host
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.unshare(0x00020000) == 0 and libc.mount(None, b"/", None, 16384 | (1 << 18), None) == 0
+    assert libc.mount(b"tmpfs", b"/opt", b"tmpfs", 0, b"mode=755") == 0
+os.makedirs(base, exist_ok=True)
+checkout = os.path.join(base, "checkout", "src")
+shutil.copytree(os.path.join(src, "phitools"), os.path.join(checkout, "phitools"),
+                ignore=shutil.ignore_patterns("__pycache__"))
+venv = os.path.join(base, "venv")
+subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
+py = os.path.join(venv, "bin", "python")
+site = subprocess.run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], check=True,
+                      capture_output=True, text=True).stdout.strip()
+open(os.path.join(site, "phitools_located.py"), "w").write("WHERE = 'a module of the venv'\n")
+check = """
+import os, phitools, sys
+assert phitools.__file__.startswith(sys.argv[1]), phitools.__file__
+from phitools.eval.sandbox import Job, Sandbox
+with Sandbox(workers=1) as sb:
+    v = sb.check(Job(program="import phitools_located\\ndef f():\\n    return phitools_located.WHERE\\n",
+                     test="assert f() == 'a module of the venv'", remote=["f"]))
+    print(v.status, v.reason, sb.caps.get("tmp_sources"))
+    assert v.passed
+    w = sb.check(Job(program="def f():\\n    open('/tmp/x', 'w').write('mine')\\n    return open('/tmp/x').read()\\n",
+                     test="assert f() == 'mine'", remote=["f"]))
+    print(w.status, w.reason)
+    assert w.passed
+"""
+os.execve(py, [py, "-c", check, checkout], {"PATH": os.environ["PATH"], "PYTHONPATH": checkout})
+'''
+
+
+@pytest.mark.parametrize("where", ["tmp", "opt"])
+def test_checkout_and_venv_anywhere(tmp_path, where):
+    # the sandbox's own modules, Python's directories and a virtual environment wherever they are (CI runners
+    # put checkouts and virtual environments under /tmp, which each check gets fresh)
+    if where == "tmp":
+        if not str(tmp_path.resolve()).startswith("/tmp/"):
+            pytest.skip("the temporary directory is not under /tmp here")
+        base = str(tmp_path / "located")
+    else:
+        if os.geteuid() != 0:
+            pytest.skip("needs root for a private mount namespace with a tmpfs on /opt")
+        base = "/opt/phitools/located"
+    script = tmp_path / "located.py"
+    script.write_text(LOCATED)
+    proc = subprocess.run([sys.executable, str(script), base, str(REPO / "src"), where], cwd="/", capture_output=True,
+                          text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("passed"), proc.stdout
 
 
 # ---- 9. output beyond the cap is discarded, not fatal --------------------------------------------------------

@@ -1,8 +1,9 @@
 """Run untrusted programs against tests, in a sandbox whose verdict the program cannot forge.
 
-Parent side. `Sandbox` starts one zygote process (see _zygote.py) that sets up namespaces and a read-only
-root once and forks a supervisor per check; `Sandbox.check` runs one program against one test and returns
-a `Verdict`: passed / failed / timed_out / error, with the reason. Worker threads run checks in parallel.
+Parent side. `Sandbox` starts one zygote process (see _zygote.py for the process roles) that sets up
+namespaces, cgroups and a read-only root once and forks a supervisor per parallel slot; `Sandbox.check`
+runs one program against one test and returns a `Verdict`: passed / failed / timed_out / error, with the
+reason. Worker threads run checks in parallel.
 
 What is guaranteed, and what is not, is written down in docs/eval.md ("The sandbox").
 """
