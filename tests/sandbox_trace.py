@@ -35,6 +35,18 @@ def _starttime(pid: int | str) -> int | None:
         return None
 
 
+def _zygotes() -> list[int]:
+    """Live sandbox zygotes (of any run)."""
+    out = []
+    for n in os.listdir("/proc"):
+        try:
+            if n.isdigit() and open(f"/proc/{n}/comm").read().strip() == "phitools-zygote":
+                out.append(int(n))
+        except OSError:
+            pass
+    return out
+
+
 def _descendants(root: int) -> list[int]:
     kids: dict[int, list[int]] = {}
     for n in os.listdir("/proc"):
@@ -96,6 +108,8 @@ class RunTrace:
             for k in ("pid", "net"):
                 if r.get(k + "_ns"):
                     ns.setdefault(k, set()).add(r[k + "_ns"])
+        # processes of other sandboxes still open (say, a module's) are below their own, live, zygote
+        others = {p for z in _zygotes() for p in [z, *_descendants(z)]}
         found = []
         for n in os.listdir("/proc"):
             if not n.isdigit() or int(n) == os.getpid():
@@ -110,7 +124,8 @@ class RunTrace:
             # Without root the namespaces of the sandbox's non-dumpable processes cannot be read; every
             # process of ours inside a nested pid namespace (but its init) is then what a candidate left
             nspid = _nspid(n)
-            hit = hit or (not self.root and uid == os.getuid() and len(nspid) >= 2 and nspid[-1] != 1)
+            hit = hit or (not self.root and uid == os.getuid() and len(nspid) >= 2 and nspid[-1] != 1
+                          and int(n) not in others)
             if hit:
                 found.append((int(n), _cmd(n)))
         return found
@@ -140,13 +155,14 @@ def _nspid(pid: int | str) -> list[int]:
 
 def check_leftovers(sb: Sandbox, report: dict | None = None, timeout: float = 3.0) -> list[tuple[int, str]]:
     """Processes of a finished check still alive: anything below a slot's init (in a pid namespace every process
-    descends from its init; found through parent links, which anyone may read); and, where readable, processes
+    descends from its init; found through parent links, which anyone may read) but the fresh candidate each slot
+    keeps waiting for its next check; and, where readable, processes
     in the network namespace the candidate reported (fresh per check) or, as root, running as its uid.
     Waits up to `timeout` for them to go."""
     deadline = time.monotonic() + timeout
     while True:
         inits = [p for p in _descendants(sb.zygote_pid) if len(_nspid(p)) >= 2 and _nspid(p)[-1] == 1]
-        left = {p for i in inits for p in _descendants(i)}
+        left = {p for i in inits for p in _descendants(i)} - sb.waiting_candidates
         if report:
             for n in os.listdir("/proc"):
                 if not n.isdigit() or int(n) == os.getpid():
@@ -158,7 +174,7 @@ def check_leftovers(sb: Sandbox, report: dict | None = None, timeout: float = 3.
                 if (report.get("net_ns") and _ns(n, "net") == report["net_ns"]) or \
                         (os.geteuid() == 0 and report.get("uid") and uid == report["uid"]):
                     left.add(int(n))
-        out = [(p, _cmd(p)) for p in sorted(left)]
+        out = [(p, _cmd(p)) for p in sorted(left - sb.waiting_candidates)]
         if not out or time.monotonic() > deadline:
             return out
         time.sleep(0.05)

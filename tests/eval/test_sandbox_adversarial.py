@@ -337,6 +337,13 @@ def sysv(write):
                 out[path] = errno.errorcode.get(e.errno, "?")
         else:
             out[path] = "ok" if os.path.exists(path) else "ENOENT"
+    # pid numbers: the writer starts 40 processes; the pids a reader sees must not show it
+    for _ in range(40 if write else 1):
+        child = os.fork()
+        if child == 0:
+            os._exit(0)
+        os.waitpid(child, 0)
+    out["pids"] = [os.getpid(), child]
     return out
 '''
 
@@ -376,13 +383,14 @@ def test_nothing_crosses_checks():
     # one slot: writer, then reader, in the same slot (they used to share its IPC namespace)
     with Sandbox(workers=1, limits=lim) as one:
         tr1 = RunTrace(one)
-        vw, vr = among_honest(one, [ADD.job(writer, lim), ADD.job(reader, lim)], workers=1)
-        for v in (vw, vr):
+        vr0, vw, vr = among_honest(one, [ADD.job(reader, lim), ADD.job(writer, lim), ADD.job(reader, lim)], workers=1)
+        for v in (vr0, vw, vr):
             tr1.note(report_of(v.reason))
-    w, r = report_of(vw.reason), report_of(vr.reason)
+    r0, w, r = report_of(vr0.reason), report_of(vw.reason), report_of(vr.reason)
     assert w["seen"]["shm"] == w["seen"]["sem"] == w["seen"]["msg"] == w["seen"]["mq"] == "ok", w
     assert w["seen"]["/tmp/phitools-leak"] == "ok" and w["seen"]["/dev/shm/phitools-leak"] == "ok", w
     assert w["seen"]["keyring"] in ("ENOSYS", "EPERM"), w  # no keyring at all: it is not per check
+    assert r["seen"].pop("pids") == r0["seen"].pop("pids"), (r0, w, r)  # as if the writer had never run
     assert r["seen"] == {"shm": "ENOENT", "sem": "ENOENT", "msg": "ENOENT", "mq": "ENOENT", "keyring": w["seen"]["keyring"],
                          "/tmp/phitools-leak": "ENOENT", "/dev/shm/phitools-leak": "ENOENT"}, r
     tr1.assert_gone()

@@ -7,7 +7,6 @@ caller can degrade with a clear warning.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import platform
 
@@ -51,7 +50,9 @@ def libc():
     """The C library, loaded once (errno captured)."""
     global _libc
     if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        # the running interpreter's own symbols include the C library's (ctypes.util.find_library would run
+        # ldconfig in a subprocess: tens of milliseconds of the sandbox's start)
+        _libc = ctypes.CDLL(None, use_errno=True)
     return _libc
 
 

@@ -3,7 +3,8 @@
 C never runs test code or candidate code. Before it reads anything from the parent it forks the slot's init
 I (so no candidate can inherit a spec from it); then, per check, it
 
-1. has I fork a fresh candidate P (pipes passed over a socket) and sends P the program;
+1. takes the candidate P that I forked for it after the previous check (pipes passed over a socket; P has set
+   itself up and waits, so its setup is off the check's path), or has I fork one now, and sends P the program;
 2. hands the test and P's request/answer pipes to the slot's judge J (forked here, restarted if killed);
 3. watches: P's output (kept up to the cap, the rest read and discarded), the CPU time of every process of
    the check (the slot's cgroup, else P's pid namespace walked through /proc), the wall clock, and J;
@@ -106,6 +107,8 @@ class Supervisor:
         self.judge_memory = 0
         self.workdir = ""
         self.retire = False
+        self.ready: _Candidate | None = None   # the next check's candidate, set up and waiting
+        self.ready_limits: dict | None = None
 
     # -- the slot's init -----------------------------------------------------------------------------------
     def _start_init(self) -> None:
@@ -155,6 +158,27 @@ class Supervisor:
             _wait_or_kill(self.init_pid, 5.0)
             self.init_pid = None
 
+    @staticmethod
+    def _spawn_limits(lim: dict) -> dict:
+        return {k: lim[k] for k in ("cpu", "memory", "fsize", "nproc")}
+
+    def _prespawn(self, lim: dict) -> None:
+        """Have I fork the next check's candidate now (it sets itself up while the parent is busy)."""
+        try:
+            self.ready, self.ready_limits = self._spawn(lim), self._spawn_limits(lim)
+        except RuntimeError:
+            self.ready = None
+
+    def _candidate(self, lim: dict) -> _Candidate:
+        """This check's candidate: the one waiting, if it was made for these limits; else a new one."""
+        cand, self.ready = self.ready, None
+        if cand is not None and self.ready_limits == self._spawn_limits(lim):
+            return cand
+        if cand is not None:
+            cand.close()
+            self._kill_all()
+        return self._spawn(lim)
+
     def _spawn(self, lim: dict) -> _Candidate:
         """A fresh candidate process, forked by the slot's init."""
         if self.init_sock is None:
@@ -166,7 +190,7 @@ class Supervisor:
         out_r, out_w = os.pipe2(os.O_NONBLOCK)
         os.set_blocking(out_w, True)
         theirs = [ctl_r, st_w, req_r, resp_w, out_w]
-        limits = {k: lim[k] for k in ("cpu", "memory", "fsize", "nproc")}
+        limits = self._spawn_limits(lim)
         limits["nproc"] = self._nproc(lim["nproc"])
         try:
             socket.send_fds(self.init_sock, [json.dumps({"op": "spawn", "limits": limits,
@@ -271,11 +295,13 @@ class Supervisor:
             pass
         try:
             self._start_init()  # first: before any spec has been read
+            if self.cfg.get("limits"):
+                self._prespawn(self.cfg["limits"])
         except RuntimeError:
             pass
         self.workdir = self._judge_dir()
         try:
-            wire.send(self.chan, {"hello": os.getpid()})
+            wire.send(self.chan, {"hello": os.getpid(), "waiting": self.ready.pid if self.ready is not None else None})
             while not self.retire:
                 try:
                     spec = wire.recv(self.chan)
@@ -286,9 +312,16 @@ class Supervisor:
                     result["retire"] = True
                 try:
                     wire.send(self.chan, result)
+                    if not self.retire:
+                        # the next candidate is made while the parent is busy; its pid follows the verdict
+                        # (tests tell it apart from anything a check might have left)
+                        self._prespawn(spec["limits"])
+                        wire.send(self.chan, {"waiting": self.ready.pid if self.ready is not None else None})
                 except OSError:
                     break
         finally:
+            if self.ready is not None:
+                self.ready.close()
             self._stop_judge(kill=True)
             self._stop_init()
             if self.cg is not None:
@@ -301,9 +334,9 @@ class Supervisor:
         if self.cg is not None:
             self.cg.limit(int(lim["memory"]), int(lim["nproc"]))
         cpu0 = self.cg.cpu_seconds() if self.cg is not None else None
-        oom0 = self.cg.oom_kills() if self.cg is not None else 0
+        oom0 = self.cg.oom_kills() if self.cg is not None and "memory" in self.cg.features else 0
         try:
-            cand = self._spawn(lim)
+            cand = self._candidate(lim)
         except RuntimeError as e:
             self.retire = True
             return {"status": "error", "reason": f"sandbox: {e}", "retry": True,
@@ -317,7 +350,7 @@ class Supervisor:
                 result = self._run_rpc(spec, lim, cand, watch)
         finally:
             cand.close()
-        if self.cg is not None and self.cg.oom_kills() > oom0 and result.get("status") != "passed":
+        if result.get("status") != "passed" and self.cg is not None and self.cg.oom_kills() > oom0:
             result.update(status="failed", reason=f"out of memory: the check's processes used more than "
                                                   f"{lim['memory'] / (1 << 20):g} MiB together (the kernel killed one)")
         result["wall_s"] = round(time.monotonic() - t0, 4)

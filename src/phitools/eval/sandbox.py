@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Sequence
@@ -195,6 +196,8 @@ class Sandbox:
         self._sock: socket.socket | None = None
         self._conns: dict[int, socket.socket] = {}
         self._supervisors: dict[int, int] = {}  # slot -> pidfd of its supervisor (to end one that hangs)
+        self._waiting: dict[int, int] = {}  # slot -> pid of the candidate set up for its next check
+        self._pending: set[int] = set()     # slots whose next-candidate message has not been read yet
         self.caps: dict = {}
         self._start()
 
@@ -215,7 +218,7 @@ class Sandbox:
         finally:
             child.close()
         parent.send(json.dumps({"mode": self.mode, "uid_base": self.uid_base, "hide": self.hide,
-                                "seed": self.seed}).encode())
+                                "seed": self.seed, "limits": self.limits.resolved()}).encode())
         parent.settimeout(60)
         try:
             msg = parent.recv(1 << 20)
@@ -308,6 +311,7 @@ class Sandbox:
                 hello = wire.recv(a.fileno()) if ready else None
                 if not isinstance(hello, dict) or "hello" not in hello:
                     raise OSError("no supervisor")
+                self._note_waiting(slot, hello)
                 try:
                     self._supervisors[slot] = os.pidfd_open(int(hello["hello"]))
                 except (OSError, AttributeError):
@@ -326,6 +330,8 @@ class Sandbox:
     def _drop(self, slot: int, kill: bool = False) -> None:
         """Forget a slot's supervisor (it ends when its connection closes; `kill`: SIGKILL it now)."""
         conn = self._conns.pop(slot, None)
+        self._waiting.pop(slot, None)
+        self._pending.discard(slot)
         pidfd = self._supervisors.pop(slot, None)
         if pidfd is not None:
             if kill:
@@ -369,6 +375,12 @@ class Sandbox:
         known = {f.name for f in dataclasses.fields(Verdict)}
         return Verdict(**{k: v for k, v in res.items() if k in known})
 
+    def _note_waiting(self, slot: int, msg: dict) -> None:
+        if msg.get("waiting"):
+            self._waiting[slot] = msg["waiting"]
+        else:
+            self._waiting.pop(slot, None)
+
     def _run_on(self, slot: int, spec: dict, lim: dict) -> dict:
         a = self._conn(slot)
         try:
@@ -377,15 +389,44 @@ class Sandbox:
             self._drop(slot, kill=True)
             return {"status": "error", "reason": f"could not hand the check to the sandbox ({e})", "retry": True}
         # The supervisor enforces the limits; this backstop ends a supervisor that stops answering
-        ready, _, _ = select.select([a], [], [], lim["wall"] + 30)
-        if not ready:
-            self._drop(slot, kill=True)
-            return {"status": "error", "reason": "the sandbox supervisor did not answer in time (killed)"}
-        try:
-            return wire.recv(a.fileno())
-        except (EOFError, OSError, wire.WireError):
-            self._drop(slot, kill=True)
-            return {"status": "error", "reason": "the sandbox supervisor died"}
+        deadline = time.monotonic() + lim["wall"] + 30
+        while True:
+            ready, _, _ = select.select([a], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                self._drop(slot, kill=True)
+                return {"status": "error", "reason": "the sandbox supervisor did not answer in time (killed)"}
+            try:
+                res = wire.recv(a.fileno())
+            except (EOFError, OSError, wire.WireError):
+                self._drop(slot, kill=True)
+                return {"status": "error", "reason": "the sandbox supervisor died"}
+            if "status" in res:
+                self._pending.add(slot)  # the pid of the slot's next candidate follows the verdict
+                return res
+            self._note_waiting(slot, res)  # (the message that followed the previous verdict)
+            self._pending.discard(slot)
+
+    def _read_waiting(self, slot: int, timeout: float | None = None) -> None:
+        """Read the message that follows a verdict: the pid of the candidate made for the slot's next check."""
+        if slot not in self._pending:
+            return
+        conn = self._conns.get(slot)
+        if conn is not None and (timeout is None or select.select([conn], [], [], timeout)[0]):
+            try:
+                self._note_waiting(slot, wire.recv(conn.fileno()))
+            except (EOFError, OSError, wire.WireError):
+                pass
+            self._pending.discard(slot)
+
+    @property
+    def waiting_candidates(self) -> set[int]:
+        """Pids of the candidate processes set up for each slot's next check (no program has reached them):
+        the only processes below a slot's init between checks. (Call it between checks, not during them.)"""
+        with self._lock:
+            for slot in list(self._pending):
+                if slot in self._free:
+                    self._read_waiting(slot, timeout=5)
+        return {p for p in self._waiting.values() if p}
 
     def map(self, jobs: Iterable[Job], workers: int | None = None) -> Iterator[tuple[Job, Verdict]]:
         """Check jobs in parallel; yields (job, verdict) as they finish."""
