@@ -202,12 +202,13 @@ SORTS = Problem(task_id="t/sorted", prompt="def rev(xs):\n", style="humaneval", 
 
 def test_judge_is_bounded_and_replaced_when_it_stalls(sb):
     lim = Limits(cpu=1.0, wall=4.0, memory=512 << 20)
-    n = 200_000
+    n = 60_000  # a set of 60,000 integers with one hash takes the judge ~n**2/2 probes to rebuild: minutes
     cases = {
         "8-million-digit int, hex": ADD.job(body("return 1 << 26_000_000"), lim),
         "8-million-digit int, decimal": ADD.job(raw_answer('b\'{"ok":\' + b"9" * 8_000_000 + b"}"'), lim),
         "hash-colliding set": ADD.job(raw_answer(
-            f'(\'{{"ok":{{"$s":[\' + ",".join(str((2**61 - 1) * k) for k in range(1, {n})) + "]}}}}").encode()'), lim),
+            f'(\'{{"ok":{{"$s":[\' + ",".join(str((2**61 - 1) * k) for k in range(1, {n})) + "]}}}}").encode()'),
+            Limits(cpu=1.0, wall=8.0, memory=512 << 20)),
         "huge lazy range": SORTS.job(body("return range(3 * 10 ** 8)"), lim),
         "60 MB string": ADD.job(body('return "x" * (60 << 20)'), lim),
         "over the message limit": ADD.job(body('return "x" * (70 << 20)'), lim),
@@ -222,13 +223,13 @@ def test_judge_is_bounded_and_replaced_when_it_stalls(sb):
     assert got["hash-colliding set"].status == "timed_out" and "judge" in got["hash-colliding set"].reason
     assert "out of memory" in got["huge lazy range"].reason
     # every case ends within its wall limit plus the judge's grace (two at a time)
-    assert took < len(cases) * (lim.wall + 2 + 3) / 2 + 10, took
+    assert took < len(cases) * (lim.wall + 2 + 3) / 2 + 20, took
     assert sb.check(ADD.job(HONEST, LIMITS)).passed  # the replaced judge works
 
 
 # ---- 4. every process of a check is counted for CPU and killed; nothing of a run survives it -------------
 def test_orphans_are_counted_and_killed_and_nothing_survives_the_run():
-    lim = Limits(cpu=1.0, wall=8.0, memory=512 << 20, nproc=32)
+    lim = Limits(cpu=1.0, wall=40.0, memory=512 << 20, nproc=32)
     burners = body("""
         import os, time
         for _ in range(3):
@@ -238,7 +239,7 @@ def test_orphans_are_counted_and_killed_and_nothing_survives_the_run():
                     while True:
                         pass
                 os._exit(0)
-        time.sleep(5)                   # answers right, after 5 s of wall time, while the orphans burn CPU
+        time.sleep(30)                  # would answer right after 30 s, while the orphans burn CPU
         return a + b
     """)
     daemons = reporting("""
