@@ -380,13 +380,16 @@ class SlotCgroup:
             seen.update(d.procs())
         return sorted(seen)
 
-    def kill(self) -> None:
-        """Kill every process in the slot's cgroup and wait until none is left."""
+    def kill(self, wait: bool = True) -> None:
+        """Kill every process in the slot's cgroup (cgroup.kill also gets processes forked meanwhile) and,
+        with `wait`, until none is left."""
         if self.features.get("kill") == "v2":
             try:
                 _write(self.dirs["v2"].fd, "cgroup.kill", "1")
             except OSError:
                 pass
+            if not wait:
+                return
         for _ in range(500):
             if not self.procs():
                 return

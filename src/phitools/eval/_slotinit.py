@@ -3,10 +3,19 @@
 I is forked by its supervisor before the supervisor has read anything from the parent, so neither I nor any
 candidate forked from it has ever held a test, an expected value, a reference solution or another sample's
 program: it receives only pipe ends and numeric limits. It is the first process of the slot's pid namespace
-(where the kernel allows one): on request it forks a candidate P, collects what exits (orphans included,
-so they do not pile up as zombies against the process limit), and at the end of each check kills every
-process in the namespace and the slot's cgroup, reaps them, and reports P's exit status and the CPU time of
-everything it collected.
+(where the kernel allows one). It answers two requests from its supervisor, in order:
+
+  spawn  fork a candidate P with the pipe ends passed along (after the previous check is fully reaped);
+         reply with P's pid once forked.
+  kill   kill every process of the check (`kill(-1)` from the namespace's init, and the slot's cgroup) and
+         reply. Where the slot's cgroup counts CPU time and a pid namespace holds the check, the reply comes
+         as soon as everything is signalled (with P's exit status if asked for) and the reaping goes on
+         here, in the background; otherwise everything is reaped first, and the reply carries the CPU time
+         of every process collected.
+
+Between checks, orphans are collected as they exit (they do not pile up as zombies against the process
+limit), and after each check the pid numbering restarts, so that pid numbers tell a check nothing about the
+checks before it.
 """
 
 from __future__ import annotations
@@ -32,11 +41,15 @@ class SlotInit:
         self.cand_uid = cand_uid
         self.cg = cg
         self.is_init = os.getpid() == 1
+        # background reaping: only where a pid namespace holds the check and a cgroup counts its CPU time
+        self.background = self.is_init and cg is not None and "cpu" in cg.features
         self.tmp: str | None = None      # a per-check /tmp this process made (when candidates cannot make one)
         self.tmp_mounted = False
         self.child: int | None = None
         self.child_status: tuple | None = None  # (wait status, rusage) once collected
         self.collected0 = 0.0  # CPU time collected from children before this check's candidate started
+        self.reaping = False   # a check was killed; its processes are still being collected
+        self.queued: tuple | None = None  # a spawn request waiting for the reaping to end
 
     def serve(self) -> None:
         pr.name("init")
@@ -64,7 +77,7 @@ class SlotInit:
         signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes the select below when anything exits
         while True:
             try:
-                ready, _, _ = select.select([self.sock, wake_r], [], [])
+                ready, _, _ = select.select([self.sock, wake_r], [], [], 0.002 if self.reaping else None)
             except InterruptedError:
                 continue
             if wake_r in ready:
@@ -74,6 +87,8 @@ class SlotInit:
                 except BlockingIOError:
                     pass
                 self._collect()
+            if self.reaping:
+                self._reap_step()
             if self.sock not in ready:
                 continue
             try:
@@ -86,12 +101,18 @@ class SlotInit:
                 break
             req = json.loads(msg)
             if req["op"] == "spawn":
-                self._spawn(req, fds)
+                if self.reaping:
+                    self.queued = (req, fds)
+                else:
+                    self._spawn(req, fds)
             elif req["op"] == "kill":
                 for f in fds:
                     os.close(f)
-                self.sock.send(json.dumps(self._kill_all()).encode())
-        self._kill_all()
+                self.sock.send(json.dumps(self._kill(bool(req.get("status")), bool(req.get("sync")))).encode())
+        if self.queued is not None:
+            for f in self.queued[1]:
+                os.close(f)
+        self._kill(status=False, sync=True)
         os._exit(0)
 
     def _collect(self) -> None:
@@ -148,27 +169,60 @@ class SlotInit:
             os.chown(self.tmp, self.cand_uid, self.cand_uid)
         return self.tmp
 
-    def _kill_all(self) -> dict:
-        """Kill every process of the check, reap them all; P's exit status and the CPU time collected."""
-        info: dict = {"op": "killed"}
+    def _signal_all(self) -> None:
+        if self.is_init:
+            try:
+                os.kill(-1, signal.SIGKILL)  # from a namespace's init: every process in it but this one
+            except ProcessLookupError:
+                pass
+        if self.cg is not None:
+            self.cg.kill(wait=False)
+
+    def _kill(self, status: bool, sync: bool) -> dict:
+        """Kill every process of the check; report P's exit status (waiting for it if `status`), and, when
+        `sync` or reaping cannot be left to the background, reap everything first."""
+        if self.reaping:
+            self._reap_all()
         pid = self.child
-        killed = False
+        info: dict = {"op": "killed"}
+        alive = False  # still running when signalled here: its end is ours, not its own
         if pid is not None and self.child_status is None:
             try:
                 got, st, ru = os.wait4(pid, os.WNOHANG)
-                if got == 0:
-                    pr.kill(pid)
-                    killed = True
-                    got, st, ru = os.wait4(pid, 0)
+                if got:
+                    self.child_status = (st, ru)
+                else:
+                    alive = True
+            except ChildProcessError:
+                pass
+        self._signal_all()
+        if alive and (status or sync or not self.background):
+            try:
+                _, st, ru = os.wait4(pid, 0)
                 self.child_status = (st, ru)
             except ChildProcessError:
                 pass
+        if pid is not None and self.child_status is not None:
+            st, ru = self.child_status
+            info["p_cpu_s"] = round(ru.ru_utime + ru.ru_stime, 4)
+            if os.WIFSIGNALED(st) and not alive:
+                info["signal"] = os.WTERMSIG(st)
+            elif os.WIFEXITED(st):
+                info["exit_code"] = os.WEXITSTATUS(st)
+        if sync or not self.background:
+            self._reap_all()
+            if pid is not None:
+                info["collected_cpu_s"] = round(_collected_cpu() - self.collected0, 4)
+        else:
+            self.reaping = True  # the rest goes on in serve(); a spawn request waits for it
+        self.child = None
+        return info
+
+    def _reap_all(self) -> None:
+        """Kill and reap until nothing of the check is left (new forks included), then tidy up."""
         for _ in range(1000):
             if self.is_init:
-                try:
-                    os.kill(-1, signal.SIGKILL)  # from a namespace's init: every process in it but this one
-                except ProcessLookupError:
-                    pass
+                self._signal_all()
             else:
                 if self.cg is not None:
                     self.cg.kill()
@@ -184,19 +238,23 @@ class SlotInit:
                     pass
             except ChildProcessError:
                 break
+        self._tidy()
+
+    def _reap_step(self) -> None:
+        """Background reaping: collect what has exited, signal anything forked since, finish when none is left."""
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0] > 0:
+                pass
+        except ChildProcessError:
+            self._tidy()
+            return
+        self._signal_all()
+
+    def _tidy(self) -> None:
+        """After a check: nothing of it is left. Reset what the next check would otherwise inherit."""
+        self.reaping = False
         if self.cg is not None and self.cg.procs():
             self.cg.kill()  # a process of the check outside this pid namespace (none is expected)
-        if pid is not None and self.child_status is not None:
-            st, ru = self.child_status
-            info["p_cpu_s"] = round(ru.ru_utime + ru.ru_stime, 4)
-            if os.WIFSIGNALED(st) and not killed:
-                info["signal"] = os.WTERMSIG(st)
-            elif os.WIFEXITED(st):
-                info["exit_code"] = os.WEXITSTATUS(st)
-        if pid is not None:
-            info["collected_cpu_s"] = round(_collected_cpu() - self.collected0, 4)
-        self.child = None
-        self.child_status = None
         if self.tmp_mounted:
             try:
                 lx.umount2("/tmp", lx.MNT_DETACH)
@@ -208,7 +266,10 @@ class SlotInit:
             self.tmp = None
         if self.is_init:
             _reset_pids()
-        return info
+        if self.queued is not None:
+            req, fds = self.queued
+            self.queued = None
+            self._spawn(req, fds)
 
 
 def _collected_cpu() -> float:

@@ -39,10 +39,11 @@ JUDGE_MIN_MEMORY = 1 << 30
 
 
 class _Candidate:
-    """The supervisor's handles on one candidate process."""
+    """The supervisor's handles on one candidate process (pid: None until the slot init reports it)."""
 
-    def __init__(self, pid: int, ctl: int, status: int, req: int, resp: int, out: int):
+    def __init__(self, pid: int | None, ctl: int, status: int, req: int, resp: int, out: int):
         self.pid, self.ctl, self.status, self.req, self.resp, self.out = pid, ctl, status, req, resp, out
+        self.announce = False  # made ahead for the next check: its pid goes to the parent
 
     def close(self) -> None:
         for f in (self.ctl, self.status, self.req, self.resp, self.out):
@@ -109,6 +110,7 @@ class Supervisor:
         self.retire = False
         self.ready: _Candidate | None = None   # the next check's candidate, set up and waiting
         self.ready_limits: dict | None = None
+        self.unborn: list[_Candidate] = []     # asked of the slot init, pid not reported yet (in order)
 
     # -- the slot's init -----------------------------------------------------------------------------------
     def _start_init(self) -> None:
@@ -163,9 +165,11 @@ class Supervisor:
         return {k: lim[k] for k in ("cpu", "memory", "fsize", "nproc")}
 
     def _prespawn(self, lim: dict) -> None:
-        """Have I fork the next check's candidate now (it sets itself up while the parent is busy)."""
+        """Have I fork the next check's candidate (I does it once the last check is reaped; the candidate sets
+        itself up while the parent is busy); its pid goes to the parent when I reports it."""
         try:
             self.ready, self.ready_limits = self._spawn(lim), self._spawn_limits(lim)
+            self.ready.announce = True
         except RuntimeError:
             self.ready = None
 
@@ -175,12 +179,14 @@ class Supervisor:
         if cand is not None and self.ready_limits == self._spawn_limits(lim):
             return cand
         if cand is not None:
+            self._pid_of(cand)
             cand.close()
-            self._kill_all()
+            self._kill_all(sync=True)
         return self._spawn(lim)
 
     def _spawn(self, lim: dict) -> _Candidate:
-        """A fresh candidate process, forked by the slot's init."""
+        """Ask the slot's init for a fresh candidate process: its pipes are ready at once (a program can be
+        written before it exists); its pid comes later (see _pid_of)."""
         if self.init_sock is None:
             raise RuntimeError("the slot's init process is gone")
         ctl_r, ctl_w = os.pipe()
@@ -195,24 +201,50 @@ class Supervisor:
         try:
             socket.send_fds(self.init_sock, [json.dumps({"op": "spawn", "limits": limits,
                                                          "tmp_size": lim["fsize"] * 2 + (8 << 20)}).encode()], theirs)
-            msg, anc, _flags, _addr = self.init_sock.recvmsg(4096, socket.CMSG_SPACE(12))
         except OSError:
-            msg, anc = b"", []
+            for f in (ctl_w, st_r, req_w, resp_r, out_r):
+                os.close(f)
+            self._init_gone()
         finally:
             for f in theirs:
                 os.close(f)
+        cand = _Candidate(None, ctl_w, st_r, req_w, resp_r, out_r)
+        self.unborn.append(cand)
+        return cand
+
+    def _read_init(self) -> dict:
+        """The slot init's next reply (in request order). A `spawned` reply gives its candidate a pid."""
+        try:
+            msg, anc, _flags, _addr = self.init_sock.recvmsg(4096, socket.CMSG_SPACE(12))
+        except (OSError, AttributeError):
+            msg, anc = b"", []
         if not msg:
-            for f in (ctl_w, st_r, req_w, resp_r, out_r):
-                os.close(f)
-            self._stop_init()
-            raise RuntimeError("the slot's init process is gone")
-        pid = None
-        for level, kind, data in anc:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS and len(data) >= 12:
-                pid = struct.unpack("3i", data[:12])[0]
-        if not pid:
-            pid = json.loads(msg)["ns_pid"]
-        return _Candidate(pid, ctl_w, st_r, req_w, resp_r, out_r)
+            self._init_gone()
+        reply = json.loads(msg)
+        if reply.get("op") == "spawned" and self.unborn:
+            pid = None
+            for level, kind, data in anc:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS and len(data) >= 12:
+                    pid = struct.unpack("3i", data[:12])[0]
+            cand = self.unborn.pop(0)
+            cand.pid = pid or reply["ns_pid"]
+            if cand.announce:
+                try:  # (tests tell the waiting candidate apart from anything a check might have left)
+                    wire.send(self.chan, {"waiting": cand.pid})
+                except OSError:
+                    pass
+        return reply
+
+    def _pid_of(self, cand: _Candidate) -> int:
+        while cand.pid is None:
+            self._read_init()
+        return cand.pid
+
+    def _init_gone(self):
+        self.unborn.clear()
+        self._stop_init()
+        self.retire = True
+        raise RuntimeError("the slot's init process is gone")
 
     def _nproc(self, nproc: int) -> int:
         """RLIMIT_NPROC counts a uid's processes. As root each slot's candidates have their own uid, and a pids
@@ -221,14 +253,17 @@ class Supervisor:
             return nproc
         return nproc + len(pr.descendants(os.getppid())) + 1
 
-    def _kill_all(self) -> dict:
-        """Have the slot's init kill and reap every process of the check; returns what it saw of P."""
+    def _kill_all(self, status: bool = False, sync: bool = False) -> dict:
+        """Have the slot's init kill every process of the check; returns what it saw of P (its exit status
+        with `status`). With `sync`, or where the init cannot leave the reaping to the background, everything
+        is reaped before the reply."""
         try:
-            self.init_sock.send(b'{"op": "kill"}')
-            msg = self.init_sock.recv(1 << 16)
-            if msg:
-                return json.loads(msg)
-        except (OSError, AttributeError, ValueError):
+            self.init_sock.send(json.dumps({"op": "kill", "status": status, "sync": sync}).encode())
+            while True:
+                reply = self._read_init()
+                if reply.get("op") == "killed":
+                    return reply
+        except (OSError, AttributeError, ValueError, RuntimeError):
             pass
         self._stop_init()
         self.retire = True
@@ -295,30 +330,29 @@ class Supervisor:
             pass
         try:
             self._start_init()  # first: before any spec has been read
-            if self.cfg.get("limits"):
-                self._prespawn(self.cfg["limits"])
         except RuntimeError:
             pass
         self.workdir = self._judge_dir()
         try:
-            wire.send(self.chan, {"hello": os.getpid(), "waiting": self.ready.pid if self.ready is not None else None})
+            wire.send(self.chan, {"hello": os.getpid(), "prespawned": self.init_sock is not None})
+            if self.init_sock is not None and self.cfg.get("limits"):
+                self._prespawn(self.cfg["limits"])
             while not self.retire:
                 try:
-                    spec = wire.recv(self.chan)
+                    spec = self._next_spec()
                 except (EOFError, wire.WireError, OSError):
                     break
                 result = self.check(spec)
                 if self.retire:
                     result["retire"] = True
+                else:
+                    result["prespawned"] = True  # the next candidate is made while the parent is busy
                 try:
                     wire.send(self.chan, result)
-                    if not self.retire:
-                        # the next candidate is made while the parent is busy; its pid follows the verdict
-                        # (tests tell it apart from anything a check might have left)
-                        self._prespawn(spec["limits"])
-                        wire.send(self.chan, {"waiting": self.ready.pid if self.ready is not None else None})
                 except OSError:
                     break
+                if not self.retire:
+                    self._prespawn(spec["limits"])
         finally:
             if self.ready is not None:
                 self.ready.close()
@@ -327,6 +361,18 @@ class Supervisor:
             if self.cg is not None:
                 self.cg.kill()
             pr.rmtree(self.workdir)
+
+    def _next_spec(self) -> dict:
+        """Wait for the parent's next check; meanwhile take the slot init's report of the candidate made ahead."""
+        while True:
+            waiting = self.init_sock is not None and bool(self.unborn)
+            ready, _, _ = select.select([self.chan] + ([self.init_sock] if waiting else []), [], [])
+            if self.chan in ready:
+                return wire.recv(self.chan)
+            try:
+                self._read_init()
+            except RuntimeError:
+                pass
 
     def check(self, spec: dict) -> dict:
         lim = spec["limits"]
@@ -362,9 +408,9 @@ class Supervisor:
         except OSError:
             pass  # the candidate died during setup: its status pipe says why
 
-    def _finish(self, cand: _Candidate, watch: "_Watch") -> dict:
+    def _finish(self, cand: _Candidate, watch: "_Watch", need_status: bool = True) -> dict:
         """Kill and reap everything of the check; its CPU time, P's exit status, its output."""
-        info = watch.killed if watch.killed is not None else self._kill_all()
+        info = watch.killed if watch.killed is not None else self._kill_all(status=need_status)
         watch.out.drain(cand.out, final=True)
         watch.read_status(final=True)
         total = watch.cpu_total(final=True, collected=info.get("collected_cpu_s"))
@@ -387,7 +433,8 @@ class Supervisor:
             verdict, judge_killed = watch.until_judge_answers(self.judge_sock)
             if verdict is None:
                 self._stop_judge(kill=True)
-        p_info = self._finish(cand, watch)
+        # P's exit status tells why a check failed when the candidate's process ended on its own
+        p_info = self._finish(cand, watch, need_status=verdict is None or verdict.get("status") == "candidate_gone")
         res["cpu_s"] = p_info.get("cpu_s")
         res["candidate_output"] = watch.out.text()
         if verdict is None:
@@ -487,7 +534,7 @@ class _Watch:
                 return now - self.cpu0
         if final:
             return max(self._scanned, collected or 0.0)
-        own = max(pr.proc_cpu(self.cand.pid), 0.0)
+        own = max(pr.proc_cpu(self.sup._pid_of(self.cand)), 0.0)
         t = time.monotonic()
         if t - self._scan_at >= SCAN_EVERY:
             # every process in the slot's pid namespace descends from its init; what has exited is in the

@@ -311,7 +311,8 @@ class Sandbox:
                 hello = wire.recv(a.fileno()) if ready else None
                 if not isinstance(hello, dict) or "hello" not in hello:
                     raise OSError("no supervisor")
-                self._note_waiting(slot, hello)
+                if hello.get("prespawned"):
+                    self._pending.add(slot)
                 try:
                     self._supervisors[slot] = os.pidfd_open(int(hello["hello"]))
                 except (OSError, AttributeError):
@@ -376,10 +377,8 @@ class Sandbox:
         return Verdict(**{k: v for k, v in res.items() if k in known})
 
     def _note_waiting(self, slot: int, msg: dict) -> None:
-        if msg.get("waiting"):
-            self._waiting[slot] = msg["waiting"]
-        else:
-            self._waiting.pop(slot, None)
+        self._waiting[slot] = msg["waiting"]
+        self._pending.discard(slot)
 
     def _run_on(self, slot: int, spec: dict, lim: dict) -> dict:
         a = self._conn(slot)
@@ -401,22 +400,24 @@ class Sandbox:
                 self._drop(slot, kill=True)
                 return {"status": "error", "reason": "the sandbox supervisor died"}
             if "status" in res:
-                self._pending.add(slot)  # the pid of the slot's next candidate follows the verdict
+                self._waiting.pop(slot, None)  # (that candidate was this check's)
+                if res.get("prespawned"):
+                    self._pending.add(slot)  # the pid of the slot's next candidate will follow
                 return res
-            self._note_waiting(slot, res)  # (the message that followed the previous verdict)
-            self._pending.discard(slot)
+            if "waiting" in res:
+                self._note_waiting(slot, res)
 
-    def _read_waiting(self, slot: int, timeout: float | None = None) -> None:
+    def _read_waiting(self, slot: int, timeout: float) -> None:
         """Read the message that follows a verdict: the pid of the candidate made for the slot's next check."""
-        if slot not in self._pending:
-            return
         conn = self._conns.get(slot)
-        if conn is not None and (timeout is None or select.select([conn], [], [], timeout)[0]):
-            try:
-                self._note_waiting(slot, wire.recv(conn.fileno()))
-            except (EOFError, OSError, wire.WireError):
-                pass
-            self._pending.discard(slot)
+        if conn is None or not select.select([conn], [], [], timeout)[0]:
+            return
+        try:
+            msg = wire.recv(conn.fileno())
+        except (EOFError, OSError, wire.WireError):
+            return
+        if "waiting" in msg:
+            self._note_waiting(slot, msg)
 
     @property
     def waiting_candidates(self) -> set[int]:
