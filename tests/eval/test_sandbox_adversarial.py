@@ -202,7 +202,7 @@ SORTS = Problem(task_id="t/sorted", prompt="def rev(xs):\n", style="humaneval", 
 
 def test_judge_is_bounded_and_replaced_when_it_stalls(sb):
     lim = Limits(cpu=1.0, wall=4.0, memory=512 << 20)
-    n = 60_000  # a set of 60,000 integers with one hash takes the judge ~n**2/2 probes to rebuild: minutes
+    n = 200_000  # a set of 200,000 integers with one hash takes the judge ~n**2/2 probes to rebuild: minutes
     cases = {
         "8-million-digit int, hex": ADD.job(body("return 1 << 26_000_000"), lim),
         "8-million-digit int, decimal": ADD.job(raw_answer('b\'{"ok":\' + b"9" * 8_000_000 + b"}"'), lim),

@@ -423,14 +423,14 @@ class Supervisor:
         res: dict = {"isolation": "rpc"}
         self._send_program(cand, spec, "rpc")
         verdict = None
-        judge_killed = False
+        judge_end = None
         if not self._hand_to_judge(spec, cand):
             verdict = {"status": "error", "reason": "the judge process could not be started"}
         else:
             os.close(cand.req)
             os.close(cand.resp)
             cand.req = cand.resp = -1
-            verdict, judge_killed = watch.until_judge_answers(self.judge_sock)
+            verdict, judge_end = watch.until_judge_answers(self.judge_sock)
             if verdict is None:
                 self._stop_judge(kill=True)
         # P's exit status tells why a check failed when the candidate's process ended on its own
@@ -438,7 +438,7 @@ class Supervisor:
         res["cpu_s"] = p_info.get("cpu_s")
         res["candidate_output"] = watch.out.text()
         if verdict is None:
-            verdict = {"status": "judge_lost", "judge_killed": judge_killed}
+            verdict = {"status": "judge_lost"}
         for k in ("asserts", "calls"):
             if k in verdict:
                 res[k] = verdict[k]
@@ -451,9 +451,10 @@ class Supervisor:
         if watch.why == "cpu":
             res.update(status="timed_out", reason=f"CPU time limit ({lim['cpu']:g} s) exceeded", limit="cpu")
         elif watch.why == "wall":
-            busy = " while the judge was still running the test (killed)" if judge_killed else ""
-            res.update(status="timed_out", limit="wall", reason=f"wall-clock limit ({lim['wall']:g} s) exceeded{busy} "
-                                                                f"(CPU used {cpu_used:.2f} s)")
+            busy = {"killed": " while the judge was still running the test (killed)",
+                    "ended": " and the judge, still running the test, went over its CPU-time limit"}.get(judge_end, "")
+            res.update(status="timed_out", limit="wall", reason=f"wall-clock limit ({lim['wall']:g} s) exceeded "
+                                                                f"(CPU used {cpu_used:.2f} s){busy}")
         elif st == "passed":
             res.update(status="passed", reason="")
         elif st == "needs_inprocess":
@@ -572,9 +573,10 @@ class _Watch:
         except InterruptedError:
             return []
 
-    def until_judge_answers(self, jsock: socket.socket) -> tuple[dict | None, bool]:
+    def until_judge_answers(self, jsock: socket.socket) -> tuple[dict | None, str | None]:
         """Serve the check until the judge's verdict; a limit kills the candidate, then a judge that does not
-        answer within JUDGE_GRACE is killed. Returns (verdict or None, judge killed)."""
+        answer within JUDGE_GRACE is killed. Returns (verdict or None, how a judge without one ended:
+        "killed" here, or "ended" on its own, its CPU-time limit say)."""
         jfd = jsock.fileno()
         grace_until = None
         out_open = True
@@ -590,9 +592,9 @@ class _Watch:
                 self.read_status()
             if jfd in ready:
                 try:
-                    return wire.recv(jfd), False
+                    return wire.recv(jfd), None
                 except (EOFError, wire.WireError, OSError):
-                    return None, False
+                    return None, "ended"
             now = time.monotonic()
             if grace_until is None:
                 if now >= self.deadline:
@@ -602,7 +604,7 @@ class _Watch:
                     self._limit("cpu")
                     grace_until = now + JUDGE_GRACE
             elif now >= grace_until:
-                return None, True
+                return None, "killed"
 
     def inprocess_lines(self, cand: _Candidate, test_src: str, nonce: str) -> tuple:
         """The in-process protocol on the status pipe: the setup report, `loaded`, then nonce-tagged `ok`
