@@ -83,11 +83,11 @@ def test_big_integers_travel_as_hexadecimal():
     x = 7 * 10 ** 200_000 + 1
     for sign in (1, -1):
         enc = wire.encode(sign * x)
-        assert set(enc) == {"$x"}
+        assert set(enc) == {"$i"}
         assert wire.decode(json.loads(wire.dumps(enc))) == sign * x
     assert wire.encode(2 ** 64) == 2 ** 64  # ordinary big ints stay JSON numbers
     with pytest.raises(wire.WireError):
-        wire.decode({"$x": "not hex"})
+        wire.decode({"$i": "not hex"})
 
 
 BIG = _problem("big", """

@@ -16,6 +16,7 @@ import pytest
 
 from phitools.eval.benchmarks import Problem
 from phitools.eval.sandbox import Limits, Sandbox
+from sandbox_trace import check_leftovers
 
 PROMPT = 'def add(a, b):\n    """Return a + b."""\n'
 TEST = textwrap.dedent("""
@@ -55,32 +56,23 @@ def run(sb: Sandbox, completion: str, problem: Problem = PROBLEM, limits: Limits
     return sb.check(problem.job(completion, limits))
 
 
-def _sandbox_procs(sb: Sandbox, marker: str | None = None) -> list[tuple[int, str]]:
-    """Processes owned by this run's sandbox uids, or whose command line contains `marker`."""
-    found = []
-    for n in os.listdir("/proc"):
-        if not n.isdigit():
-            continue
-        try:
-            st = os.stat(f"/proc/{n}")
-            with open(f"/proc/{n}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if sb.caps.get("mode") == "root" and sb.uid_base <= st.st_uid < sb.uid_base + 1024:
-            found.append((int(n), cmd))
-        elif marker and marker in cmd:
-            found.append((int(n), cmd))
-    return found
-
-
 def assert_clean(sb: Sandbox, marker: str | None = None) -> None:
-    deadline = time.monotonic() + 2
-    left = _sandbox_procs(sb, marker)
-    while left and time.monotonic() < deadline:
+    """No process of a finished check is left (below a slot's init), nor one whose command line holds `marker`."""
+    assert check_leftovers(sb) == []
+    deadline = time.monotonic() + 3
+    while marker:
+        left = []
+        for n in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{n}/cmdline", "rb") as f:
+                    if marker.encode() in f.read():
+                        left.append(int(n))
+            except (OSError, ValueError):
+                pass
+        if not left or time.monotonic() > deadline:
+            assert left == [], f"processes outlived the check: {left}"
+            break
         time.sleep(0.05)
-        left = _sandbox_procs(sb, marker)
-    assert left == [], f"processes outlived the check: {left}"
 
 
 def test_honest_solution_passes(sb):
@@ -309,19 +301,27 @@ def test_network_is_unreachable(sb):
     assert got == []
 
 
-def test_killing_the_parent_and_everything(sb):
-    v = run(sb, body("""
+def test_killing_the_parent_and_everything(sb, other_mode):
+    killer = body("""
         import os, signal
-        for pid in (os.getppid(), 1, -1, 0):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except Exception:
-                pass
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGCHLD, signal.SIGKILL):
+            for pid in (os.getppid(), 1, -1, 0):
+                try:
+                    os.kill(pid, sig)
+                except Exception:
+                    pass
         return 0
-    """))
-    assert v.status == "failed", v
-    # the harness survived and still works
-    assert run(sb, body("return a + b")).status == "passed"
+    """)
+    where = body("import os\nraise ValueError(f'pid namespace {os.stat(\"/proc/self/ns/pid\").st_ino} end')")
+    for s in (sb, other_mode):
+        if s.caps.get("mode") == "none" and os.geteuid() != 0:
+            continue  # without root and namespaces a candidate runs as you (docs/eval.md)
+        before, v, after = run(s, where), run(s, killer), run(s, where)
+        assert v.status == "failed", v
+        # the harness survived and still works
+        assert run(s, body("return a + b")).status == "passed"
+        if s.caps.get("pid_ns"):  # with the same slot init: a namespace's init ignores them all
+            assert before.reason.split("namespace ")[1].split()[0] == after.reason.split("namespace ")[1].split()[0]
 
 
 def test_output_flood_is_capped(sb):
@@ -380,6 +380,9 @@ def test_candidate_never_runs_as_root(sb, other_mode):
 
 def test_other_modes_contain_the_worst(other_mode, tmp_path):
     s = other_mode
+    if s.caps.get("mode") == "none" and os.geteuid() != 0:
+        pytest.skip("without root and namespaces a candidate runs as you: it can signal your processes and write your "
+                    "files (docs/eval.md says so; eval warns)")
     marker = f"8888.{os.getpid()}"
     sentinel = tmp_path / "sentinel.txt"
     sentinel.write_text("keep me")

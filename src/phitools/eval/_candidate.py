@@ -1,20 +1,125 @@
-"""The candidate's side of a check (runs in P, the sandboxed process). Stdlib only.
+"""The candidate's side of a check (P, the sandboxed process). Stdlib only.
 
-P runs the program (prompt + completion, or the MBPP code) once, then answers the judge's requests: describe
-a name, call a function with plain arguments, read or set an attribute, index a value. Every answer is plain
-data (see _wire); anything else stays here behind a handle. Nothing P sends is trusted: it is the candidate's
-answer, and the judge compares it with values P never sees.
+`start` turns a fresh fork of the slot init into the candidate's process: the slot's cgroup, its own IPC,
+network and mount namespaces with an empty /tmp, an unprivileged uid (or no capabilities in a user
+namespace), a seccomp filter, resource limits. `main` then runs the program (prompt + completion, or the
+MBPP code) once and answers the judge's requests: describe a name, call a function with plain arguments,
+read or set an attribute, index a value. Every answer is plain data (see _wire); anything else — a module
+included — stays here behind a handle. Nothing P sends is trusted: it is the candidate's answer, and the
+judge compares it with values P never sees.
 """
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import random
 import sys
 import traceback
 
+from phitools.eval import _linux as lx
+from phitools.eval import _process as pr
 from phitools.eval import _wire as wire
+
+ENV = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "LANG": "C.UTF-8",
+    "LC_ALL": "C.UTF-8",
+    "HOME": "/tmp",
+    "TMPDIR": "/tmp",
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "NUMEXPR_NUM_THREADS": "1",
+    "PYTHONDONTWRITEBYTECODE": "1",
+}
+
+# fd layout inside the candidate process
+P_CTL, P_STATUS, P_REQ, P_RESP = 3, 4, 5, 6
+
+
+_FILTERS: dict = {}
+
+
+def seccomp_filter(deny_memfd: bool):
+    """What the candidate may not do, whatever its privileges: use kernel keyrings (they are per uid, not per
+    check, and outlive processes), create or enter namespaces (a user namespace of its own would give it
+    mounts, and so memory no limit counts), or — when no memory cgroup bounds the check — create memfd files.
+    Built once (in the zygote) and inherited."""
+    if deny_memfd not in _FILTERS:
+        deny = {"add_key": errno.ENOSYS, "request_key": errno.ENOSYS, "keyctl": errno.ENOSYS,
+                "unshare": errno.EPERM, "setns": errno.EPERM, "clone3": errno.ENOSYS, "memfd_secret": errno.ENOSYS}
+        if deny_memfd:
+            deny["memfd_create"] = errno.ENOSYS
+        _FILTERS[deny_memfd] = lx.seccomp_fprog(lx.seccomp_program(deny, clone_namespaces_errno=errno.EPERM))
+    return _FILTERS[deny_memfd]
+
+
+def _fresh_tmp(caps: dict, cand_uid: int, size: int) -> str:
+    """An empty tmpfs on /tmp in this process's new mount namespace (gone with the check's last process),
+    with the Python directories that live under /tmp bound in again, read-only."""
+    held = {src: os.open(src, os.O_PATH | os.O_DIRECTORY) for src in caps.get("tmp_sources", [])}
+    opts = f"size={size},nr_inodes=16384,mode=700"
+    if caps["uid_drop"]:
+        opts += f",uid={cand_uid},gid={cand_uid}"
+    lx.mount("tmpfs", "/tmp", "tmpfs", lx.MS_NOSUID | lx.MS_NODEV, opts)
+    for src, fd in held.items():
+        os.makedirs(src, mode=0o755, exist_ok=True)
+        via = f"/proc/self/fd/{fd}"
+        lx.mount(via, src, None, lx.MS_BIND | lx.MS_REC)
+        lx.mount(None, src, None, lx.MS_REMOUNT | lx.MS_BIND | lx.MS_RDONLY | lx.MS_NOSUID | lx.MS_NODEV)
+        os.close(fd)
+    return "/tmp"
+
+
+def _bound_ipc(memory: int) -> None:
+    """In the check's own IPC namespace: SysV shared memory at most `memory` bytes, few message queues
+    (without a memory cgroup nothing else bounds what they pin)."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    for name, value in (("shmmax", memory), ("shmall", max(1, memory // page)), ("shmmni", 64), ("msgmni", 16)):
+        with open(f"/proc/sys/kernel/{name}", "w") as f:
+            f.write(str(value))
+
+
+def start(caps: dict, cand_uid: int, fds: list[int], lim: dict, cg, work: str | None) -> None:
+    """P: set up the process, report on the status pipe, then run the program. Never returns."""
+    ctl_r, st_w, req_r, resp_w, out_w = fds
+    status = st_w
+    try:
+        try:
+            pr.name("cand")
+            if cg is not None:
+                cg.attach(0)  # 0: this process; every process it starts is born in the slot's cgroup
+            null = os.open(os.devnull, os.O_RDONLY)
+            pr.arrange_fds({0: null, 1: out_w, 2: out_w, P_CTL: ctl_r, P_STATUS: st_w, P_REQ: req_r, P_RESP: resp_w})
+            status = P_STATUS
+            pr.reset_signals()
+            os.setsid()
+            memory_cgroup = cg is not None and "memory" in cg.features
+            if caps["ns_per_check"]:
+                lx.unshare(lx.CLONE_NEWIPC | lx.CLONE_NEWNET | lx.CLONE_NEWNS)
+                if not memory_cgroup:
+                    _bound_ipc(lim["memory"])
+                work = _fresh_tmp(caps, cand_uid, lim["fsize"] * 2 + (8 << 20))
+            pr.become(cand_uid if caps["uid_drop"] else None)
+            if caps["mode"] != "userns" and (os.geteuid() == 0 or os.getuid() == 0):
+                raise PermissionError("refusing to run candidate code as root")
+            if caps["seccomp"]:
+                lx.install_seccomp(seccomp_filter(deny_memfd=not memory_cgroup))
+            pr.set_limits(pr.candidate_rlimits(lim))
+            os.chdir(work)
+            os.environ.clear()
+            os.environ.update(ENV)
+            os.environ["HOME"] = os.environ["TMPDIR"] = work
+        except BaseException as e:  # noqa: BLE001
+            wire.send(status, {"setup_error": f"{type(e).__name__}: {e}"})
+            os._exit(1)
+        wire.send(P_STATUS, {"setup": "ok"})
+        main(P_CTL, P_STATUS, P_REQ, P_RESP)
+    except BaseException:  # noqa: BLE001
+        pass
+    os._exit(0)
 
 
 def _safe_str(e: BaseException, cap: int = 2000) -> str:
@@ -39,11 +144,10 @@ def _exc(e: BaseException) -> dict:
             "msg": _safe_str(e), "where": _where(e)}
 
 
-def main(ctl: int, status: int, req: int, resp: int, set_limits) -> None:
+def main(ctl: int, status: int, req: int, resp: int) -> None:
     """Load the program, then serve the judge (or, in-process mode, run the test here)."""
     wire.allow_big_ints()
     load = wire.recv(ctl)
-    set_limits(load["limits"], candidate=True)
     random.seed(load.get("seed", 0))
     try:
         sys.stdout.reconfigure(line_buffering=True)
@@ -90,25 +194,15 @@ def _serve(G: dict, load_error, req: int, resp: int) -> None:
     def dec(j):
         return wire.decode(j, handle=lookup)
 
-    stdlib = getattr(sys, "stdlib_module_names", frozenset())
-
     def handle(msg: dict) -> dict:
         op = msg.get("op")
         if load_error is not None:
             return {"load_error": load_error}
         if op == "describe":
-            out = {}
-            for name in msg["names"]:
-                if name not in G:
-                    out[name] = {"missing": True}
-                    continue
-                obj = G[name]
-                mod = getattr(obj, "__name__", None) if type(obj).__name__ == "module" else None
-                if isinstance(mod, str) and mod.split(".")[0] in stdlib:
-                    out[name] = {"module": mod}
-                else:
-                    out[name] = {"value": enc(obj)}
-            return {"names": out}
+            # a module is an object like any other: it stays here behind a handle (the judge takes its own
+            # modules from its own imports, never from what the candidate names)
+            return {"names": {name: {"value": enc(G[name])} if name in G else {"missing": True}
+                              for name in msg["names"]}}
         if op == "call":
             f = lookup({"$h": msg["f"]})
             raw_args, raw_kw = msg.get("args", []), msg.get("kwargs", {})

@@ -1,13 +1,23 @@
-"""The judge's side of a check (runs in J, which never runs candidate code). Stdlib only.
+"""The judge (J): runs the benchmark's test against the candidate's answers, in its own process. Stdlib only.
+
+J is forked by its slot's supervisor, runs as the slot's judge uid (in a user namespace: without
+capabilities), is not dumpable and not in the candidate's pid namespace, has an address-space limit and a
+CPU-time limit per check, and is killed by the supervisor when a check's wall-clock time runs out while it
+is still busy (then a new J takes its place). It never runs candidate code.
 
 J executes the benchmark's own test code — the HumanEval `check` function, MBPP's setup and asserts — with
-every name the test takes from the program (the entry point, MBPP's functions) bound to a proxy. Calling a
-proxy sends plain arguments to the candidate's process and gets a plain value back (or a handle for
-anything else). Expected values, helper functions and comparisons all stay here, so:
+the names the test takes from the program (the entry point, MBPP's functions; decided by the problem, never
+by the candidate) bound to proxies. Everything else the test uses is the judge's own: builtins, the trusted
+prelude (HumanEval's prompt; MBPP's test imports and the reference solution's imports) and standard-library
+modules the test names. Calling a proxy sends plain arguments to the candidate's process and gets a plain
+value back (or a handle for anything else). Expected values, helper functions and comparisons all stay
+here, so:
 
 * the candidate never sees what it is compared with (beyond what the prompt itself shows);
 * `==` is Python's own on rebuilt plain data: an object with an always-true `__eq__` cannot get here, and a
   handle refuses to be compared, hashed or tested for truth;
+* nothing the candidate sends makes this process import or execute code: a module the candidate binds is
+  a handle like any other object;
 * the candidate cannot reach this process's memory, frames, or verdict channel, and its exit, however
   clean, is a failed call here, never a pass.
 """
@@ -19,11 +29,20 @@ import builtins
 import importlib
 import os
 import random
+import resource
+import socket
 import symtable
 import sys
 import traceback
 
+from phitools.eval import _process as pr
 from phitools.eval import _wire as wire
+
+# Standard-library modules a test may name that the judge will not import for it (side effects on import).
+_NEVER_IMPORT = frozenset({"antigravity", "this", "__hello__", "__phello__", "idlelib", "turtledemo", "turtle",
+                           "tkinter", "__main__", "webbrowser", "pydoc", "sitecustomize", "usercustomize"})
+# str <-> int conversions in test code (e.g. a failing assertion's message): bounded, not quadratic-unbounded
+JUDGE_INT_DIGITS = 100_000
 
 
 class CandidateGone(BaseException):
@@ -42,14 +61,6 @@ class CandidateError(Exception):
     """The candidate raised an exception that is not a Python builtin one."""
 
 
-class LimitExceeded(BaseException):
-    """The candidate's CPU time or the check's wall-clock time ran out (raised by the supervisor's watch)."""
-
-    def __init__(self, kind: str):
-        super().__init__(kind)
-        self.kind = kind
-
-
 _BUILTIN_EXC = {n: getattr(builtins, n) for n in dir(builtins)
                 if isinstance(getattr(builtins, n), type) and issubclass(getattr(builtins, n), Exception)}
 
@@ -57,17 +68,16 @@ _BUILTIN_EXC = {n: getattr(builtins, n) for n in dir(builtins)
 class Channel:
     """The judge's end of the request/answer pipes to the candidate."""
 
-    def __init__(self, req: int, resp: int, wait=None):
+    def __init__(self, req: int, resp: int):
         self.req = req
         self.resp = resp
         self.calls = 0
-        self.wait = wait  # wait(fd): returns once fd is readable; raises LimitExceeded when a limit runs out
 
     def rpc(self, msg: dict) -> dict:
+        """One request and its answer. The supervisor enforces the limits: when it kills the candidate, the
+        pipes close and this raises CandidateGone."""
         try:
             wire.send(self.req, msg)
-            if self.wait is not None:
-                self.wait(self.resp)
             r = wire.recv(self.resp)
         except (EOFError, BrokenPipeError):
             raise CandidateGone("the candidate's process ended before answering") from None
@@ -306,35 +316,74 @@ def _error_reason(e: BaseException, lines: list[str]) -> str:
 _CACHE: dict = {}
 
 
+# Compiled test code and preludes, by source (a run checks many samples per task): trusted code only.
+_COMPILED: dict = {}
+
+
+def _compiled_test(test: str) -> tuple:
+    """(code, assertion sites, free names) of a test, instrumented and compiled once per judge."""
+    key = ("test", test)
+    if key not in _COMPILED:
+        tree, n_sites = instrument(test)
+        _remember(key, (compile(tree, "<test>", "exec"), n_sites, frozenset(free_names(test))))
+    return _COMPILED[key]
+
+
+def _compiled(src: str, filename: str):
+    key = (filename, src)
+    if key not in _COMPILED:
+        _remember(key, compile(src, filename, "exec"))
+    return _COMPILED[key]
+
+
+def _remember(key, value) -> None:
+    if len(_COMPILED) >= 256:
+        _COMPILED.pop(next(iter(_COMPILED)))
+    _COMPILED[key] = value
+
+
+def _own_module(name: str):
+    """A standard-library module the test names, imported by the judge itself (None if not one)."""
+    stdlib = getattr(sys, "stdlib_module_names", frozenset())
+    if name not in stdlib or name in _NEVER_IMPORT:
+        return None
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
 def judge(spec: dict, ch: Channel) -> dict:
     """Run one test against the candidate's process; returns {status, reason, asserts, calls}.
 
     status: passed, failed, error, candidate_gone (the candidate's process ended or broke the protocol; the
-    supervisor explains why), needs_inprocess, or limit (with `limit`: cpu or wall).
+    supervisor explains why) or needs_inprocess.
     """
-    wire.allow_big_ints()
     random.seed(spec.get("seed", 0))
     test = spec["test"]
     lines = test.splitlines()
     try:
-        tree, n_sites = instrument(test)
-        code = compile(tree, "<test>", "exec")
-        free = free_names(test)
+        code, n_sites, free = _compiled_test(test)
     except SyntaxError as e:
         return {"status": "error", "reason": f"the test code does not parse: {e}"}
     G: dict = {}
     prelude = spec.get("prelude") or ""
     if prelude:
         try:
-            exec(compile(prelude, "<prompt>", "exec"), G)
-        except LimitExceeded:
-            raise
+            exec(_compiled(prelude, "<prompt>"), G)
         except BaseException:  # noqa: BLE001 - a prompt is a stub; what it defines before failing still counts
             pass
     forced = list(spec.get("remote") or [])
     for n in forced:
         G.pop(n, None)
-    names = sorted((free - set(G) - set(dir(builtins))) | set(forced))
+    wanted = (set(free) - set(G) - set(dir(builtins))) | set(forced)
+    # Names the test uses that the problem does not say come from the program: the judge's own modules
+    for name in sorted(wanted - set(forced)):
+        mod = _own_module(name)
+        if mod is not None:
+            G[name] = mod
+            wanted.discard(name)
+    names = sorted(wanted)
     r = ch.rpc({"op": "describe", "names": names})
     if "load_error" in r:
         le = r["load_error"] if isinstance(r["load_error"], dict) else {}
@@ -344,17 +393,13 @@ def judge(spec: dict, ch: Channel) -> dict:
     described = r.get("names")
     if not isinstance(described, dict):
         return {"status": "candidate_gone", "reason": "the candidate's process sent a malformed answer"}
-    stdlib = getattr(sys, "stdlib_module_names", frozenset())
     for name in names:
         d = described.get(name)
-        if not isinstance(d, dict) or "missing" in d:
-            continue  # unbound here too: the test gets the NameError the reference harness would
+        if not isinstance(d, dict) or "value" not in d:
+            continue  # unbound there too: the test gets the NameError the reference harness would
         try:
-            if "module" in d and str(d["module"]).split(".")[0] in stdlib:
-                G[name] = importlib.import_module(str(d["module"]))
-            elif "value" in d:
-                G[name] = wire.decode(d["value"], handle=ch.ref)
-        except (wire.WireError, ImportError) as e:
+            G[name] = wire.decode(d["value"], handle=ch.ref)
+        except wire.WireError as e:
             return {"status": "candidate_gone", "reason": f"the candidate's process sent a malformed value ({e})"}
     asserts = [0]
 
@@ -368,10 +413,13 @@ def judge(spec: dict, ch: Channel) -> dict:
         exec(code, G)
     except AssertionError as e:
         return {"status": "failed", "reason": _assert_reason(e, lines), **counts()}
-    except (CandidateGone, LimitExceeded, NeedsInProcess):
+    except (CandidateGone, NeedsInProcess):
         raise
     except Uncomparable as e:
         return {"status": "failed", "reason": str(e), **counts()}
+    except MemoryError:
+        return {"status": "failed", "reason": "the judge ran out of memory handling the candidate's answers "
+                                              "(MemoryError)", **counts()}
     except BaseException as e:  # noqa: BLE001 - any other exception fails the test, as in the reference
         return {"status": "failed", "reason": _error_reason(e, lines), **counts()}
     if ch.calls == 0:
@@ -389,5 +437,51 @@ def run(spec: dict, ch: Channel) -> dict:
         return {"status": "candidate_gone", "reason": str(e), "calls": ch.calls}
     except NeedsInProcess as e:
         return {"status": "needs_inprocess", "reason": str(e)}
-    except LimitExceeded as e:
-        return {"status": "limit", "limit": e.kind, "calls": ch.calls}
+    except MemoryError:
+        return {"status": "failed", "reason": "the judge ran out of memory handling the candidate's answers "
+                                              "(MemoryError)", "calls": ch.calls}
+
+
+# ---- the judge process -----------------------------------------------------------------------------------
+J_SOCK = 3
+
+
+def serve(sock_fd: int, uid: int | None, workdir: str, memory: int) -> None:
+    """J's main loop: for each check, the candidate's request/answer pipes and the spec arrive on the socket
+    from the supervisor; the result goes back on it. Never returns."""
+    try:
+        pr.die_with_parent()
+        pr.name("judge")
+        pr.arrange_fds({J_SOCK: sock_fd})
+        os.chdir(workdir)
+        pr.set_limits([(resource.RLIMIT_AS, memory), (resource.RLIMIT_CORE, 0)])
+        pr.become(uid)
+        pr.not_dumpable()
+        if hasattr(sys, "set_int_max_str_digits"):
+            sys.set_int_max_str_digits(JUDGE_INT_DIGITS)
+        sock = socket.socket(fileno=J_SOCK)
+        while True:
+            msg, fds, _f, _a = socket.recv_fds(sock, 16, 2)
+            if not msg or len(fds) != 2:
+                break
+            spec = wire.recv(J_SOCK)
+            _cpu_budget(float(spec["limits"]["wall"]))
+            try:
+                result = run(spec, Channel(fds[0], fds[1]))
+            finally:
+                for f in fds:
+                    os.close(f)
+            wire.send(J_SOCK, result)
+    except BaseException:  # noqa: BLE001 - the supervisor sees the socket close and starts another judge
+        pass
+    os._exit(0)
+
+
+def _cpu_budget(seconds: float) -> None:
+    """The kernel ends this process if this check's judging takes more CPU time than `seconds`."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    soft = int(ru.ru_utime + ru.ru_stime + seconds) + 1
+    try:
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, resource.getrlimit(resource.RLIMIT_CPU)[1]))
+    except (ValueError, OSError):
+        pass

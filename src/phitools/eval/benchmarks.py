@@ -135,20 +135,33 @@ class Problem:
         if self.style == "humaneval":
             return Job(program=self.program(completion, whole), test=self.test_code(), judge_prelude=self.prompt,
                        remote=[self.entry_point] if self.entry_point else [], limits=limits, key=key)
-        return Job(program=self.program(completion, whole), test=self.test_code(), judge_prelude=self.test_imports,
+        return Job(program=self.program(completion, whole), test=self.test_code(), judge_prelude=self.judge_prelude(),
                    remote=self.remote_names(), inprocess_prelude=self.test_imports, limits=limits, key=key)
+
+    def judge_prelude(self) -> str:
+        """MBPP: trusted code the judge runs before the test: the test imports, then the reference solution's
+        own imports (a test that uses `math` gets the judge's math, never an object the candidate calls math)."""
+        if "judge_prelude" not in self.meta:
+            imports = ""
+            if self.reference:
+                try:
+                    imports = import_statements(self.reference)
+                except SyntaxError:
+                    pass
+            self.meta["judge_prelude"] = "\n".join(x for x in (self.test_imports, imports) if x)
+        return self.meta["judge_prelude"]
 
     def remote_names(self) -> list[str]:
         """Names the judge must take from the program even where a builtin has the same name (MBPP 126 tests a
-        function called `sum`): the entry point and whatever the reference solution defines at top level and
-        the test uses. Decided from trusted data only, so a candidate cannot replace a builtin the test relies
-        on (say `abs` or `len`) by defining its own."""
+        function called `sum`): the entry point and whatever the reference solution defines (not imports) at
+        top level and the test uses. Decided from trusted data only, so a candidate cannot replace a builtin or
+        a module the test relies on (say `abs`, `len` or `math`) by defining its own."""
         if "remote" not in self.meta:
             names = {self.entry_point} if self.entry_point else set()
             if self.reference:
                 try:
                     from phitools.eval._judge import free_names
-                    names |= top_level_names(self.reference) & free_names(self.test_code())
+                    names |= top_level_names(self.reference, imports=False) & free_names(self.test_code())
                 except SyntaxError:
                     pass
             self.meta["remote"] = sorted(names)
@@ -173,8 +186,8 @@ class Benchmark:
         return {p.task_id: p for p in self.problems}
 
 
-def top_level_names(code: str) -> set[str]:
-    """Names a module binds at top level (defs, classes, assignments, imports)."""
+def top_level_names(code: str, imports: bool = True) -> set[str]:
+    """Names a module binds at top level (defs, classes, assignments, and imports unless `imports=False`)."""
     import ast
     out: set[str] = set()
     for node in ast.parse(code).body:
@@ -184,9 +197,15 @@ def top_level_names(code: str) -> set[str]:
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             for t in targets:
                 out |= {n.id for n in ast.walk(t) if isinstance(n, ast.Name)}
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+        elif imports and isinstance(node, (ast.Import, ast.ImportFrom)):
             out |= {(a.asname or a.name).split(".")[0] for a in node.names}
     return out
+
+
+def import_statements(code: str) -> str:
+    """The top-level import statements of trusted code, as source."""
+    import ast
+    return "\n".join(ast.unparse(n) for n in ast.parse(code).body if isinstance(n, (ast.Import, ast.ImportFrom)))
 
 
 # ---- locating files ------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Run untrusted programs against tests, in a sandbox whose verdict the program cannot forge.
 
-Parent side. `Sandbox` starts one zygote process (see _zygote.py) that sets up namespaces and a read-only
-root once and forks a supervisor per check; `Sandbox.check` runs one program against one test and returns
-a `Verdict`: passed / failed / timed_out / error, with the reason. Worker threads run checks in parallel.
+Parent side. `Sandbox` starts one zygote process (see _zygote.py for the process roles) that sets up
+namespaces, cgroups and a read-only root once and forks a supervisor per parallel slot; `Sandbox.check`
+runs one program against one test and returns a `Verdict`: passed / failed / timed_out / error, with the
+reason. Worker threads run checks in parallel.
 
 What is guaranteed, and what is not, is written down in docs/eval.md ("The sandbox").
 """
@@ -17,6 +18,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Sequence
@@ -82,7 +84,6 @@ class Verdict:
     retried: bool = False
     candidate_output: str = ""
     inprocess_reason: str | None = None
-    timing: dict | None = None
 
     @property
     def passed(self) -> bool:
@@ -115,9 +116,43 @@ def _zygote_env(seed: int) -> dict:
         "OPENBLAS_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
     }
-    if os.environ.get("PHITOOLS_SANDBOX_TIMING") == "1":
-        env["PHITOOLS_SANDBOX_TIMING"] = "1"
     return env
+
+
+# Candidate and judge uids (as root): each run claims its own block of UID_BLOCK uids at random in this range
+# (above the range older phitools versions used), held by binding an abstract unix socket named after it:
+# the kernel gives a name to one socket at a time and frees it when the run's process ends, however it ends.
+UID_RANGE = (0x60000000, 0x7F000000)
+UID_BLOCK = 1024
+
+
+def _claim_uid_block() -> tuple[int, socket.socket | None]:
+    """A uid block no other run holds and no process uses; the socket that holds the claim."""
+    import secrets
+    lo, hi = UID_RANGE
+    for _ in range(100):
+        base = lo + secrets.randbelow((hi - lo) // UID_BLOCK) * UID_BLOCK
+        claim = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            claim.bind(f"\0phitools-uids-{base:x}")
+        except OSError:
+            claim.close()
+            continue
+        if not any(base <= uid < base + UID_BLOCK for uid in _process_uids()):
+            return base, claim
+        claim.close()
+    raise SandboxError("could not find a free block of sandbox uids")
+
+
+def _process_uids() -> set[int]:
+    out = set()
+    for n in os.listdir("/proc"):
+        if n.isdigit():
+            try:
+                out.add(os.stat(f"/proc/{n}").st_uid)
+            except OSError:
+                pass
+    return out
 
 
 def default_hidden_paths() -> list[str]:
@@ -150,21 +185,33 @@ class Sandbox:
         self.seed = seed
         self.limits = limits or Limits()
         self.hide = sorted({os.path.realpath(p) for p in [*default_hidden_paths(), *hide] if p})
-        # A per-run uid range, so two concurrent runs never share (or kill) each other's sandbox users.
-        self.uid_base = uid_base if uid_base is not None else 0x5A000000 + (os.getpid() % 0xFFFF) * 1024
+        # A uid block of this run's own, so two concurrent runs never share (or kill) each other's sandbox users.
+        self._uid_claim: socket.socket | None = None
+        if uid_base is not None:
+            self.uid_base = uid_base
+        elif os.geteuid() == 0:
+            self.uid_base, self._uid_claim = _claim_uid_block()
+        else:
+            self.uid_base = UID_RANGE[0]  # unused without root: candidates run in a user namespace
         self._lock = threading.Lock()
         self._free: list[int] = []
         self._n_slots = 0
         self._proc: subprocess.Popen | None = None
         self._sock: socket.socket | None = None
         self._conns: dict[int, socket.socket] = {}
+        self._supervisors: dict[int, int] = {}  # slot -> pidfd of its supervisor (to end one that hangs)
+        self._waiting: dict[int, int] = {}  # slot -> pid of the candidate set up for its next check
+        self._pending: set[int] = set()     # slots whose next-candidate message has not been read yet
         self.caps: dict = {}
         self._start()
 
     # -- zygote ----------------------------------------------------------------------------------------
     def _start(self) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        cmd = [sys.executable, "-P", "-s", "-c", f"from phitools.eval._zygote import main; main({child.fileno()})"]
+        # The zygote runs this very copy of phitools, wherever it was imported from.
+        src = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        cmd = [sys.executable, "-P", "-s", "-c",
+               f"import sys; sys.path.insert(0, {src!r}); from phitools.eval._zygote import main; main({child.fileno()})"]
         debug = os.environ.get("PHITOOLS_SANDBOX_DEBUG") == "1"
         try:
             self._proc = subprocess.Popen(cmd, pass_fds=[child.fileno()], env=_zygote_env(self.seed), cwd="/",
@@ -175,7 +222,7 @@ class Sandbox:
         finally:
             child.close()
         parent.send(json.dumps({"mode": self.mode, "uid_base": self.uid_base, "hide": self.hide,
-                                "seed": self.seed}).encode())
+                                "seed": self.seed, "limits": self.limits.resolved()}).encode())
         parent.settimeout(60)
         try:
             msg = parent.recv(1 << 20)
@@ -205,16 +252,25 @@ class Sandbox:
             self._sock = None
         if self._proc is not None:
             try:
-                self._proc.wait(timeout=10)
+                self._proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
             self._proc = None
+        _remove_cgroups(self.caps.get("cgroup", {}).get("paths", []))
 
     def close(self) -> None:
-        """Stop the zygote (checks in flight finish on their own)."""
+        """Stop the zygote and everything it started; release the run's uids."""
         with self._lock:
             self._shutdown()
+            if self._uid_claim is not None:
+                self._uid_claim.close()
+                self._uid_claim = None
+
+    @property
+    def zygote_pid(self) -> int | None:
+        """The zygote's pid (tests look for processes of the run through its namespaces)."""
+        return self._proc.pid if self._proc is not None else None
 
     def __enter__(self) -> "Sandbox":
         return self
@@ -243,30 +299,53 @@ class Sandbox:
             self._free.append(slot)
 
     def _conn(self, slot: int) -> socket.socket:
-        """The connection to this slot's supervisor, started on first use (and after one died)."""
+        """The connection to this slot's supervisor, started on first use (and after one died or retired)."""
         conn = self._conns.get(slot)
         if conn is not None:
             return conn
-        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            with self._lock:
-                for attempt in range(2):
-                    try:
-                        if self._sock is None:
-                            raise OSError("no zygote")
-                        socket.send_fds(self._sock, [json.dumps({"slot": slot}).encode()], [b.fileno()])
-                        break
-                    except OSError:
-                        if attempt:
-                            raise SandboxError("the sandbox zygote is gone and could not be restarted") from None
-                        self._restart()
-        finally:
-            b.close()
-        self._conns[slot] = a
-        return a
+        for attempt in range(2):
+            a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                with self._lock:
+                    if self._sock is None:
+                        raise OSError("no zygote")
+                    socket.send_fds(self._sock, [json.dumps({"slot": slot}).encode()], [b.fileno()])
+                b.close()
+                ready, _, _ = select.select([a], [], [], 60)
+                hello = wire.recv(a.fileno()) if ready else None
+                if not isinstance(hello, dict) or "hello" not in hello:
+                    raise OSError("no supervisor")
+                if hello.get("prespawned"):
+                    self._pending.add(slot)
+                try:
+                    self._supervisors[slot] = os.pidfd_open(int(hello["hello"]))
+                except (OSError, AttributeError):
+                    pass
+                self._conns[slot] = a
+                return a
+            except (OSError, EOFError, wire.WireError):
+                b.close()
+                a.close()
+                if attempt:
+                    raise SandboxError("the sandbox zygote is gone and could not be restarted") from None
+                with self._lock:
+                    self._restart()
+        raise AssertionError("unreachable")
 
-    def _drop(self, slot: int) -> None:
+    def _drop(self, slot: int, kill: bool = False) -> None:
+        """Forget a slot's supervisor (it ends when its connection closes; `kill`: SIGKILL it now)."""
         conn = self._conns.pop(slot, None)
+        self._waiting.pop(slot, None)
+        self._pending.discard(slot)
+        pidfd = self._supervisors.pop(slot, None)
+        if pidfd is not None:
+            if kill:
+                import signal
+                try:
+                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                except OSError:
+                    pass
+            os.close(pidfd)
         if conn is not None:
             conn.close()
 
@@ -290,26 +369,69 @@ class Sandbox:
                 "prelude_inprocess": job.inprocess_prelude, "inprocess": inprocess, "limits": lim, "seed": self.seed}
         slot = self._acquire()
         try:
-            a = self._conn(slot)
-            try:
-                wire.send(a.fileno(), spec)
-            except (OSError, wire.WireError) as e:
-                self._drop(slot)
-                return Verdict("error", reason=f"could not hand the check to the sandbox ({e})")
-            # The supervisor enforces the limits; this is only a backstop should it hang.
-            ready, _, _ = select.select([a], [], [], lim["wall"] * 2 + 60)
-            if not ready:
-                self._drop(slot)
-                return Verdict("error", reason="the sandbox supervisor did not answer")
-            try:
-                res = wire.recv(a.fileno())
-            except (EOFError, OSError, wire.WireError):
-                self._drop(slot)
-                return Verdict("error", reason="the sandbox supervisor died")
+            for attempt in range(2):
+                res = self._run_on(slot, spec, lim)
+                if res.get("retire"):
+                    self._drop(slot)
+                if not (res.get("retry") and attempt == 0):
+                    break  # `retry`: the candidate never started (its slot broke): run it on a fresh slot
         finally:
             self._release(slot)
         known = {f.name for f in dataclasses.fields(Verdict)}
         return Verdict(**{k: v for k, v in res.items() if k in known})
+
+    def _note_waiting(self, slot: int, msg: dict) -> None:
+        self._waiting[slot] = msg["waiting"]
+        self._pending.discard(slot)
+
+    def _run_on(self, slot: int, spec: dict, lim: dict) -> dict:
+        a = self._conn(slot)
+        try:
+            wire.send(a.fileno(), spec)
+        except (OSError, wire.WireError) as e:
+            self._drop(slot, kill=True)
+            return {"status": "error", "reason": f"could not hand the check to the sandbox ({e})", "retry": True}
+        # The supervisor enforces the limits; this backstop ends a supervisor that stops answering
+        deadline = time.monotonic() + lim["wall"] + 30
+        while True:
+            ready, _, _ = select.select([a], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                self._drop(slot, kill=True)
+                return {"status": "error", "reason": "the sandbox supervisor did not answer in time (killed)"}
+            try:
+                res = wire.recv(a.fileno())
+            except (EOFError, OSError, wire.WireError):
+                self._drop(slot, kill=True)
+                return {"status": "error", "reason": "the sandbox supervisor died"}
+            if "status" in res:
+                self._waiting.pop(slot, None)  # (that candidate was this check's)
+                if res.get("prespawned"):
+                    self._pending.add(slot)  # the pid of the slot's next candidate will follow
+                return res
+            if "waiting" in res:
+                self._note_waiting(slot, res)
+
+    def _read_waiting(self, slot: int, timeout: float) -> None:
+        """Read the message that follows a verdict: the pid of the candidate made for the slot's next check."""
+        conn = self._conns.get(slot)
+        if conn is None or not select.select([conn], [], [], timeout)[0]:
+            return
+        try:
+            msg = wire.recv(conn.fileno())
+        except (EOFError, OSError, wire.WireError):
+            return
+        if "waiting" in msg:
+            self._note_waiting(slot, msg)
+
+    @property
+    def waiting_candidates(self) -> set[int]:
+        """Pids of the candidate processes set up for each slot's next check (no program has reached them):
+        the only processes below a slot's init between checks. (Call it between checks, not during them.)"""
+        with self._lock:
+            for slot in list(self._pending):
+                if slot in self._free:
+                    self._read_waiting(slot, timeout=5)
+        return {p for p in self._waiting.values() if p}
 
     def map(self, jobs: Iterable[Job], workers: int | None = None) -> Iterator[tuple[Job, Verdict]]:
         """Check jobs in parallel; yields (job, verdict) as they finish."""
@@ -329,6 +451,23 @@ class Sandbox:
 def will_retry(v: Verdict) -> bool:
     """run_checks re-runs this verdict's check: it hit the wall-clock limit, not its CPU budget."""
     return v.status == "timed_out" and v.limit == "wall" and not v.retried
+
+
+def _remove_cgroups(paths: list[str]) -> None:
+    """Remove a run's cgroup directories if its zygote could not (they must be empty by now)."""
+    for p in paths:
+        if not os.path.isdir(p):
+            continue
+        for name in os.listdir(p):
+            if name.startswith("slot-") or name == "zygote":
+                try:
+                    os.rmdir(os.path.join(p, name))
+                except OSError:
+                    pass
+        try:
+            os.rmdir(p)
+        except OSError:
+            pass
 
 
 def run_checks(sandbox: Sandbox, jobs: Sequence[Job], *, workers: int, on_result: Callable | None = None,
