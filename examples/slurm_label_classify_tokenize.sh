@@ -356,7 +356,8 @@ submit() {
   if [ "$TRAIN" = 1 ]; then
     train_script=$(abspath "$train_script")
     [ -f "$train_script" ] || die "TRAIN_SCRIPT $train_script not found (or TRAIN=0 to stop after tokenize)" 2
-    export CONFIG=${CONFIG:-$(dirname "$train_script")/train_phi1_small.toml} DATA="$WORK/tok/" RUN
+    CONFIG=$(abspath "${CONFIG:-$(dirname "$train_script")/train_phi1_small.toml}")
+    export CONFIG DATA="$WORK/tok/" RUN
   fi
   wait_completing
   local comment
@@ -410,10 +411,10 @@ submit() {
     local what
     if [ "$s" = train ]; then
       args+=(--output="$WORK/logs/%x-%j.out" "${SFLAGS[@]}" "$train_script" "$TRAIN_MODE")
-      what="job"
+      what="the job"
     elif [ "$s" = classify-train ]; then
       args+=(--output="$WORK/logs/%x-%j.out" "${SFLAGS[@]}" "$SELF" "$s")
-      what="job"
+      what="the job"
     else
       args+=(--array="$(compress_ids "${todo[@]}")" --output="$WORK/logs/%x-%A_%a.out" "${SFLAGS[@]}" "$SELF" "$s" "$n")
       what="array $(compress_ids "${todo[@]}") of $n"
@@ -430,7 +431,7 @@ submit() {
     NEW_JOBS+=("$id")
     submitted+=("$s $id")
     changed=1
-    say "$(printf '%-15s' "$s") submitted $what as job $id${deps[0]:+ (after ${deps[*]})}"
+    say "$(printf '%-15s' "$s") submitted $what: job $id${deps[0]:+ (after ${deps[*]})}"
     if [ "$s" = classify-train ] || [ "$s" = train ]; then prev_deps=("$id"); else prev_deps=("$id" "${keep[@]}"); fi
   done
   # every job is queued: drop the stale ones, then let the new ones run

@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# The Slurm recipe (examples/slurm_label_classify_tokenize.sh) on a real one-node Slurm, end to end:
+#
+#   tests/slurm/selftest.sh            # exit 0: passed; 1: failed; 3: skipped (no root, no slurm-wlm/munge)
+#   KEEP=1 tests/slurm/selftest.sh     # keep the temp dir (cluster logs, WORK dirs) for a look afterwards
+#
+# It brings up a private cluster (tests/slurm/cluster.sh), ingests a slice of the Python standard library and
+# runs the recipe with CPU settings (heuristic labels, hash features, stdlib-8k, N=3, training on CPU last):
+#   1. a submission that fails at its last sbatch leaves nothing queued and nothing run;
+#   2. the happy path, submitted from the data directory with relative paths; a re-run submits nothing;
+#   3. a run submitted from elsewhere (DATA_DIR, relative script path) whose label task 1 is killed mid-run
+#      (scancel): its dependants are cancelled, `status` names the failed task, a stale pending job is injected,
+#      and `submit` alone resubmits exactly task 1 of 3 and the rest of the chain;
+#   4. an unsharded run (local, N=1);
+# and checks that 3 equals 2 part for part and byte for byte, and that 2 equals 4 as a union. Then it stops the
+# daemons it started (by pid). Needs phitools on PATH or a .venv in the checkout.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+RECIPE=$REPO/examples/slurm_label_classify_tokenize.sh
+CLUSTER=$HERE/cluster.sh
+if ! command -v phitools > /dev/null && [ -x "$REPO/.venv/bin/phitools" ]; then PATH="$REPO/.venv/bin:$PATH"; fi
+command -v phitools > /dev/null || { echo "selftest: phitools not on PATH (make venv)" >&2; exit 1; }
+PY=$(dirname "$(command -v phitools)")/python
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/phitools-slurm.XXXXXX")
+T0=$(date +%s)
+step() { printf '\n== %s  (t=%ss)\n' "$*" "$(($(date +%s) - T0))" >&2; }
+fail() { echo "selftest: FAILED: $*" >&2; exit 1; }
+cleanup() {
+  local rc=$?
+  "$CLUSTER" down "$T/cluster" || true
+  if [ "${KEEP:-0}" = 1 ] || [ "$rc" != 0 ]; then echo "selftest: files kept in $T" >&2; else rm -rf "$T"; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+
+step "one-node cluster"
+rc=0
+out=$("$CLUSTER" up "$T/cluster") || rc=$?
+[ "$rc" = 3 ] && { echo "selftest: SKIPPED: no cluster here (see above)" >&2; exit 3; }
+[ "$rc" = 0 ] || fail "the cluster did not start"
+eval "$out"
+sinfo >&2
+
+step "corpus: a slice of the standard library"
+mkdir -p "$T/data/lib" "$T/elsewhere"
+stdlib=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')
+find "$stdlib" -maxdepth 1 -name '*.py' | sort | head -n 90 | xargs -I{} cp {} "$T/data/lib/"
+(cd "$T/data" && phitools ingest lib -o corpus/ 2>&1 | tail -n 2 >&2)
+# a tiny model trained for a few steps on CPU, last in the chain, under torchrun like the real one
+cat > "$T/data/tiny.toml" <<'EOF'
+preset = "tiny"
+seq_len = 128
+batch_size = 4
+micro_batch_size = 4
+max_steps = 3
+warmup_steps = 1
+log_every = 1
+save_every = 3
+EOF
+
+export LABEL_ARGS="--backend heuristic" LABEL_FRACTION=1 CLF_FEATURES=hash CLF_ARGS="--estimator lgbm" \
+  TOKENIZER=stdlib-8k SEQ_LEN=128 TOKENIZE_ARGS=--no-pack BENCHMARKS="-b humaneval --no-download" \
+  CPUS=1 MEM=1G N=3 TRAIN=0
+unset DATA_DIR WORK CORPUS RUN
+
+queue() { squeue -h -r -o '%i %j %T %r' 2>/dev/null; }
+wait_queue() {  # until this private cluster's queue is empty (every job here is ours)
+  local i
+  for ((i = 0; i < 600; i++)); do
+    [ -z "$(queue)" ] && return 0
+    sleep 1
+  done
+  queue >&2
+  fail "the queue did not drain in 10 minutes"
+}
+check_logs() {  # WORK: every task's Slurm output file has its start line, a summary and exit 0
+  local w=$1 f n=0
+  for f in "$w"/logs/phi-*.out; do
+    case $f in *phi-train-*) grep -q "train: done at step" "$f" || fail "$f: no training summary"; n=$((n + 1)); continue ;; esac
+    grep -q '^\[recipe\] .* start on ' "$f" || fail "$f: no start line"
+    grep -q '^\[recipe\] .*: records in ' "$f" || grep -q '^\[recipe\] classify-train.*: classify train: ' "$f" || fail "$f: no summary"
+    grep -q '^\[recipe\] .*: exit 0 after ' "$f" || fail "$f: no 'exit 0' line"
+    n=$((n + 1))
+  done
+  echo "$n"
+}
+
+step "1. a submission that fails part-way leaves nothing queued"
+rc=0
+(cd "$T/data" && WORK=f TRAIN=1 TRAIN_SBATCH="--partition=no-such-partition" "$RECIPE" submit > "$T/f.out" 2> "$T/f.err") || rc=$?
+cat "$T/f.err" >&2
+[ "$rc" != 0 ] || fail "submit with a bad TRAIN_SBATCH exited 0"
+[ -z "$(queue)" ] || { queue >&2; fail "jobs left queued after a failed submit"; }
+[ ! -s "$T/f.out" ] || fail "a failed submit printed job ids: $(cat "$T/f.out")"
+grep -q "cancelling the 5 job(s) this submit queued" "$T/f.err" || fail "the failed submit did not say what it cancelled"
+[ ! -e "$T/data/f/labeled" ] || fail "a task of the failed submission ran"
+
+step "2. happy path: submitted from the data directory, relative paths, training last"
+(cd "$T/data" && WORK=a TRAIN=1 TRAIN_SBATCH="--gpus-per-node=0 --cpus-per-task=1 --mem=2G" NPROC=1 CONFIG=tiny.toml \
+  TRAIN_ARGS="--device cpu" "$RECIPE" submit > "$T/a.out")
+cat "$T/a.out" >&2
+[ "$(wc -l < "$T/a.out")" = 6 ] || fail "submit printed $(wc -l < "$T/a.out") job ids, not 6"
+[ "$(tail -n 1 "$T/a.out" | cut -d' ' -f1)" = train ] || fail "the train job is not last"
+wait_queue
+(cd "$T/data" && WORK=a TRAIN=1 "$RECIPE" status >&2) || fail "status after the happy path is not complete"
+nlogs=$(check_logs "$T/data/a")
+[ "$nlogs" = 14 ] || fail "$nlogs task logs in a/logs, not 4 arrays x 3 + 2 jobs"
+(cd "$T/data" && WORK=a TRAIN=1 "$RECIPE" submit > "$T/a2.out")
+[ ! -s "$T/a2.out" ] || fail "a re-run of a complete chain submitted: $(cat "$T/a2.out")"
+
+step "3. label task 1 of 3 killed mid-run, recovered by re-running submit"
+# test scaffolding: the first attempt at label task 1 stalls inside the task, so that it is killed while running
+cat > "$T/stall-phitools" <<EOF
+#!/usr/bin/env bash
+if [ "\$1" = label ] && [[ " \$* " == *" --shard 1/3 "* ]] && mkdir "$T/stalled" 2> /dev/null; then sleep 600; fi
+exec "$(command -v phitools)" "\$@"
+EOF
+chmod +x "$T/stall-phitools"
+recipe_rel=$(realpath --relative-to="$T/elsewhere" "$RECIPE")
+b() { (cd "$T/elsewhere" && DATA_DIR=../data WORK=b PHITOOLS="$T/stall-phitools" "$recipe_rel" "$@"); }
+b submit > "$T/b.out"
+cat "$T/b.out" >&2
+label_job=$(awk '$1 == "label" { print $2 }' "$T/b.out")
+b submit > "$T/b-again.out"
+[ ! -s "$T/b-again.out" ] || fail "submit while the chain is in flight submitted again: $(cat "$T/b-again.out")"
+for ((i = 0; i < 120; i++)); do
+  [ -d "$T/stalled" ] && squeue -h -r -o '%i %T' | grep -qx "${label_job}_1 RUNNING" && break
+  sleep 0.5
+done
+[ -d "$T/stalled" ] || fail "label task 1 never started"
+scancel "${label_job}_1"
+wait_queue   # the dependants are cancelled with it (--kill-on-invalid-dep), not left pending forever
+rc=0
+b status > "$T/b-status.txt" 2>&1 || rc=$?
+cat "$T/b-status.txt" >&2
+[ "$rc" = 1 ] || fail "status after the kill exited $rc, not 1"
+grep -Eq '^label +3 +2 +0 +0 +1  1$' "$T/b-status.txt" || fail "status does not show label task 1 failed"
+grep -q 'label task 1: exited exit=143 signal=TERM' "$T/b-status.txt" || fail "status does not say how task 1 ended"
+grep -Eq '^tokenize +3 +0 +0 +0 +0  0-2$' "$T/b-status.txt" || fail "status does not show tokenize missing"
+# a pending job left by an older submit, waiting forever on the failed task (DependencyNeverSatisfied)
+stale=$(sbatch --parsable --job-name=phi-apply --comment="phitools-recipe $T/data/b" --array=2 -o /dev/null \
+  --dependency="afterok:${label_job}_1" --wrap true)
+for ((i = 0; i < 60; i++)); do
+  squeue -h -r -o '%i %r' | grep -qx "${stale}_2 DependencyNeverSatisfied" && break
+  sleep 0.5
+done
+squeue -h -r -o '%i %r' | grep -qx "${stale}_2 DependencyNeverSatisfied" || fail "the injected job is not DependencyNeverSatisfied"
+b submit > "$T/b2.out" 2> "$T/b2.err"
+cat "$T/b2.out" "$T/b2.err" >&2
+grep -q "^label .*submitted array 1 of 3: job" "$T/b2.err" || fail "submit did not resubmit exactly task 1 of 3"
+grep -q "cancelling 1 pending job(s) that waited on failed or replaced jobs: ${stale}_2" "$T/b2.err" ||
+  fail "submit did not cancel the stale pending job"
+wait_queue
+b status >&2 || fail "status after the recovery is not complete"
+grep -q '^\[recipe\] label task 1 of 3: exit 143 (SIGTERM)' "$T"/data/b/logs/phi-label-"${label_job}"_1.out ||
+  fail "the killed task's log does not record its end"
+
+step "4. unsharded: local, N=1"
+(cd "$T/data" && WORK=c N=1 "$RECIPE" local 2> "$T/c.err") || { tail -n 20 "$T/c.err" >&2; fail "local N=1 failed"; }
+
+step "5. outputs"
+(cd "$T/data" && "$PY" "$HERE/compare_outputs.py" same a b && "$PY" "$HERE/compare_outputs.py" union a c) >&2 ||
+  fail "outputs differ"
+step "passed"
+echo "selftest: passed in $(($(date +%s) - T0))s" >&2
