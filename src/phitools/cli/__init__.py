@@ -22,7 +22,7 @@ app = typer.Typer(
 )
 
 # Order is the recipe's order; each module has register(app).
-COMMAND_MODULES = ["ingest", "label", "classify", "synth", "decontam", "tokenize", "train", "grow", "export", "eval", "cat", "stats"]
+COMMAND_MODULES = ["ingest", "label", "classify", "synth", "decontam", "tokenize", "train", "grow", "export", "eval", "cat", "stats", "verify"]
 
 
 def _version(value: bool) -> None:
