@@ -67,6 +67,7 @@ SBATCH_ARGS=${SBATCH_ARGS:-}         # flags for every job: --partition=cpu --ac
 LABEL_SBATCH=${LABEL_SBATCH:-} CLF_SBATCH=${CLF_SBATCH:-} APPLY_SBATCH=${APPLY_SBATCH:-}
 DECONTAM_SBATCH=${DECONTAM_SBATCH:-} TOKENIZE_SBATCH=${TOKENIZE_SBATCH:-}
 PHITOOLS=${PHITOOLS:-phitools}       # the phitools command (submit resolves it to an absolute path)
+VERIFY=${VERIFY:-size}               # submit/status: `phitools verify --quick` (sizes); sha256 hashes every file
 set -euo pipefail
 
 PROG=slurm_label_classify_tokenize.sh
@@ -202,33 +203,74 @@ task_command() {  # STAGE K N -> CMD: the phitools command of task K of N
 # ---------------------------------------------------------------------------------------------------------------
 # completeness: the shard layer's word (phitools verify), never a count of files here
 
-# missing_parts STAGE -> the task ids (0..n-1) whose output is not complete, space-separated; empty when done
+# missing_parts STAGE -> "K K ... | R ...": the task ids (0..n-1) whose output is not complete, then those whose
+# writer holds its lock right now (a task running outside Slurm's view, e.g. `local`); "|" alone when complete
 missing_parts() {
   local s=$1 dir n
   dir=$(stage_dir "$s")
   n=$(stage_n "$s")
   case $s in
     train)
-      "$PY" - "$dir/manifest.json" <<'EOF' || echo 0
+      "$PY" - "$dir/manifest.json" <<'EOF' || echo "0 |"
 import json, sys
 try:
     m = json.load(open(sys.argv[1]))
 except (OSError, ValueError):
-    print(0); sys.exit()
-print("" if m.get("train", {}).get("status") == "complete" else 0)
+    print("0 |"); sys.exit()
+print("|" if m.get("train", {}).get("status") == "complete" else "0 |")
 EOF
       return 0 ;;
   esac
   verify_missing "$dir" "$n"
 }
 
-verify_missing() {  # TEMPORARY until `phitools verify` lands (branch integrity): manifests present
-  local dir=$1 n=$2 k out=()
-  for ((k = 0; k < n; k++)); do
-    if [ "$n" -gt 1 ]; then f=$(printf '%s/manifest-%05d-of-%05d.json' "$dir" "$k" "$n"); else f="$dir/manifest.json"; fi
-    [ -f "$f" ] || out+=("$k")
-  done
-  echo "${out[*]}"
+verify_missing() {  # DIR N: `phitools verify` decides; parts it finds missing or damaged are the ones to (re)run
+  local dir=$1 n=$2 out rc=0
+  local -a quick=(--quick)
+  [ "$VERIFY" = sha256 ] && quick=()
+  out=$("$PHITOOLS" verify "$dir" --json --parts "$n" "${quick[@]}" 2>&1) || rc=$?
+  [ "$rc" -le 1 ] || die "phitools verify $dir failed: $out"
+  "$PY" -c '
+import json, re, sys
+rep, n = json.loads(sys.argv[1]), int(sys.argv[2])
+redo, other = set(rep["missing"]), []
+for p in rep["problems"]:
+    kind, part, name = p["kind"], p.get("part"), (p.get("path") or "").rsplit("/", 1)[-1]
+    if kind in ("missing_part", "no_manifest"):
+        continue
+    if part is not None and kind in ("missing_file", "size_mismatch", "sha256_mismatch"):
+        redo.add(part)  # damaged: the task writes its part again
+        continue
+    m = re.match(r"^(?:part|tokens)-(\d{5})-of-(\d{5})-\d{5}\.", name)
+    if kind == "extra_file" and m and int(m[2]) == n:
+        redo.add(int(m[1]))  # a shard its task left when it was killed: that task again
+        continue
+    if kind == "extra_file" and n == 1 and re.match(r"^(?:part|tokens)-\d{5}\.", name):
+        redo.add(0)
+        continue
+    other.append(p["message"])
+if other:
+    print("!" + rep["path"] + ": " + "; ".join(other[:3]) + " (" + (rep.get("hint") or "") + ")")
+    sys.exit(3)
+print(" ".join(map(str, sorted(redo))), "|", " ".join(map(str, rep.get("running") or [])))
+' "$out" "$n"
+}
+
+check_stage() {  # STAGE -> MISSING (task ids to run) and LOCKED (ids a writer holds now), or STAGE_ERROR
+  local out rc=0
+  out=$(missing_parts "$1") || rc=$?
+  if [ "$rc" != 0 ]; then
+    case $out in
+      "!"*) STAGE_ERROR=${out#!} ;;
+      *) STAGE_ERROR="could not check $(stage_dir "$1"): $out" ;;
+    esac
+    return 1
+  fi
+  local -a w
+  read -r -a w <<< "${out%%|*}"
+  MISSING=${w[*]}
+  read -r -a w <<< "${out#*|}"
+  LOCKED=${w[*]}
 }
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -369,11 +411,11 @@ submit() {
     [ "$s" = train ] && [ "$TRAIN" != 1 ] && continue
     local n missing
     n=$(stage_n "$s")
-    missing=$(missing_parts "$s") || { rollback; die "could not check $(stage_dir "$s")"; }
+    check_stage "$s" || { rollback; die "$STAGE_ERROR"; }
+    missing=$MISSING
     if [ -z "$missing" ]; then
       if [ -n "$earlier_incomplete" ]; then
-        rollback
-        die "$(stage_dir "$s") is complete but the stage before it ($earlier_incomplete) is not: it was made from other data. Remove $(stage_dir "$s") and the stages after it to redo them"
+        say "note: $(stage_dir "$s") is complete though $earlier_incomplete is not: kept as it is (remove it to redo it from the new $earlier_incomplete output)"
       fi
       say "$(printf '%-15s' "$s") done: all $n part(s) complete, skipped"
       prev_deps=()
@@ -394,6 +436,8 @@ submit() {
           continue
         fi
         cancel+=("$ref")
+      elif [[ " $LOCKED " == *" $k "* ]]; then
+        die "task $k of $s is being written right now by a process that is not one of this recipe's queued jobs (its lock in $(stage_dir "$s") is held): let it finish or stop it, then submit again"
       fi
       todo+=("$k")
     done
@@ -464,7 +508,12 @@ status() {
     [ "$s" = train ] && [ "$TRAIN" != 1 ] && continue
     local n missing k
     n=$(stage_n "$s")
-    missing=$(missing_parts "$s") || missing="?"
+    if ! check_stage "$s"; then
+      printf '%-15s %6s  %s\n' "$s" "$n" "cannot tell: $STAGE_ERROR"
+      all_done=0
+      continue
+    fi
+    missing=$MISSING
     [ -n "$missing" ] && all_done=0
     local -i running=0 pending=0 failed=0 ndone
     local -a lost=() notes=()
@@ -473,6 +522,7 @@ status() {
       local line state
       line=$(printf '%s\n' "$QUEUE" | awk -v s="$s" -v k="$k" '$1 == s && $2 == k { print; exit }')
       state=$(awk '{ print $4 }' <<< "$line")
+      [[ " $LOCKED " == *" $k "* ]] && [ -z "$state" ] && state=RUNNING   # written now, outside Slurm (local)
       case $state in
         RUNNING|COMPLETING) running+=1 ;;
         PENDING|CONFIGURING|SUSPENDED|REQUEUED*) pending+=1 ;;
@@ -516,7 +566,8 @@ run_local() {
   for s in label classify-train apply decontam tokenize; do
     local n missing
     n=$(stage_n "$s")
-    missing=$(missing_parts "$s")
+    check_stage "$s" || die "$STAGE_ERROR"
+    missing=$MISSING
     [ -z "$missing" ] && { say "[recipe] $s: all $n part(s) complete, skipped"; continue; }
     for k in $missing; do (run_task "$s" "$k" "$n"); done
   done

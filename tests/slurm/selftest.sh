@@ -90,7 +90,7 @@ check_logs() {  # WORK: every task's Slurm output file has its start line, a sum
 
 step "1. a submission that fails part-way leaves nothing queued"
 rc=0
-(cd "$T/data" && WORK=f TRAIN=1 TRAIN_SBATCH="--partition=no-such-partition" "$RECIPE" submit > "$T/f.out" 2> "$T/f.err") || rc=$?
+(cd "$T/data" && WORK=f TRAIN=1 TRAIN_SBATCH="--gpus-per-node=0 --partition=no-such-partition" "$RECIPE" submit > "$T/f.out" 2> "$T/f.err") || rc=$?
 cat "$T/f.err" >&2
 [ "$rc" != 0 ] || fail "submit with a bad TRAIN_SBATCH exited 0"
 [ -z "$(queue)" ] || { queue >&2; fail "jobs left queued after a failed submit"; }
