@@ -115,7 +115,7 @@ resolve_n() {  # N as given, else the N this WORK was started with, else 64; a d
   export N
 }
 
-resolve_tokenizer() {  # on the login node: a Hub id becomes a saved tokenizer.json; stdlib-8k is bundled
+resolve_tokenizer() {  # [offline]: a Hub id becomes WORK/tokenizer/<id>.json, saved here once; stdlib-8k is bundled
   case $TOKENIZER in
     stdlib-8k) return 0 ;;
   esac
@@ -127,6 +127,9 @@ resolve_tokenizer() {  # on the login node: a Hub id becomes a saved tokenizer.j
     *.json|/*|./*|../*) die "TOKENIZER $TOKENIZER not found (a tokenizer.json, stdlib-8k, or a Hub id like microsoft/phi-1)" 2 ;;
   esac
   local saved="$WORK/tokenizer/${TOKENIZER//\//__}.json"
+  if [ ! -f "$saved" ] && [ "${1:-}" = offline ]; then
+    die "TOKENIZER $TOKENIZER is a Hub id and $saved does not exist: run submit (it saves it on the login node), or set TOKENIZER to a tokenizer.json or stdlib-8k" 2
+  fi
   if [ ! -f "$saved" ]; then
     say "saving the Hub tokenizer $TOKENIZER to $saved (compute nodes may be offline)"
     mkdir -p "$WORK/tokenizer"
@@ -290,6 +293,7 @@ run_task() {  # STAGE K N: run task K of N of STAGE here, with a start line, the
   local job=${SLURM_ARRAY_JOB_ID:+${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}}
   job=${job:-${SLURM_JOB_ID:-local}}
   local log=${SLURM_JOB_ID:+$WORK/logs/${SLURM_JOB_NAME:-job}-$job.out}
+  [ "$s" = tokenize ] && resolve_tokenizer offline   # a task never downloads: submit saved a Hub tokenizer
   task_command "$s" "$k" "$n"
   # the tools print their summaries (and periodic progress) on stderr when it is not a terminal
   export PHITOOLS_VERBOSE=1 PYTHONUNBUFFERED=1
