@@ -459,13 +459,13 @@ submit() {
     local what
     if [ "$s" = train ]; then
       args+=(--output="$WORK/logs/%x-%j.out" "${SFLAGS[@]}" "$train_script" "$TRAIN_MODE")
-      what="the job"
+      what=""
     elif [ "$s" = classify-train ]; then
       args+=(--output="$WORK/logs/%x-%j.out" "${SFLAGS[@]}" "$SELF" "$s")
-      what="the job"
+      what=""
     else
       args+=(--array="$(compress_ids "${todo[@]}")" --output="$WORK/logs/%x-%A_%a.out" "${SFLAGS[@]}" "$SELF" "$s" "$n")
-      what="array $(compress_ids "${todo[@]}") of $n"
+      what=" --array=$(compress_ids "${todo[@]}") (N=$n)"
     fi
     local out id
     if ! out=$(sbatch "${args[@]}" 2>&1); then
@@ -479,7 +479,7 @@ submit() {
     NEW_JOBS+=("$id")
     submitted+=("$s $id")
     changed=1
-    say "$(printf '%-15s' "$s") submitted $what: job $id${deps[0]:+ (after ${deps[*]})}"
+    say "$(printf '%-15s' "$s") submitted$what: job $id${deps[0]:+ (after ${deps[*]})}"
     if [ "$s" = classify-train ] || [ "$s" = train ]; then prev_deps=("$id"); else prev_deps=("$id" "${keep[@]}"); fi
   done
   # every job is queued: drop the stale ones, then let the new ones run

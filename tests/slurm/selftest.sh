@@ -5,15 +5,19 @@
 #   KEEP=1 tests/slurm/selftest.sh     # keep the temp dir (cluster logs, WORK dirs) for a look afterwards
 #
 # It brings up a private cluster (tests/slurm/cluster.sh), ingests a slice of the Python standard library and
-# runs the recipe with CPU settings (heuristic labels, hash features, stdlib-8k, N=3, training on CPU last):
+# runs the recipe with CPU settings (hash features, stdlib-8k, N=3, a tiny model trained on CPU last). Labels
+# come over real HTTP from phitools' loopback OpenAI-compatible server (phitools.llm.testing: deterministic
+# answers, 0.2 s each), so that a label task is still at work when it is killed.
 #   1. a submission that fails at its last sbatch leaves nothing queued and nothing run;
 #   2. the happy path, submitted from the data directory with relative paths; a re-run submits nothing;
-#   3. a run submitted from elsewhere (DATA_DIR, relative script path) whose label task 1 is killed mid-run
-#      (scancel): its dependants are cancelled, `status` names the failed task, a stale pending job is injected,
-#      and `submit` alone resubmits exactly task 1 of 3 and the rest of the chain;
+#   3. a run submitted from elsewhere (DATA_DIR, relative script path; a second submit while it is in flight
+#      submits nothing) whose label task 1 is killed by scancel while its `phitools label` is half-way through
+#      its requests: the dependants are cancelled, `status` names the failed task, a stale pending job is
+#      injected, and `submit` alone resubmits exactly task 1 of 3 (which re-sends only what its request cache
+#      lacks) and the rest of the chain;
 #   4. an unsharded run (local, N=1);
 # and checks that 3 equals 2 part for part and byte for byte, and that 2 equals 4 as a union. Then it stops the
-# daemons it started (by pid). Needs phitools on PATH or a .venv in the checkout.
+# daemons and the server it started (by pid). Needs phitools on PATH or a .venv in the checkout.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -28,9 +32,11 @@ T=$(mktemp -d "${TMPDIR:-/tmp}/phitools-slurm.XXXXXX")
 T0=$(date +%s)
 step() { printf '\n== %s  (t=%ss)\n' "$*" "$(($(date +%s) - T0))" >&2; }
 fail() { echo "selftest: FAILED: $*" >&2; exit 1; }
+SERVER_PID=""
 cleanup() {
   local rc=$?
   "$CLUSTER" down "$T/cluster" || true
+  if [ -n "$SERVER_PID" ] && [ -d "/proc/$SERVER_PID" ]; then kill "$SERVER_PID" 2> /dev/null || true; fi
   if [ "${KEEP:-0}" = 1 ] || [ "$rc" != 0 ]; then echo "selftest: files kept in $T" >&2; else rm -rf "$T"; fi
   exit "$rc"
 }
@@ -61,7 +67,17 @@ log_every = 1
 save_every = 3
 EOF
 
-export LABEL_ARGS="--backend heuristic" LABEL_FRACTION=1 CLF_FEATURES=hash CLF_ARGS="--estimator lgbm" \
+step "labeller: phitools' loopback OpenAI-compatible server"
+mkfifo "$T/server.in"
+exec 7<> "$T/server.in"   # the server serves until its stdin closes (this script's end)
+"$PY" -m phitools.llm.testing --latency 0.2 < "$T/server.in" > "$T/server.url" 2> "$T/server.log" 7>&- &
+SERVER_PID=$!
+for ((i = 0; i < 100; i++)); do [ -s "$T/server.url" ] && break; sleep 0.2; done
+URL=$(cat "$T/server.url")
+[ -n "$URL" ] || fail "the labelling server did not start: $(cat "$T/server.log")"
+echo "$URL" >&2
+
+export LABEL_ARGS="--api-base $URL --model fake-labeller --concurrency 8" LABEL_FRACTION=1 CLF_FEATURES=hash CLF_ARGS="--estimator lgbm" \
   TOKENIZER=stdlib-8k SEQ_LEN=128 TOKENIZE_ARGS=--no-pack BENCHMARKS="-b humaneval --no-download" \
   CPUS=1 MEM=1G N=3 TRAIN=0
 unset DATA_DIR WORK CORPUS RUN
@@ -112,33 +128,38 @@ nlogs=$(check_logs "$T/data/a")
 [ ! -s "$T/a2.out" ] || fail "a re-run of a complete chain submitted: $(cat "$T/a2.out")"
 
 step "3. label task 1 of 3 killed mid-run, recovered by re-running submit"
-# test scaffolding: the first attempt at label task 1 stalls inside the task, so that it is killed while running
-cat > "$T/stall-phitools" <<EOF
-#!/usr/bin/env bash
-if [ "\$1" = label ] && [[ " \$* " == *" --shard 1/3 "* ]] && mkdir "$T/stalled" 2> /dev/null; then sleep 600; fi
-exec "$(command -v phitools)" "\$@"
-EOF
-chmod +x "$T/stall-phitools"
 recipe_rel=$(realpath --relative-to="$T/elsewhere" "$RECIPE")
-b() { (cd "$T/elsewhere" && DATA_DIR=../data WORK=b PHITOOLS="$T/stall-phitools" "$recipe_rel" "$@"); }
+# one request at a time: task 1's ~30 requests take ~6 s, time to kill it half-way
+b() { (cd "$T/elsewhere" && DATA_DIR=../data WORK=b LABEL_ARGS="--api-base $URL --model fake-labeller --concurrency 1" \
+  "$recipe_rel" "$@"); }
+answers() {  # answers in a label task's request cache so far
+  "$PY" -c 'import sqlite3, sys
+try:
+    print(sqlite3.connect(sys.argv[1], timeout=5).execute("select count(*) from answers").fetchone()[0])
+except sqlite3.Error:
+    print(0)' "$1"
+}
 b submit > "$T/b.out"
 cat "$T/b.out" >&2
 label_job=$(awk '$1 == "label" { print $2 }' "$T/b.out")
 b submit > "$T/b-again.out"
 [ ! -s "$T/b-again.out" ] || fail "submit while the chain is in flight submitted again: $(cat "$T/b-again.out")"
-for ((i = 0; i < 120; i++)); do
-  [ -d "$T/stalled" ] && squeue -h -r -o '%i %T' | grep -qx "${label_job}_1 RUNNING" && break
-  sleep 0.5
+cache1=$T/data/b/cache/label-1-of-3.sqlite
+for ((i = 0; i < 600; i++)); do
+  [ -f "$cache1" ] && [ "$(answers "$cache1")" -ge 5 ] && break
+  sleep 0.1
 done
-[ -d "$T/stalled" ] || fail "label task 1 never started"
+squeue -h -r -o '%i %T' | grep -qx "${label_job}_1 RUNNING" || fail "label task 1 is not running"
 scancel "${label_job}_1"
 wait_queue   # the dependants are cancelled with it (--kill-on-invalid-dep), not left pending forever
+before=$(answers "$cache1")
+echo "label task 1 was killed with $before answers in its request cache" >&2
 rc=0
 b status > "$T/b-status.txt" 2>&1 || rc=$?
 cat "$T/b-status.txt" >&2
 [ "$rc" = 1 ] || fail "status after the kill exited $rc, not 1"
 grep -Eq '^label +3 +2 +0 +0 +1  1$' "$T/b-status.txt" || fail "status does not show label task 1 failed"
-grep -q 'label task 1: exited exit=143 signal=TERM' "$T/b-status.txt" || fail "status does not say how task 1 ended"
+grep -Eq 'label task 1: exited exit=[0-9]+ signal=TERM' "$T/b-status.txt" || fail "status does not say how task 1 ended"
 grep -Eq '^tokenize +3 +0 +0 +0 +0  0-2$' "$T/b-status.txt" || fail "status does not show tokenize missing"
 # a pending job left by an older submit, waiting forever on the failed task (DependencyNeverSatisfied)
 stale=$(sbatch --parsable --job-name=phi-apply --comment="phitools-recipe $T/data/b" --array=2 -o /dev/null \
@@ -150,13 +171,17 @@ done
 squeue -h -r -o '%i %r' | grep -qx "${stale}_2 DependencyNeverSatisfied" || fail "the injected job is not DependencyNeverSatisfied"
 b submit > "$T/b2.out" 2> "$T/b2.err"
 cat "$T/b2.out" "$T/b2.err" >&2
-grep -q "^label .*submitted array 1 of 3: job" "$T/b2.err" || fail "submit did not resubmit exactly task 1 of 3"
+grep -q "^label .*submitted --array=1 (N=3): job" "$T/b2.err" || fail "submit did not resubmit exactly task 1 of 3"
 grep -q "cancelling 1 pending job(s) that waited on failed or replaced jobs: ${stale}_2" "$T/b2.err" ||
   fail "submit did not cancel the stale pending job"
 wait_queue
 b status >&2 || fail "status after the recovery is not complete"
-grep -q '^\[recipe\] label task 1 of 3: exit 143 (SIGTERM)' "$T"/data/b/logs/phi-label-"${label_job}"_1.out ||
+grep -Eq '^\[recipe\] label task 1 of 3: exit [0-9]+ \(SIGTERM\)' "$T"/data/b/logs/phi-label-"${label_job}"_1.out ||
   fail "the killed task's log does not record its end"
+cached=$("$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["llm"]["usage"]["cached"])' \
+  "$T/data/b/labeled/manifest-00001-of-00003.json")
+echo "the re-run of label task 1 took $cached answers from its cache (the killed attempt had $before)" >&2
+if [ "$before" -lt 1 ] || [ "$cached" -lt "$before" ]; then fail "the re-run re-sent requests its cache held"; fi
 
 step "4. unsharded: local, N=1"
 (cd "$T/data" && WORK=c N=1 "$RECIPE" local 2> "$T/c.err") || { tail -n 20 "$T/c.err" >&2; fail "local N=1 failed"; }
