@@ -45,6 +45,10 @@ class DataError(PhitoolsError):
         self.reason = message
 
 
+class BusyError(PhitoolsError):
+    """An output is being written by another process right now (its lock is held)."""
+
+
 class CheckpointError(PhitoolsError):
     """A checkpoint is missing, incomplete, tampered with, or of the wrong shape."""
 

@@ -33,7 +33,7 @@ def tiny(tmp_path_factory):
     from phitools.model.checkpoint import save_checkpoint
     from phitools.model.phi import Phi, preset_config
     from phitools.shards import write_manifest
-    from phitools.shards.tokens import FORMAT, TokenShardWriter, dtype_for_vocab
+    from phitools.shards.tokens import TokenShardWriter
     from phitools.steps import tokenize as T
 
     root = tmp_path_factory.mktemp("evalcli")
@@ -50,11 +50,10 @@ def tiny(tmp_path_factory):
     for enc in tok.encode_batch(texts[:3]):
         w.add(np.array(enc.ids + [eot], dtype=np.int64))
     w.close()
-    tok.save(str(tokdir / "tokenizer.json"))
-    write_manifest(tokdir / "manifest.json", tool="tokenize", seed=0, outputs=w.shards,
-                   extra={"format": FORMAT, "dtype": dtype_for_vocab(vocab).name, "vocab_size": vocab, "eot_id": eot,
-                          "seq_len": 32, "packed": True, "tokens": w.tokens, "documents": 3, "shards": w.shards,
-                          "tokenizer_sha256": T.tokenizer_sha256(tok)})
+    w.set_tokenizer(tok)
+    w.commit(lambda path, fields: write_manifest(path, tool="tokenize", seed=0, outputs=w.shards,
+                                                 extra={**fields, "vocab_size": vocab, "eot_id": eot, "documents": 3,
+                                                        "tokenizer_sha256": T.tokenizer_sha256(tok)}))
     return ckpt, tokdir, w.tokens
 
 

@@ -63,3 +63,36 @@ def test_broken_pipe_is_quiet(stdlib_small):
     assert p.returncode == 0 and p.stderr == b"" and p.stdout.count(b"\n") == 1
     p = subprocess.run(["bash", "-c", f"set -o pipefail; {sys.executable} -m phitools ingest {stdlib_small} | head -c 10"], capture_output=True)
     assert p.stderr == b"" and p.returncode == 0
+
+
+def test_special_files_are_skipped_and_counted(tmp_path):
+    import os
+
+    d = tmp_path / "src"
+    d.mkdir()
+    (d / "ok.py").write_text("x = 1\n")
+    os.mkfifo(d / "fifo.py")  # reading it would block forever
+    (d / "zero.py").symlink_to("/dev/zero")  # reading it never ends
+    (d / "null.py").symlink_to("/dev/null")
+    out = run_phitools("ingest", d, "-o", tmp_path / "c", timeout=60)  # a FIFO read would block forever
+    assert out.returncode == 0, out.stderr
+    m = json.loads((tmp_path / "c" / "manifest.json").read_text())
+    assert m["stats"]["records_out"] == 1 and m["stats"]["dropped"] == {"special_file": 3}
+    named = run_phitools("ingest", d / "fifo.py", timeout=60)
+    assert named.returncode == 0 and named.stdout == b""
+
+
+def test_dedup_with_shard_gives_the_unsharded_answer(stdlib_small, tmp_path):
+    stdlib_small = _own_copy(stdlib_small, tmp_path)
+    files = sorted(stdlib_small.glob("*.py"))
+    for i, f in enumerate(files[:12]):  # twelve copies, spread over the listing order
+        (stdlib_small / f"zz_copy_{i}.py").write_bytes(f.read_bytes())
+    whole = _records(run_phitools("ingest", stdlib_small, "--dedup", check=True).stdout)
+    parts = []
+    for k in range(3):
+        run_phitools("ingest", stdlib_small, "--dedup", "--shard", f"{k}/3", "-o", tmp_path / "p", check=True)
+    parts = _records(run_phitools("cat", tmp_path / "p", check=True).stdout)
+    assert len(whole) == 60
+    assert sorted(r["id"] for r in parts) == sorted(r["id"] for r in whole)
+    m = json.loads((tmp_path / "p" / "manifest-00000-of-00003.json").read_text())
+    assert m["ingest"]["shard_by"].startswith("file size")

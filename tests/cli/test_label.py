@@ -58,6 +58,29 @@ def test_heuristic_through_stdin_file_and_dir(tmp_path, phitools):
     assert not (tmp_path / "o" / "llm-cache.sqlite").exists()
 
 
+@pytest.mark.parametrize("split", ["by_record", "by_file"])
+def test_sample_with_shard_labels_the_unsharded_sample_not_n_per_part(tmp_path, phitools, split):
+    if split == "by_record":
+        write_corpus(tmp_path / "c.jsonl", 40)
+        src = [str(tmp_path / "c.jsonl")]
+    else:
+        (tmp_path / "c").mkdir()
+        for j in range(5):
+            write_corpus(tmp_path / "c" / f"f{j}.jsonl", 8)
+            lines = (tmp_path / "c" / f"f{j}.jsonl").read_bytes().replace(b'"id":"r', b'"id":"f%d-r' % j)
+            (tmp_path / "c" / f"f{j}.jsonl").write_bytes(lines)
+        src = [str(tmp_path / "c")]
+    whole = phitools("label", *src, "--backend", "heuristic", "--sample", "9", "-q", check=True)
+    want = sorted(json.loads(line)["id"] for line in whole.stdout.splitlines())
+    for k in range(3):
+        phitools("label", *src, "--backend", "heuristic", "--sample", "9", "--shard", f"{k}/3", "-o", str(tmp_path / "o"), "-q",
+                 check=True)
+    got = sorted(r["id"] for r in read_jsonl(tmp_path / "o"))
+    assert got == want and len(got) == 9  # 9 labels in all, the same 9, not 9 per part
+    man = json.loads((tmp_path / "o" / "manifest-00001-of-00003.json").read_text())
+    assert man["label"]["sampling"]["scope"].startswith("the unsharded sample of 9") and man["label"]["sampling"]["considered"] == 40
+
+
 def test_server_run_manifest_usage_votes_and_no_key_anywhere(tmp_path, phitools):
     write_corpus(tmp_path / "c.jsonl", 8)
     out = tmp_path / "labeled.jsonl.zst"

@@ -133,6 +133,21 @@ def test_dedup_and_stats(tmp_path, phitools):
     assert m["diversity"]["records"] == 1 and "distinct-1" in r.stderr.decode()
 
 
+def test_dedup_with_shard_says_it_is_per_part_and_stats_dedups_the_union(tmp_path, phitools):
+    same = "# Loops\n\n" + " ".join(f"word{i}" for i in range(80))
+    with FakeLLMServer(answer=same) as srv:
+        for k in range(2):
+            r = phitools("synth", "--topics", TOPICS, "--n", "6", "--dedup", "--shard", f"{k}/2", "--api-base", srv.url,
+                         "--model", "fake", "-o", tmp_path / "tb")
+            assert r.returncode == 0, r.stderr.decode()
+            assert b"within this part only" in r.stderr
+    m = json.loads((tmp_path / "tb" / "manifest-00000-of-00002.json").read_text())
+    assert m["synth"]["dedup"]["scope"] == "per shard: part 0/2 only"
+    r = phitools("stats", tmp_path / "tb", "--dedup", tmp_path / "dd", "-o", tmp_path / "report.json")
+    assert r.returncode == 0, r.stderr.decode()
+    assert json.loads((tmp_path / "dd" / "manifest.json").read_text())["stats"]["records_out"] == 1  # the unsharded answer
+
+
 def test_show_template():
     res = CliRunner().invoke(app, ["synth", "--show-template", "--kind", "story"])
     assert res.exit_code == 0 and "{noun}" in res.stdout and res.stdout.startswith("[system]")

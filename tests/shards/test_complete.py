@@ -123,3 +123,22 @@ def test_verify_command(tmp_path):
     assert r.returncode == 0 and b"complete: " in r.stdout
     r = run_phitools("verify", d, "--parts", "0")
     assert r.returncode == 2
+
+
+def test_running_names_the_parts_whose_writer_holds_its_lock(tmp_path):
+    import subprocess
+    import sys
+
+    d = tmp_path / "b"
+    _write(d, n=3, shard="0/3")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from phitools.shards import RecordWriter, parse_shard; "
+         f"w = RecordWriter({str(d)!r}, tool='t', shard=parse_shard('1/3')); print('ready', flush=True); sys.stdin.read(); w.abort()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == b"ready"
+        rep = json.loads(run_phitools("verify", d, "--json").stdout)
+        assert rep["running"] == [1] and rep["missing"] == [1, 2]
+    finally:
+        holder.communicate(b"", timeout=60)
+    assert json.loads(run_phitools("verify", d, "--json").stdout)["running"] == []

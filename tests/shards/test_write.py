@@ -96,9 +96,11 @@ def test_redact_argv():
 
 
 def test_stale_tmp_from_a_killed_writer_is_removed(tmp_path):
+    from phitools.shards.ownership import hostname, pid_namespace
+
     out = tmp_path / "out"
     out.mkdir()
-    stale = out / ".part-00000.jsonl.zst.tmp-999999999"
+    stale = out / f".part-00000.jsonl.zst.tmp-{hostname()}-{pid_namespace()}-999999999"
     stale.write_bytes(b"half")
     with RecordWriter(out, tool="t") as w:
         w.write({"id": 1})

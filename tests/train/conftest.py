@@ -14,23 +14,21 @@ STDLIB = Path(sysconfig.get_paths()["stdlib"])
 def make_token_dir(out: Path, *, n_files: int = 40, vocab_size: int = 512, seq_len: int = 64, shard_tokens: int = 20_000) -> Path:
     """tokenizer.json + tokens-*.bin + manifest.json, as `phitools tokenize -o` writes them, from stdlib files."""
     from phitools.shards import write_manifest
-    from phitools.shards.tokens import FORMAT, TokenShardWriter, dtype_for_vocab
+    from phitools.shards.tokens import TokenShardWriter
     from phitools.steps import tokenize as T
 
     texts = [p.read_text(encoding="utf-8", errors="replace") for p in sorted(STDLIB.glob("*.py"))[:n_files]]
     tok = T.train_tokenizer(texts, vocab_size)
-    out.mkdir(parents=True, exist_ok=True)
-    tok.save(str(out / "tokenizer.json"))
     eot = T.eot_id(tok)
     vocab = tok.get_vocab_size(with_added_tokens=True)
     w = TokenShardWriter(out, vocab_size=vocab, seq_len=seq_len, packed=True, shard_tokens=shard_tokens)
+    w.set_tokenizer(tok)
     for enc in tok.encode_batch(texts):
         w.add(np.array(enc.ids + [eot], dtype=np.int64))
     w.close()
-    write_manifest(out / "manifest.json", tool="tokenize", argv=["test"], seed=0, outputs=w.shards,
-                   extra={"format": FORMAT, "dtype": dtype_for_vocab(vocab).name, "vocab_size": vocab, "eot_id": eot,
-                          "seq_len": seq_len, "packed": True, "tokens": w.tokens, "documents": len(texts), "shards": w.shards,
-                          "tokenizer_sha256": T.tokenizer_sha256(tok)})
+    w.commit(lambda path, fields: write_manifest(path, tool="tokenize", argv=["test"], seed=0, outputs=w.shards,
+                                                 extra={**fields, "vocab_size": vocab, "eot_id": eot, "documents": len(texts),
+                                                        "tokenizer_sha256": T.tokenizer_sha256(tok)}))
     return out
 
 

@@ -95,3 +95,17 @@ def test_resume_in_process_is_bitwise_and_run_is_a_checkpoint(token_dir, tmp_pat
     man = json.loads((tmp_path / "full" / "manifest.json").read_text())
     assert man["train"]["status"] == "complete" and man["train"]["checkpoints"] == ["step-000003", "step-000006"]
     assert (tmp_path / "full" / "latest").resolve() == (tmp_path / "full" / "checkpoints" / "step-000006").resolve()
+
+
+def test_a_run_that_fails_with_an_oserror_is_marked_failed(token_dir, tmp_path, monkeypatch):
+    import errno
+    import json
+
+    def disk_full(self):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Trainer, "fit", disk_full)
+    with pytest.raises(OSError):
+        train(cfg(token_dir, tmp_path / "r"))
+    t = json.loads((tmp_path / "r" / "manifest.json").read_text())["train"]
+    assert t["status"] == "failed" and "No space left" in t["error"]

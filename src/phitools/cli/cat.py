@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from phitools.cli.common import Inputs, Limit, Output, Quiet, Seed, Shard, ShardSize, SkipBad, ToolIO, handle_errors, setup
+from phitools.cli.common import AllowPartial, Inputs, Limit, Output, Quiet, Seed, Shard, ShardSize, SkipBad, ToolIO, handle_errors, setup
 
 
 @handle_errors("cat")
@@ -14,6 +14,7 @@ def cat(
     shard: Shard = None,
     shard_size: ShardSize = "100000",
     skip_bad: SkipBad = False,
+    allow_partial: AllowPartial = False,
     seed: Seed = 0,
     limit: Limit = None,
     quiet: Quiet = False,
@@ -27,7 +28,8 @@ def cat(
         cat data.jsonl | phitools cat -o data.jsonl.zst
     """
     setup(quiet)
-    with ToolIO("cat", inputs, output, shard=shard, skip_bad=skip_bad, required=(), seed=seed, limit=limit, shard_size=shard_size) as io:
+    with ToolIO("cat", inputs, output, shard=shard, skip_bad=skip_bad, required=(), seed=seed, limit=limit, shard_size=shard_size,
+                allow_partial=allow_partial) as io:
         write = io.writer.write
         for rec in io.records():
             write(rec)

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 from typing_extensions import Annotated
 
-from phitools.cli.common import Inputs, Limit, Output, Quiet, Seed, Shard, ShardSize, SkipBad, handle_errors, setup
+from phitools.cli.common import AllowPartial, Inputs, Limit, Output, Quiet, Seed, Shard, ShardSize, SkipBad, handle_errors, setup
 from phitools.errors import UsageError
 from phitools.runtime import console
 
@@ -57,6 +57,7 @@ def train(
     device: Annotated[str, typer.Option("--device", help="model: auto, cpu, cuda, cuda:1 ...")] = "auto",
     threads: Annotated[int, typer.Option("--threads", help="Threads for fitting (LightGBM, random forest).", min=1)] = 1,
     skip_bad: SkipBad = False,
+    allow_partial: AllowPartial = False,
     seed: Seed = 0,
     limit: Limit = None,
     quiet: Quiet = False,
@@ -94,7 +95,8 @@ def train(
                         max_columns=max_columns, seed=seed, threads=threads)
     opts.check()
     stats = Stats()
-    reader = RecordReader(labeled, skip_bad=skip_bad, required=("text",), stats=stats)
+    reader = RecordReader(labeled, skip_bad=skip_bad, required=("text",), str_fields=("text",), stats=stats,
+                          allow_partial=allow_partial)
     records = iter(reader)
     if limit is not None:
         records = itertools.islice(records, limit)
@@ -130,6 +132,7 @@ def apply(
     shard: Shard = None,
     shard_size: ShardSize = "100000",
     skip_bad: SkipBad = False,
+    allow_partial: AllowPartial = False,
     seed: Seed = 0,
     limit: Limit = None,
     quiet: Quiet = False,
@@ -171,14 +174,16 @@ def apply(
         keep = Keep("threshold", threshold=classifier.decision if threshold is None else threshold)
     stats = Stats()
     spec = parse_shard(shard)
-    reader = RecordReader(inputs, shard=spec, skip_bad=skip_bad, required=("text",), stats=stats)
+    reader = RecordReader(inputs, shard=spec, skip_bad=skip_bad, required=("text",), str_fields=("text",), stats=stats,
+                          allow_partial=allow_partial)
     rereadable = "-" not in reader.files
 
     def open_records():
         # a fresh reader per pass (--keep-top reads files twice); the counters are those of the last pass
         stats.records_in = 0
         stats.skipped_bad.clear()
-        it = iter(RecordReader(inputs, shard=spec, skip_bad=skip_bad, required=("text",), stats=stats))
+        it = iter(RecordReader(inputs, shard=spec, skip_bad=skip_bad, required=("text",), str_fields=("text",), stats=stats,
+                               allow_partial=allow_partial))
         return itertools.islice(it, limit) if limit is not None else it
 
     info = {"classifier": classifier.tag, "path": clf, "estimator": classifier.estimator, "target": classifier.target,

@@ -29,6 +29,7 @@ Seed = Annotated[int, typer.Option("--seed", metavar="INT", help="Random seed; t
 Limit = Annotated[Optional[int], typer.Option("--limit", metavar="N", help="Stop after N input records.", show_default=False, min=0)]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or info on stderr (errors still print).")]
 SkipBad = Annotated[bool, typer.Option("--skip-bad", help="Count and skip malformed records instead of stopping (the count goes into the manifest).")]
+AllowPartial = Annotated[bool, typer.Option("--allow-partial", help="Read an incomplete output directory anyway (missing --shard parts, unlisted or damaged files): what checks out is read, and the gaps are noted in the manifest (stats.partial_inputs).")]
 ShardSize = Annotated[str, typer.Option("--shard-size", metavar="N|SIZE", help="Rotate output shards after N records, or after a size with a unit (e.g. 256M uncompressed).")]
 
 
@@ -86,12 +87,15 @@ class ToolIO:
         limit: int | None = None,
         shard_size: str = "100000",
         manifest_extra: dict | None = None,
+        allow_partial: bool = False,
     ):
         self.tool = tool
         self.stats = Stats()
         self.shard = parse_shard(shard)
         self.limit = limit
-        self.reader = RecordReader(inputs, shard=self.shard, skip_bad=skip_bad, required=required, stats=self.stats)
+        text_fields = tuple(f for f in required if f == "text")  # a tool that needs text needs it as valid Unicode
+        self.reader = RecordReader(inputs, shard=self.shard, skip_bad=skip_bad, required=required, str_fields=text_fields,
+                                   stats=self.stats, allow_partial=allow_partial)
         self.writer = RecordWriter(output, tool=tool, shard_size=shard_size, shard=self.shard, stats=self.stats, seed=seed,
                                    inputs=self.reader.inputs, manifest_extra=manifest_extra)
 

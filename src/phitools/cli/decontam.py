@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 from typing_extensions import Annotated
 
-from phitools.cli.common import Inputs, Limit, Output, Quiet, Seed, Shard, ShardSize, SkipBad, ToolIO, handle_errors, setup
+from phitools.cli.common import AllowPartial, Inputs, Limit, Output, Quiet, Seed, Shard, ShardSize, SkipBad, ToolIO, handle_errors, setup
 from phitools.runtime import console
 
 
@@ -28,6 +28,7 @@ def decontam(
     shard: Shard = None,
     shard_size: ShardSize = "100000",
     skip_bad: SkipBad = False,
+    allow_partial: AllowPartial = False,
     seed: Seed = 0,
     limit: Limit = None,
     quiet: Quiet = False,
@@ -59,7 +60,7 @@ def decontam(
     counts: Counter = Counter()
     extra: dict = {"decontam": {}}
     with ToolIO("decontam", inputs, output, shard=shard, skip_bad=skip_bad, required=(), seed=seed, limit=limit,
-                shard_size=shard_size, manifest_extra=extra) as io:
+                shard_size=shard_size, manifest_extra=extra, allow_partial=allow_partial) as io:
         with console.progress("decontam") as bar:
             for rec in decontaminate(io.records(), index, field=field, drop=drop, counts=counts):
                 io.writer.write(rec)

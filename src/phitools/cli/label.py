@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Optional
 
 import typer
 from typing_extensions import Annotated
 
-from phitools.cli.common import Inputs, Limit, Output, Quiet, Seed, Shard, ShardSize, SkipBad, ToolIO, handle_errors, setup
+from phitools.cli.common import AllowPartial, Inputs, Limit, Output, Quiet, Seed, Shard, ShardSize, SkipBad, ToolIO, handle_errors, setup
 from phitools.cli.llm_options import (ApiBaseOpt, ApiKeyEnvOpt, BackendOpt, CacheOpt, ConcurrencyOpt, LLMOptions,
                                       MaxAttemptsOpt, MaxTokensOpt, ModelOpt, PriceOpt, RpmOpt, StructuredOpt,
                                       TemperatureOpt, TimeoutOpt, TpmOpt)
@@ -29,7 +30,7 @@ def label(
     output: Output = None,
     rubric: Annotated[str, typer.Option("--rubric", help="code (phi-1: educational value for a student learning basic coding concepts), web (FineWeb-Edu-style additive 0-5), or a template FILE containing {text}.")] = "code",
     fraction: Annotated[Optional[float], typer.Option("--fraction", help="Label a deterministic fraction F of the records (hash of --seed and the record id/text; streaming).", show_default=False)] = None,
-    sample: Annotated[Optional[int], typer.Option("--sample", min=0, help="Label a uniform sample of N records (a seeded reservoir; output in input order, after the input ends).", show_default=False)] = None,
+    sample: Annotated[Optional[int], typer.Option("--sample", min=0, help="Label a uniform sample of N records (a seeded reservoir; output in input order, after the input ends). With --shard K/N each part reads the whole input and labels its share of the same N records: N in all, not N per part.", show_default=False)] = None,
     max_chars: Annotated[Optional[int], typer.Option("--max-chars", min=100, help="Truncate documents to this many characters in the prompt (recorded in label.truncated/chars). Default 8000; 1500 with the embedded model.", show_default=False)] = None,
     max_score: Annotated[int, typer.Option("--max-score", min=1, help="Top of the score scale the rubric asks for (scores are 0..N).")] = 5,
     votes: Annotated[int, typer.Option("--votes", min=1, help="Samples per record and per --model; with several, label.score is their mean and agreement is reported.")] = 1,
@@ -50,6 +51,7 @@ def label(
     shard: Shard = None,
     shard_size: ShardSize = "100000",
     skip_bad: SkipBad = False,
+    allow_partial: AllowPartial = False,
     seed: Seed = 0,
     limit: Limit = None,
     quiet: Quiet = False,
@@ -74,7 +76,7 @@ def label(
     """
     setup(quiet)
     from phitools.cli.llm_options import build_backend, build_runner, cache_for, llm_manifest, usage_summary
-    from phitools.steps.label import Labeller, label_records, load_rubric, sample_fraction, sample_n
+    from phitools.steps.label import Labeller, label_records, load_rubric, sample_fraction, sample_n, sample_n_of_part
 
     if fraction is not None and sample is not None:
         raise UsageError("--fraction and --sample are exclusive", hint="pick one")
@@ -103,10 +105,15 @@ def label(
         sampling["sample"] = sample
     extra: dict = {"label": {}}
     with ToolIO("label", inputs, output, shard=shard, skip_bad=skip_bad, required=("text",), seed=seed, limit=limit,
-                shard_size=shard_size, manifest_extra=extra) as io:
+                shard_size=shard_size, manifest_extra=extra, allow_partial=allow_partial) as io:
         recs = io.records()
         if fraction is not None:
             recs = sample_fraction(recs, fraction, seed)
+        elif sample is not None and io.shard and io.shard.count > 1:
+            # every part reads the whole input to find the unsharded sample, and labels only its share of it
+            tagged = io.reader.tagged()
+            recs = sample_n_of_part(itertools.islice(tagged, limit) if limit is not None else tagged, sample, seed, stats=sampling)
+            sampling["scope"] = f"the unsharded sample of {sample}; part {io.shard} labels its share"
         elif sample is not None:
             recs = sample_n(recs, sample, seed, stats=sampling)
         backend_obj = build_backend(opts, models[0], allowed=("local", "openai", "heuristic"))

@@ -9,7 +9,7 @@ import orjson
 import typer
 from typing_extensions import Annotated
 
-from phitools.cli.common import Inputs, Limit, Quiet, Shard, ShardSize, SkipBad, handle_errors, setup
+from phitools.cli.common import AllowPartial, Inputs, Limit, Quiet, Shard, ShardSize, SkipBad, handle_errors, setup
 from phitools.runtime import console
 
 
@@ -31,6 +31,7 @@ def stats(
     shard: Shard = None,
     shard_size: ShardSize = "100000",
     skip_bad: SkipBad = False,
+    allow_partial: AllowPartial = False,
     limit: Limit = None,
     quiet: Quiet = False,
 ) -> None:
@@ -67,7 +68,7 @@ def stats(
         declared = load_spec(spec).declared_values()
     st = Stats()
     sh = parse_shard(shard)
-    reader = RecordReader(inputs, shard=sh, skip_bad=skip_bad, stats=st)
+    reader = RecordReader(inputs, shard=sh, skip_bad=skip_bad, stats=st, allow_partial=allow_partial)
     ds = DiversityStats(field=field, opening_words=opening_words, top=top, near_dup=near_dup and dedup is None,
                         params=params, declared=declared)
     recs = iter(reader)
@@ -85,11 +86,14 @@ def stats(
         from phitools.steps.neardup import NearDupIndex
 
         index = NearDupIndex(params)
+        if sh and sh.count > 1:
+            console.warn(f"--dedup with --shard {sh}: near-duplicates are dropped within this part only; run it unsharded "
+                         "on the union for the global answer")
         with RecordWriter(dedup, tool="stats", shard_size=shard_size, shard=sh, stats=st, inputs=reader.inputs,
                           manifest_extra={"dedup": {}}) as w:
             for rec in dedup_records(observed(recs), index, field=field, on_drop=lambda r, v: st.drop("near_duplicate")):
                 w.write(rec)
-            w.manifest_extra["dedup"] = index.report()
+            w.manifest_extra["dedup"] = {**index.report(), "scope": f"per shard: part {sh} only" if sh and sh.count > 1 else "all records"}
         report = ds.report()
         report["near_duplicates"] = index.report()
     else:

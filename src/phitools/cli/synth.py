@@ -28,7 +28,7 @@ def synth(
     n: Annotated[int, typer.Option("--n", min=0, help="Number of records to make (over all shards).")] = 10,
     top_p: Annotated[Optional[float], typer.Option("--top-p", min=0.0, max=1.0, help="Nucleus sampling (default 0.95).", show_default=False)] = None,
     check: Annotated[bool, typer.Option("--check", help="exercise: run each solution's doctests in the sandbox; failures are failed records.")] = False,
-    dedup: Annotated[bool, typer.Option("--dedup", help="Drop near-duplicates (MinHash, Jaccard >= 0.8 on 5-word shingles; keep the first).")] = False,
+    dedup: Annotated[bool, typer.Option("--dedup", help="Drop near-duplicates (MinHash, Jaccard >= 0.8 on 5-word shingles; keep the first). With --shard: within each part only (said in the manifest); dedup the union with `phitools stats --dedup`.")] = False,
     stats: Annotated[bool, typer.Option("--stats", help="After generation, print diversity statistics (as `phitools stats`) on stderr and store them in the manifest.")] = False,
     failed: Annotated[Optional[str], typer.Option("--failed", help="Also write failed records (with synth.error and the raw answer) here.", show_default=False)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Call no model: write each record's draw and rendered prompt (messages) instead.")] = False,
@@ -134,6 +134,9 @@ def synth(
         from phitools.steps.neardup import NearDupIndex
 
         near = NearDupIndex()
+        if shard_spec and shard_spec.count > 1:
+            console.warn(f"--dedup with --shard {shard_spec}: near-duplicates are dropped within this part only (the parts "
+                         "cannot see each other); for the unsharded answer run `phitools stats PARTS/ --dedup OUT/` on the union")
     backend_obj = build_backend(opts, models[0], allowed=("local", "openai"))
     if opts.kind == "local":
         console.warn(LOCAL_NOTE)
@@ -168,6 +171,7 @@ def synth(
             extra["synth"]["coverage"] = coverage.report()
             if near is not None:
                 extra["synth"]["dedup"] = near.report()
+                extra["synth"]["dedup"]["scope"] = f"per shard: part {shard_spec} only" if shard_spec and shard_spec.count > 1 else "all records"
             extra["llm"] = llm_manifest(runner)
             if checker is not None:
                 extra["synth"]["check_detail"] = checker.describe()

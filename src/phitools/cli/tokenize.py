@@ -5,19 +5,18 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Optional
 
 import typer
 from typing_extensions import Annotated
 
-from phitools.cli.common import Inputs, Limit, Output, Quiet, Seed, Shard, SkipBad, handle_errors, setup
+from phitools.cli.common import AllowPartial, Inputs, Limit, Output, Quiet, Seed, Shard, SkipBad, handle_errors, setup
 from phitools.errors import DataError, UsageError
 from phitools.records import dumps_record
 from phitools.runtime.console import info, progress
-from phitools.shards import RecordReader, RecordWriter, Stats, parse_shard, write_manifest
-from phitools.shards.tokens import FORMAT, TokenShardWriter, dtype_for_vocab
+from phitools.shards import RecordReader, RecordWriter, Stats, ownership, parse_shard, write_manifest
+from phitools.shards.tokens import TokenShardWriter, token_claim
 from phitools.shards.write import output_kind
 
 
@@ -44,6 +43,7 @@ def tokenize(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Documents per encode batch.", min=1)] = 1024,
     shard: Shard = None,
     skip_bad: SkipBad = False,
+    allow_partial: AllowPartial = False,
     seed: Seed = 0,
     limit: Limit = None,
     quiet: Quiet = False,
@@ -83,25 +83,25 @@ def tokenize(
 
     stats = Stats()
     out_dir = Path(output) if kind == "dir" else None
-    reader = RecordReader(inputs, shard=spec, skip_bad=skip_bad, required=(field,), str_fields=(field,), stats=stats)
+    reader = RecordReader(inputs, shard=spec, skip_bad=skip_bad, required=(field,), str_fields=(field,), stats=stats,
+                          allow_partial=allow_partial)
 
     def limited(it):
         return itertools.islice(it, limit) if limit is not None else it
 
+    claim = token_claim(out_dir, spec) if out_dir is not None else None  # one writer per slice, from the start
     spool_dir = None
-    created_tokenizer = None
+    tw = None
     try:
-        if out_dir is not None:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            _clear_previous(out_dir, spec)
         # -- the tokenizer ----------------------------------------------------------------------------
         if train_tokenizer:
             assert out_dir is not None
             source_is_stdin = "<stdin>" in reader.inputs
             if source_is_stdin:
                 # stdin can be read once: spool it (compressed) while the trainer consumes it
-                spool_dir = tempfile.mkdtemp(prefix=".spool-", dir=out_dir)
-                spool = Path(spool_dir) / "spool.jsonl.zst"
+                spool_dir = ownership.tmp_path(out_dir / "spool")
+                spool_dir.mkdir()
+                spool = spool_dir / "spool.jsonl.zst"
                 import zstandard
 
                 fh = open(spool, "wb")
@@ -130,25 +130,15 @@ def tokenize(
                             yield t
                     tok = T.train_tokenizer(counted2(_texts(limited(iter(reader)), field)), vocab_size)
                 stats.records_in = 0
-                reader2 = RecordReader(inputs, shard=spec, skip_bad=skip_bad, required=(field,), str_fields=(field,), stats=stats)
+                stats.skipped_bad.clear()
+                reader2 = RecordReader(inputs, shard=spec, skip_bad=skip_bad, required=(field,), str_fields=(field,), stats=stats,
+                                       allow_partial=allow_partial)
                 encode_iter = limited(iter(reader2))
-            created_tokenizer = out_dir / "tokenizer.json"
-            tmp = out_dir / f".tokenizer.json.tmp-{os.getpid()}"
-            tok.save(str(tmp))
-            os.replace(tmp, created_tokenizer)
             tokenizer_source = "trained"
         else:
             tok = T.load_tokenizer(tokenizer)
             encode_iter = limited(iter(reader))
             tokenizer_source = str(tokenizer)
-            if out_dir is not None:
-                dst = out_dir / "tokenizer.json"
-                src = Path(tokenizer) if not Path(tokenizer).is_dir() else Path(tokenizer) / "tokenizer.json"
-                if not dst.exists() or not src.exists() or dst.resolve() != src.resolve():
-                    tmp = out_dir / f".tokenizer.json.tmp-{os.getpid()}"
-                    tok.save(str(tmp))
-                    os.replace(tmp, dst)
-                    created_tokenizer = dst
         eot_id = T.eot_id(tok, eot)
         vocab = tok.get_vocab_size(with_added_tokens=True)
         sha = T.tokenizer_sha256(tok)
@@ -164,59 +154,51 @@ def tokenize(
                         bar.advance()
             return
 
-        tw = TokenShardWriter(out_dir, vocab_size=vocab, seq_len=seq_len, packed=pack, shard_tokens=shard_tokens, shard=spec)
+        tw = TokenShardWriter(out_dir, vocab_size=vocab, seq_len=seq_len, packed=pack, shard_tokens=shard_tokens, shard=spec, claim=claim)
+        if not _same_file(tokenizer, out_dir / "tokenizer.json"):
+            tw.set_tokenizer(tok)  # goes in as DIR/tokenizer.json with the shards
         docs = 0
         text_bytes = 0
-        try:
-            with progress("tokenize", unit="docs") as bar:
-                for rec, ids in T.encode_records(tok, _checked(encode_iter, field), eot=eot_id, batch_size=batch_size, field=field):
-                    tw.add(ids)
-                    docs += 1
-                    text_bytes += len(rec[field])
-                    bar.advance()
-            tw.close()
-        except BaseException:
-            tw.abort()
-            raise
+        with progress("tokenize", unit="docs") as bar:
+            for rec, ids in T.encode_records(tok, _checked(encode_iter, field), eot=eot_id, batch_size=batch_size, field=field):
+                tw.add(ids)
+                docs += 1
+                text_bytes += len(rec[field])
+                bar.advance()
+        tw.close()
         if docs == 0:
-            tw.abort()
             raise DataError("no documents to tokenize", source=", ".join(reader.inputs), hint="check the input and --field")
         stats.records_out = docs
         stats.extra["tail_tokens_dropped"] = tw.tail_dropped
-        tag = f"-{spec.index:05d}-of-{spec.count:05d}" if spec and spec.count > 1 else ""
-        write_manifest(
-            out_dir / f"manifest{tag}.json",
-            tool="tokenize",
-            seed=seed,
-            inputs=reader.inputs,
-            stats=stats,
-            outputs=[{"path": s["path"], "tokens": s["tokens"], "sha256": s["sha256"]} for s in tw.shards],
-            shard=str(spec) if spec else None,
-            extra={
-                "format": FORMAT,
-                "dtype": dtype_for_vocab(vocab).name,
-                "byteorder": "little",
-                "vocab_size": vocab,
-                "eot_id": eot_id,
-                "seq_len": seq_len,
-                "packed": pack,
-                "tokens": tw.tokens,
-                "documents": docs,
-                "text_chars": text_bytes,
-                "shards": tw.shards,
-                "tokenizer": "tokenizer.json",
-                "tokenizer_source": tokenizer_source,
-                "tokenizer_sha256": sha,
-            },
-        )
+
+        def manifest(path, fields):
+            return write_manifest(
+                path, tool="tokenize", seed=seed, inputs=reader.inputs, stats=stats,
+                outputs=[{"path": s["path"], "tokens": s["tokens"], "bytes": s["bytes"], "sha256": s["sha256"]} for s in tw.shards],
+                shard=str(spec) if spec else None,
+                extra={**fields, "vocab_size": vocab, "eot_id": eot_id, "documents": docs, "text_chars": text_bytes,
+                       "tokenizer_source": tokenizer_source, "tokenizer_sha256": sha})
+
+        tw.commit(manifest)
         info(f"tokenize: {docs:,} documents -> {tw.tokens:,} tokens in {len(tw.shards)} shard(s) at {out_dir}")
     except BaseException:
-        if created_tokenizer is not None:
-            created_tokenizer.unlink(missing_ok=True)
+        if tw is not None:
+            tw.abort()  # removes what this run wrote; the directory's previous output stays
+        elif claim is not None:
+            claim.release()
         raise
     finally:
-        if spool_dir:
+        if spool_dir is not None:
             shutil.rmtree(spool_dir, ignore_errors=True)
+
+
+def _same_file(tokenizer: str | None, dst: Path) -> bool:
+    """Whether --tokenizer names DIR/tokenizer.json itself (tokenize --tokenizer tok/tokenizer.json -o tok/)."""
+    if not tokenizer or not dst.exists():
+        return False
+    src = Path(tokenizer)
+    src = src / "tokenizer.json" if src.is_dir() else src
+    return src.exists() and src.resolve() == dst.resolve()
 
 
 def _checked(records, field: str):
@@ -224,25 +206,6 @@ def _checked(records, field: str):
         if not isinstance(r.get(field), str):
             raise DataError(f"record {r.get('id', '?')!r}: field {field!r} is not a string", hint="every record needs a text string; use --field to pick another field")
         yield r
-
-
-def _clear_previous(out_dir: Path, spec) -> None:
-    """A re-run replaces the previous run's manifest and token shards (only files its manifest lists)."""
-    import orjson
-
-    tag = f"-{spec.index:05d}-of-{spec.count:05d}" if spec and spec.count > 1 else ""
-    m = out_dir / f"manifest{tag}.json"
-    if not m.exists():
-        return
-    try:
-        names = [s["path"] for s in orjson.loads(m.read_bytes()).get("shards", [])]
-    except Exception:
-        names = []
-    m.unlink(missing_ok=True)
-    for n in names:
-        p = out_dir / n
-        if p.parent == out_dir and p.is_file():
-            p.unlink()
 
 
 def register(app: typer.Typer) -> None:

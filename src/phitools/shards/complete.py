@@ -128,21 +128,20 @@ class Report:
                 out.append(ps[0].message + (f" (+{len(ps) - 1} more)" if len(ps) > 1 else ""))
         return "incomplete: " + "; ".join(out)
 
-    def hint(self) -> str:
-        """What to do about it."""
+    def hint(self, allow_partial: bool = True) -> str:
+        """What to do about it (`allow_partial`: mention the --allow-partial way out, for record readers)."""
         kinds = {p.kind for p in self.problems}
         if kinds & {"no_manifest"}:
-            return ("a run that did not finish leaves no manifest: re-run the command that writes it, or pass --allow-partial "
-                    "to read the finished shards anyway")
-        if kinds & {"missing_part"}:
-            return (f"re-run the missing --shard K/{self.parts} tasks (the same -o), or pass --allow-partial to read the "
-                    "complete parts only")
-        if kinds & {"extra_file", "duplicate_file"}:
-            return ("remove the files no manifest lists (left by an earlier or foreign run), or pass --allow-partial to "
-                    "read only the listed ones")
-        if kinds & {"mixed_parts", "wrong_part", "disagree"}:
+            fix, way = "a run that did not finish leaves no manifest: re-run the command that writes it", "the finished shards anyway"
+        elif kinds & {"missing_part"}:
+            fix, way = f"re-run the missing --shard K/{self.parts} tasks (the same -o)", "the complete parts only"
+        elif kinds & {"extra_file", "duplicate_file"}:
+            fix, way = "remove the files no manifest lists (left by an earlier or foreign run)", "only the listed ones"
+        elif kinds & {"mixed_parts", "wrong_part", "disagree"}:
             return "the directory holds several runs that do not belong together: remove it and re-run into an empty -o"
-        return "re-run the command that wrote this directory, or pass --allow-partial to read the files that check out"
+        else:
+            fix, way = "re-run the command that wrote this directory", "the files that check out"
+        return f"{fix}, or pass --allow-partial to read {way}" if allow_partial else fix
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON `phitools verify --json` prints (fields documented in docs/formats.md; kept stable)."""
@@ -203,11 +202,12 @@ def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def inspect_output(path: str | os.PathLike, *, sha256: bool = True, parts: int | None = None,
-                   skip_sha: set[str] | None = None) -> Report:
+                   skip_sha: set[str] | None = None, probe_locks: bool = True) -> Report:
     """Check a directory written by a phitools `-o DIR` (records or tokens) against its manifests.
 
     sha256: hash every listed file (else sizes only). parts: the N the caller expects (a Slurm array's
     size); without it N comes from the manifests. skip_sha: file names not to hash (this process wrote them).
+    probe_locks: fill `running` by testing the writers' locks (readers, which do not need it, skip it).
     """
     d = Path(path)
     rep = Report(path=str(path), kind="missing", checked="sha256" if sha256 else "size")
@@ -223,7 +223,7 @@ def inspect_output(path: str | os.PathLike, *, sha256: bool = True, parts: int |
         rep.problems.append(Problem("bad_manifest", f"cannot list the directory ({e.strerror})", str(d)))
         return rep
     rep.temps = ownership.temp_files(d)
-    for name in names:
+    for name in names if probe_locks else ():
         m = re.match(r"^\.lock(?:-(\d+)-of-(\d+))?$", name)
         if m and ownership.lock_held(d / name):
             rep.running.append(int(m.group(1) or 0))

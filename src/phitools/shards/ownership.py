@@ -9,9 +9,10 @@ it is. A temp file is *provably stale* only when it was written on this host, in
 that no longer runs: a file from another node (or another container) never looks dead, because there is no
 way to see that node's processes from here.
 
-Locks are `flock` locks on small hidden files (`.lock…`). The kernel drops them when the holder dies (kill -9
-included), so a lock never needs to be removed by hand; on NFS, Linux maps `flock` onto POSIX byte-range
-locks, which lockd shares between nodes. On a file system without locks (some Lustre mounts) the writer
+Locks are `flock` locks on small hidden files (`.lock…`), removed by their holder when it is done. The kernel
+drops a lock when its holder dies (kill -9 included), so a lock file left by a killed process is simply taken
+over by the next writer; on NFS, Linux maps `flock` onto POSIX byte-range locks, which lockd shares between
+nodes. On a file system without locks (some Lustre mounts) the writer
 warns once and carries on unlocked.
 """
 
@@ -21,11 +22,12 @@ import errno
 import fcntl
 import os
 import re
+import shutil
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from phitools.errors import UsageError
+from phitools.errors import BusyError, UsageError
 
 _TMP_RE = re.compile(r"^\.(?P<final>.+)\.tmp-(?P<host>[A-Za-z0-9_.]+)-(?P<ns>\d+)-(?P<pid>\d+)$")
 _LEGACY_TMP_RE = re.compile(r"^\.(?P<final>.+)\.tmp-(?P<pid>\d+)$")  # before host and namespace were recorded
@@ -106,7 +108,10 @@ def remove_stale_temps(directory: str | os.PathLike, finals: re.Pattern) -> list
     for t in temp_files(directory):
         if finals.match(t.final) and t.stale():
             try:
-                t.path.unlink()
+                if t.path.is_dir() and not t.path.is_symlink():
+                    shutil.rmtree(t.path)
+                else:
+                    t.path.unlink()
             except FileNotFoundError:
                 continue
             gone.append(t.path)
@@ -126,31 +131,37 @@ def _pid_alive(pid: int) -> bool:
 
 
 class Lock:
-    """An exclusive, non-blocking lock on `path` (created if needed), held until `release()`.
+    """An exclusive lock on `path` (created if needed), held until `release()`.
 
-    Raises UsageError naming the holder when another process holds it (or this process does, for
-    another purpose: POSIX-style locks do not exclude the same process).
+    Without `wait`, raises BusyError naming the holder when another process holds it, and UsageError when this
+    process does, for another purpose (on NFS flock becomes a POSIX lock, which does not exclude its own process).
     """
 
-    def __init__(self, path: str | os.PathLike, *, what: str):
-        global _warned_unlocked
+    def __init__(self, path: str | os.PathLike, *, what: str, wait: bool = False):
         self.path = Path(path)
         self.what = what
         self.fd: int | None = None
         self.key: tuple[int, int] | None = None
+        while self.fd is None:
+            self._acquire(wait)
+
+    def _acquire(self, wait: bool) -> None:
+        global _warned_unlocked
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        locked = False
         try:
             st = os.fstat(fd)
             key = (st.st_dev, st.st_ino)
             if key in _held:
-                raise UsageError(f"{what}: this command already writes there ({_held[key]})",
+                raise UsageError(f"{self.what}: this command already writes there (as {_held[key]})",
                                  hint="give each output its own path")
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+                locked = True
             except OSError as e:
-                if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES) and not wait:
                     holder = _read_holder(fd)
-                    raise UsageError(f"{what}: another phitools process is writing it now{holder}",
+                    raise BusyError(f"{self.what}: another phitools process is writing it now{holder}",
                                      hint="wait for it to finish, or write to another -o; a killed process "
                                           "releases its lock by itself") from None
                 if e.errno not in _UNSUPPORTED:
@@ -161,20 +172,32 @@ class Lock:
                     warn(f"{self.path.parent}: file locks are not supported here; concurrent writers into one "
                          "output are not detected")
                     _warned_unlocked = True
-            else:
+            if locked:
+                # the holder before us removes the file when it releases: a lock on a removed file is no lock
+                try:
+                    now = os.stat(self.path)
+                except FileNotFoundError:
+                    now = None
+                if now is None or (now.st_dev, now.st_ino) != key:
+                    os.close(fd)
+                    return  # try again on the file that is there now
                 os.ftruncate(fd, 0)
                 os.write(fd, f"{hostname()} {os.getpid()}\n".encode())
         except BaseException:
             os.close(fd)
             raise
         self.fd, self.key = fd, key
-        _held[key] = what
+        _held[key] = self.what
 
     def release(self) -> None:
-        """Drop the lock (the lock file stays: removing it would race with the next writer)."""
+        """Drop the lock and remove its file (still holding it, so no one can be waiting on the removed file)."""
         if self.fd is None:
             return
         _held.pop(self.key, None)  # type: ignore[arg-type]
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError:
+            pass
         try:
             os.close(self.fd)  # closing drops the flock
         finally:
@@ -208,7 +231,7 @@ def lock_held(path: str | os.PathLike) -> bool:
         if (st.st_dev, st.st_ino) in _held:
             return True
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # conflicts with a writer's exclusive lock only
         except OSError as e:
             return e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
         fcntl.flock(fd, fcntl.LOCK_UN)

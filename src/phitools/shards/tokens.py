@@ -3,7 +3,8 @@
 A token directory holds `tokenizer.json`, raw little-endian `tokens-*.bin` streams (uint16 when the vocabulary
 fits, else uint32; every document's ids followed by end-of-text; with packing each shard is a whole number of
 `seq_len` rows) and `manifest.json`. Processes run with `--shard K/N` write `manifest-K-of-N.json` and
-`tokens-K-of-N-*.bin` into the same directory; `open_token_dir` reads the union once all N are complete.
+`tokens-K-of-N-*.bin` into the same directory; `open_token_dir` reads the union once all N are complete and
+every shard checks out against its manifest (size and sha256; shards/complete.py).
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import orjson
 
 from phitools.errors import DataError
+from phitools.shards import ownership
+from phitools.shards.commit import DirectoryClaim
+from phitools.shards.complete import TOKENS_FORMAT as FORMAT
+from phitools.shards.complete import slice_tag
 from phitools.shards.spec import ShardSpec, parse_size
-
-FORMAT = "phitools-tokens"
-_MANIFEST_RE = re.compile(r"^manifest(?:-(\d+)-of-(\d+))?\.json$")
 
 
 def dtype_for_vocab(vocab_size: int) -> np.dtype:
@@ -29,26 +30,39 @@ def dtype_for_vocab(vocab_size: int) -> np.dtype:
     return np.dtype("<u2") if vocab_size <= 65536 else np.dtype("<u4")
 
 
+def token_claim(directory: str | os.PathLike, shard: ShardSpec | None) -> DirectoryClaim:
+    """Claim one slice of a token directory: its lock, after removing its provably stale temp files.
+
+    Also removes provably stale temp copies of tokenizer.json and tokenizer-training spools, which every slice
+    may write."""
+    tag = slice_tag(shard)
+    claim = DirectoryClaim(directory, shard, own_names=rf"tokens{re.escape(tag)}-\d{{5}}\.bin")
+    ownership.remove_stale_temps(claim.dir, re.compile(r"^(?:tokenizer\.json|spool)$"))
+    return claim
+
+
 class TokenShardWriter:
     """Write token ids into rolling `.bin` shards, packing into whole `seq_len` rows when asked.
 
-    Files are written under temporary names and renamed when complete. Call `close()` to flush the last
-    shard (dropping a packed tail shorter than one row, counted in `tail_dropped`); `abort()` removes
-    everything this writer created.
+    Shards are written under temporary names and swapped in by `commit()` together with tokenizer.json and
+    the manifest (shards/commit.py). `close()` flushes the last shard (dropping a packed tail shorter than
+    one row, counted in `tail_dropped`); `abort()` removes everything this writer created and leaves the
+    previous output of the directory as it was.
     """
 
     def __init__(self, directory: str | os.PathLike, *, vocab_size: int, seq_len: int, packed: bool = True,
-                 shard_tokens: int = 100_000_000, shard: ShardSpec | None = None):
-        self.dir = Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True)
+                 shard_tokens: int = 100_000_000, shard: ShardSpec | None = None, claim: DirectoryClaim | None = None):
+        self.claim = claim if claim is not None else token_claim(directory, shard)
+        self.dir = self.claim.dir
         self.dtype = dtype_for_vocab(vocab_size)
         self.seq_len = seq_len
         self.packed = packed
-        self.tag = f"-{shard.index:05d}-of-{shard.count:05d}" if shard and shard.count > 1 else ""
+        self.shard = shard if shard and shard.count > 1 else None
+        self.tag = slice_tag(shard)
         # shards hold whole rows when packed
         self.shard_tokens = max(seq_len, (shard_tokens // seq_len) * seq_len) if packed else max(1, shard_tokens)
         self.shards: list[dict] = []
-        self.created: list[Path] = []
+        self.done: list[tuple[Path, Path]] = []  # finished shards (temp, final), swapped in at commit
         self.tokens = 0
         self.tail_dropped = 0
         self._pending: list[np.ndarray] = []
@@ -58,11 +72,13 @@ class TokenShardWriter:
         self._final: Path | None = None
         self._sha = None
         self._in_shard = 0
+        self._tokenizer_tmp: Path | None = None
+        self._finished = False
 
     def _open(self) -> None:
         n = len(self.shards)
         self._final = self.dir / f"tokens{self.tag}-{n:05d}.bin"
-        self._tmp = self.dir / f".{self._final.name}.tmp-{os.getpid()}"
+        self._tmp = ownership.tmp_path(self._final)
         self._fh = open(self._tmp, "wb")
         self._sha = hashlib.sha256()
         self._in_shard = 0
@@ -73,9 +89,9 @@ class TokenShardWriter:
         self._fh.flush()
         os.fsync(self._fh.fileno())
         self._fh.close()
-        os.replace(self._tmp, self._final)
-        self.created.append(self._final)
-        self.shards.append({"path": self._final.name, "tokens": self._in_shard, "sha256": self._sha.hexdigest()})
+        self.done.append((self._tmp, self._final))
+        self.shards.append({"path": self._final.name, "tokens": self._in_shard, "bytes": self._in_shard * self.dtype.itemsize,
+                            "sha256": self._sha.hexdigest()})
         self._fh = None
 
     def _emit(self, arr: np.ndarray) -> None:
@@ -117,6 +133,11 @@ class TokenShardWriter:
         self._pending = [rest] if len(rest) else []
         self._pending_n = len(rest)
 
+    def set_tokenizer(self, tok) -> None:
+        """Save the tokenizer (a `tokenizers.Tokenizer`) to go in as DIR/tokenizer.json at commit."""
+        self._tokenizer_tmp = ownership.tmp_path(self.dir / "tokenizer.json")
+        tok.save(str(self._tokenizer_tmp))
+
     def close(self) -> None:
         """Finish: write remaining whole rows, drop (and count) a packed tail, close the last shard."""
         if self.packed:
@@ -125,15 +146,41 @@ class TokenShardWriter:
             self._pending, self._pending_n = [], 0
         self._close_shard()
 
+    def commit(self, write_manifest) -> dict:
+        """Swap the shards and tokenizer.json in and write the manifest: `write_manifest(path, extra)` gets the
+        token fields (format, dtype, shards, tokenizer_file_sha256, ...) to record. Releases the lock."""
+        from phitools.shards.complete import sha256_of
+
+        shared = []
+        tok = self.dir / "tokenizer.json"
+        if self._tokenizer_tmp is not None:
+            shared.append((self._tokenizer_tmp, tok))
+            tok_sha = sha256_of(self._tokenizer_tmp)
+        else:
+            tok_sha = sha256_of(tok) if tok.is_file() else None
+        fields = {"format": FORMAT, "dtype": self.dtype.name, "byteorder": "little", "seq_len": self.seq_len,
+                  "packed": self.packed, "tokens": self.tokens, "shards": self.shards, "tokenizer": "tokenizer.json",
+                  "tokenizer_file_sha256": tok_sha}
+        try:
+            manifest = self.claim.commit(self.done, lambda path: write_manifest(path, fields), shared=shared)
+        except BaseException:
+            self.abort()
+            raise
+        self._finished = True
+        self.claim.release()
+        return manifest
+
     def abort(self) -> None:
-        """Remove every file this writer created."""
+        """Remove every file this writer created (the directory's previous output stays) and release the lock."""
+        if self._finished:
+            return
+        self._finished = True
         if self._fh is not None:
             self._fh.close()
             self._fh = None
-            if self._tmp is not None:
-                self._tmp.unlink(missing_ok=True)
-        for p in self.created:
-            p.unlink(missing_ok=True)
+        temps = [t for t, _ in self.done] + [p for p in (self._tmp, self._tokenizer_tmp) if p is not None]
+        self.claim.discard(temps)
+        self.claim.release()
 
 
 @dataclass
@@ -153,58 +200,36 @@ class TokenDir:
     shard_paths: list
 
 
-def _load_json(p: Path) -> dict:
-    try:
-        return orjson.loads(p.read_bytes())
-    except (orjson.JSONDecodeError, OSError) as e:
-        raise DataError(f"unreadable manifest ({e})", source=str(p), hint="re-run phitools tokenize -o for this directory") from None
+def open_token_dir(path: str | os.PathLike, *, verify: str | bool = "sha256") -> TokenDir:
+    """Open a token directory written by `phitools tokenize -o` (or the union of its --shard K/N parts).
 
+    The directory must be complete (shards/complete.py): every part, every listed shard with its size, and
+    (verify="sha256", the default) its sha256, tokenizer.json included. verify="size" checks sizes only.
+    """
+    from phitools.shards.complete import inspect_output
 
-def open_token_dir(path: str | os.PathLike, *, verify: bool = False) -> TokenDir:
-    """Open a token directory written by `phitools tokenize -o` (or the union of its --shard K/N parts)."""
+    mode = "sha256" if verify is True or verify == "sha256" else "size"
     d = Path(path)
     if not d.is_dir():
         raise DataError("not a token directory", source=str(d), hint="make one with: phitools tokenize INPUT -o DIR")
-    manifests = sorted(p for p in d.iterdir() if _MANIFEST_RE.match(p.name))
-    if not manifests:
+    rep = inspect_output(d, sha256=mode == "sha256")
+    if rep.kind != "tokens":
+        if rep.kind == "records":
+            raise DataError("this holds records, not token shards", source=str(d), hint="tokenize it first: phitools tokenize DIR -o TOKDIR")
         raise DataError("no manifest.json: the directory is incomplete or not a token directory", source=str(d),
                         hint="re-run phitools tokenize -o; a run that failed leaves no manifest")
-    parts = [_load_json(p) for p in manifests]
-    for m, p in zip(parts, manifests):
-        if m.get("format") != FORMAT:
-            raise DataError(f"manifest format is {m.get('format')!r}, not {FORMAT!r}", source=str(p), hint="point --data at a directory written by phitools tokenize -o")
-    counts = {m.get("shard") for m in parts}
-    if len(parts) > 1 or (parts and parts[0].get("shard")):
-        n = int(str(parts[0].get("shard") or "0/1").split("/")[1])
-        if len(parts) != n:
-            raise DataError(f"{len(parts)} of {n} --shard parts are complete", source=str(d), hint="wait for the remaining tokenize processes or re-run them")
+    if not rep.complete:
+        raise DataError(rep.summary(), source=str(d), hint=rep.hint(allow_partial=False))
+    parts = [rep.manifests[k] for k in rep.present]
     first = parts[0]
-    for key in ("dtype", "vocab_size", "tokenizer_sha256", "eot_id"):
-        if any(m.get(key) != first.get(key) for m in parts):
-            raise DataError(f"shard manifests disagree on {key}", source=str(d), hint="all parts must use the same tokenizer")
-    del counts
     dtype = np.dtype(first["dtype"]).newbyteorder("<")
     arrays, shard_paths, total = [], [], 0
-    for m in parts:
-        for s in m.get("shards", []):
-            sp = d / s["path"]
-            if not sp.is_file():
-                raise DataError("token shard listed in the manifest is missing", source=str(sp), hint="re-run phitools tokenize -o")
-            expect = int(s["tokens"]) * dtype.itemsize
-            if sp.stat().st_size != expect:
-                raise DataError(f"token shard is {sp.stat().st_size} bytes, manifest says {expect}", source=str(sp), hint="the file is truncated or replaced; re-run phitools tokenize -o")
-            if verify:
-                from phitools.shards.manifest import file_sha256
-
-                if file_sha256(sp) != s["sha256"]:
-                    raise DataError("token shard sha256 does not match the manifest", source=str(sp), hint="re-run phitools tokenize -o")
-            if int(s["tokens"]):
-                arrays.append(np.memmap(sp, dtype=dtype, mode="r"))
-                shard_paths.append(sp)
-            total += int(s["tokens"])
-    tok = d / "tokenizer.json"
-    if not tok.is_file():
-        raise DataError("tokenizer.json is missing", source=str(d), hint="re-run phitools tokenize -o")
+    for f in rep.listed:
+        tokens = int(f.tokens or 0)
+        if tokens:
+            arrays.append(np.memmap(f.path, dtype=dtype, mode="r"))
+            shard_paths.append(f.path)
+        total += tokens
     manifest = dict(first)
     if len(parts) > 1:
         manifest["tokens"] = total
@@ -212,7 +237,8 @@ def open_token_dir(path: str | os.PathLike, *, verify: bool = False) -> TokenDir
         manifest["documents"] = sum(int(m.get("documents", 0)) for m in parts)
     return TokenDir(path=d, manifest=manifest, arrays=arrays, dtype=dtype, vocab_size=int(first["vocab_size"]),
                     eot_id=int(first["eot_id"]), seq_len=int(first.get("seq_len") or 0), total_tokens=total,
-                    tokenizer_path=tok, tokenizer_sha256=str(first["tokenizer_sha256"]), shard_paths=shard_paths)
+                    tokenizer_path=d / str(first.get("tokenizer") or "tokenizer.json"),
+                    tokenizer_sha256=str(first["tokenizer_sha256"]), shard_paths=shard_paths)
 
 
-__all__ = ["FORMAT", "TokenDir", "TokenShardWriter", "dtype_for_vocab", "open_token_dir", "parse_size"]
+__all__ = ["FORMAT", "TokenDir", "TokenShardWriter", "dtype_for_vocab", "open_token_dir", "parse_size", "token_claim"]

@@ -1,8 +1,19 @@
 """Writing records: stdout, a single file, or a directory of rolling zstd shards, each with a manifest.
 
-Files are written under temporary names and renamed when complete; the manifest is written last, so a
-directory without a manifest is never mistaken for a finished output. On failure everything this run
-created is removed.
+The contract (docs/formats.md, "Reading and writing safely"):
+
+- Every file is written under a hidden temporary name that carries its writer (shards/ownership.py) and stays
+  hidden until the run succeeds; then, in one short commit, the previous output of the same slice is replaced
+  (its manifest first removed, the new shards renamed into place, its other shards removed) and the manifest
+  is written last. Until that commit the previous output stays whole and readable, so an output may overlap an
+  input (`cat c -o c`, `label DIR -o DIR`): what is read is never touched before the reading is done.
+- A failure at any point (the manifest write included) removes what this run wrote: the previous output stays
+  if the failure came before the commit, and nothing of this slice is left if it came during it.
+- One writer per output and slice: a lock (`DIR/.lock`, `DIR/.lock-K-of-N`) refuses a second concurrent writer;
+  commits into one directory are serialised (`DIR/.lock-commit`); a `--shard K/N` run into a directory that
+  holds a run of another N (or an unsharded one) is refused.
+- Temp files of a killed writer are removed by the next writer of the same slice only when provably stale
+  (this host, this pid namespace, pid gone); those of other hosts are left (`phitools verify` lists them).
 """
 
 from __future__ import annotations
@@ -10,16 +21,19 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import re
 import sys
 import time
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable
+from typing import Any, Iterable
 
-import orjson
 import zstandard
 
 from phitools.errors import UsageError
 from phitools.records import Record, dumps_record
+from phitools.shards import ownership
+from phitools.shards.commit import DirectoryClaim
+from phitools.shards.complete import slice_tag
 from phitools.shards.manifest import Stats, write_manifest
 from phitools.shards.spec import ShardSpec, parse_size
 
@@ -53,7 +67,7 @@ class _HashingFile:
 class _OpenShard:
     def __init__(self, final: Path, compression: str):
         self.final = final
-        self.tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+        self.tmp = ownership.tmp_path(final)
         self.hfile = _HashingFile(self.tmp)
         self.compression = compression
         if compression == "zst":
@@ -79,7 +93,6 @@ class _OpenShard:
         self.hfile.flush()
         os.fsync(self.hfile._f.fileno())
         self.hfile.close()
-        os.replace(self.tmp, self.final)
         return {"path": self.final.name, "records": self.records, "bytes": self.hfile.nbytes,
                 "uncompressed_bytes": self.raw_bytes, "sha256": self.hfile.sha.hexdigest()}
 
@@ -111,8 +124,8 @@ def output_kind(output: str | os.PathLike | None) -> str:
 class RecordWriter:
     """Write records to stdout (default), one file, or a directory of rolling shards plus manifest.json.
 
-    Use as a context manager: a clean exit commits (renames the last shard, writes the manifest); an
-    exception removes every file this writer created and leaves no manifest.
+    Use as a context manager: a clean exit commits (swaps the new shards in, writes the manifest); an
+    exception removes every file this writer created and leaves the previous output as it was.
     """
 
     def __init__(
@@ -145,47 +158,24 @@ class RecordWriter:
         self._pending: list[bytes] = []
         self._pending_bytes = 0
         self._last_flush = time.monotonic()
-        self._created: list[Path] = []
+        self._done: list[tuple[Path, Path]] = []  # finished shards: (temp, final), swapped in at commit
         self._closed = False
+        self._claim: DirectoryClaim | None = None
+        self._file_lock: ownership.Lock | None = None
         self.manifest_path: Path | None = None
         if self.kind == "dir":
             self.dir = Path(self.output)
             if self.dir.exists() and not self.dir.is_dir():
                 raise UsageError(f"-o {self.output}: exists and is not a directory", hint="name a directory, or a file ending in .jsonl/.jsonl.zst")
-            self.dir.mkdir(parents=True, exist_ok=True)
-            tag = f"-{shard.index:05d}-of-{shard.count:05d}" if shard and shard.count > 1 else ""
-            self._name_tag = tag
-            self.manifest_path = self.dir / f"manifest{tag}.json"
-            self._clear_previous(self.manifest_path)
-            self._clear_stale_tmp()
+            self._name_tag = slice_tag(shard)
+            self._claim = DirectoryClaim(self.dir, shard, own_names=rf"{re.escape(prefix + self._name_tag)}-\d{{5}}\.jsonl\.zst")
+            self.manifest_path = self._claim.manifest_path
         elif self.kind == "file":
             path = Path(self.output)
             path.parent.mkdir(parents=True, exist_ok=True)
             self.manifest_path = path.with_name(path.name + ".manifest.json")
-            self.manifest_path.unlink(missing_ok=True)
-
-    # -- previous outputs ------------------------------------------------------------------------------
-    def _clear_previous(self, manifest: Path) -> None:
-        """A re-run replaces what the previous run of this output wrote (only files its manifest lists)."""
-        if not manifest.exists():
-            return
-        try:
-            old = orjson.loads(manifest.read_bytes())
-            names = [o["path"] for o in old.get("outputs", []) if isinstance(o, dict) and "path" in o]
-        except (orjson.JSONDecodeError, OSError, TypeError):
-            names = []
-        manifest.unlink(missing_ok=True)
-        for name in names:
-            p = self.dir / name
-            if p.parent == self.dir and p.is_file():
-                p.unlink()
-
-    def _clear_stale_tmp(self) -> None:
-        """Remove temporary shards left by a killed writer (its pid is gone)."""
-        for p in self.dir.glob(f".{self.prefix}*.tmp-*"):
-            pid = p.name.rsplit("-", 1)[-1]
-            if pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
-                p.unlink(missing_ok=True)
+            self._file_lock = ownership.Lock(path.with_name(f".{path.name}.lock"), what=f"-o {path}")
+            ownership.remove_stale_temps(path.parent, re.compile(rf"^{re.escape(path.name)}(?:\.manifest\.json)?$"))
 
     # -- writing ---------------------------------------------------------------------------------------
     def _new_shard(self) -> _OpenShard:
@@ -238,26 +228,14 @@ class RecordWriter:
 
     def _roll(self) -> None:
         if self._current is not None:
-            info = self._current.finish()
-            self._created.append(self._current.final)
-            self.outputs.append(info)
-            self._current = None
+            cur, self._current = self._current, None
+            self._done.append((cur.tmp, cur.final))
+            self.outputs.append(cur.finish())
 
     # -- finishing -------------------------------------------------------------------------------------
-    def close(self) -> dict | None:
-        """Commit: finish the last shard and write the manifest. Returns the manifest (None for stdout)."""
-        if self._closed:
-            return None
-        self._closed = True
-        if self.kind == "stdout":
-            self._flush_stdout()
-            return None
-        if self._current is None and not self.outputs and self.kind == "file":
-            self._current = self._new_shard()  # an empty result is still a (valid, empty) file
-        self._roll()
-        assert self.manifest_path is not None
+    def _write_manifest(self, path: Path) -> dict:
         return write_manifest(
-            self.manifest_path,
+            path,
             tool=self.tool,
             argv=self.argv,
             seed=self.seed,
@@ -268,24 +246,71 @@ class RecordWriter:
             extra=self.manifest_extra,
         )
 
+    def close(self) -> dict | None:
+        """Commit: finish the last shard, swap the shards in, write the manifest. Returns the manifest (None for stdout)."""
+        if self._closed:
+            return None
+        if self.kind == "stdout":
+            self._closed = True
+            self._flush_stdout()
+            return None
+        try:
+            if self._current is None and not self.outputs and self.kind == "file":
+                self._current = self._new_shard()  # an empty result is still a (valid, empty) file
+            self._roll()
+            if self._claim is not None:
+                manifest = self._claim.commit(self._done, self._write_manifest)
+            else:
+                manifest = self._commit_file()
+        except BaseException:
+            self.abort()
+            raise
+        self._closed = True
+        self._release()
+        return manifest
+
+    def _commit_file(self) -> dict:
+        assert self.manifest_path is not None
+        (tmp, final), = self._done
+        self.manifest_path.unlink(missing_ok=True)
+        os.replace(tmp, final)
+        try:
+            return self._write_manifest(self.manifest_path)
+        except BaseException:
+            final.unlink(missing_ok=True)
+            raise
+
     def abort(self) -> None:
-        """Remove everything this writer created; leave no manifest."""
+        """Remove every file this writer created (the previous output, if any, stays); leave no manifest."""
         if self._closed:
             return
         self._closed = True
-        if self.kind == "stdout":
-            try:
-                self._flush_stdout()
-            except (BrokenPipeError, ValueError):
-                pass
-            return
-        if self._current is not None:
-            self._current.abort()
-            self._current = None
-        for p in self._created:
-            p.unlink(missing_ok=True)
-        if self.manifest_path is not None:
-            self.manifest_path.unlink(missing_ok=True)
+        try:
+            if self.kind == "stdout":
+                try:
+                    self._flush_stdout()
+                except (BrokenPipeError, ValueError):
+                    pass
+                return
+            if self._current is not None:
+                self._current.abort()
+                self._current = None
+            temps = [t for t, _ in self._done]
+            if self._claim is not None:
+                self._claim.discard(temps)
+            else:
+                for t in temps:
+                    t.unlink(missing_ok=True)
+                if self.manifest_path is not None:
+                    ownership.tmp_path(self.manifest_path).unlink(missing_ok=True)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self._claim is not None:
+            self._claim.release()
+        if self._file_lock is not None:
+            self._file_lock.release()
 
     def __enter__(self) -> "RecordWriter":
         return self
@@ -295,3 +320,10 @@ class RecordWriter:
             self.close()
         else:
             self.abort()
+
+    def __del__(self):  # a writer dropped without close/abort must not keep its lock
+        try:
+            if not self._closed:
+                self._release()
+        except Exception:
+            pass

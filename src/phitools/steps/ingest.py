@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
+import stat
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -30,7 +31,7 @@ _SNIFF = 8192
 
 def _walk(root: Path) -> Iterator[Path]:
     """Files under root in a deterministic (sorted) order; directory symlinks are not followed."""
-    if root.is_file():
+    if not root.is_dir():  # a file, or a special file named directly (counted and skipped later)
         yield root
         return
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
@@ -86,22 +87,14 @@ def ingest_files(
     dedup: bool = False,
     stats: Stats | None = None,
 ) -> Iterator[Record]:
-    """Read files into records; binary, non-UTF-8, empty, oversized and (with dedup) duplicate files are counted and skipped."""
+    """Read files into records; special (FIFOs, devices), binary, non-UTF-8, empty, oversized and (with dedup) duplicate
+    files are counted and skipped."""
     stats = stats if stats is not None else Stats()
     seen: set[bytes] = set()
     for path, rel in files:
-        try:
-            size = path.stat().st_size
-        except OSError:
-            stats.drop("unreadable")
-            continue
-        if size > max_bytes:
-            stats.drop("too_large")
-            continue
-        try:
-            data = path.read_bytes()
-        except OSError:
-            stats.drop("unreadable")
+        data = _read_regular(path, max_bytes)
+        if isinstance(data, str):
+            stats.drop(data)
             continue
         stats.records_in += 1
         if not data.strip():
@@ -128,8 +121,49 @@ def ingest_files(
         }
 
 
-def select_shard(files: list, shard: ShardSpec | None) -> list:
-    """File i goes to process i mod N."""
+def _read_regular(path: Path, max_bytes: int) -> bytes | str:
+    """The bytes of a regular file of at most max_bytes, or why not: special_file (FIFO, device, socket, also
+    through a symlink: a FIFO would block forever, /dev/zero never ends), too_large, unreadable."""
+    try:
+        st = os.stat(path)  # follows symlinks: what would be read
+    except OSError:
+        return "unreadable"
+    if not stat.S_ISREG(st.st_mode):
+        return "special_file"
+    if st.st_size > max_bytes:
+        return "too_large"
+    try:
+        # O_NONBLOCK: if the path was swapped for a FIFO since the stat, open does not wait for a writer
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return "unreadable"
+    with os.fdopen(fd, "rb") as f:
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return "special_file"
+            data = f.read(max_bytes + 1)  # bounded even if the file grows while it is read
+        except OSError:
+            return "unreadable"
+    return "too_large" if len(data) > max_bytes else data
+
+
+def select_shard(files: list, shard: ShardSpec | None, *, by_size: bool = False) -> list:
+    """File i goes to process i mod N; with `by_size`, a file goes to the process its size hashes to.
+
+    By size is what `--dedup` needs: identical files have identical sizes, so every copy lands in the same
+    process, which keeps the first copy in input order exactly as an unsharded run does (the union of the N
+    outputs equals the unsharded output). Files that cannot be stat'ed go by index; they are skipped anyway.
+    """
     if not shard or shard.count == 1:
         return files
-    return [f for i, f in enumerate(files) if i % shard.count == shard.index]
+    if not by_size:
+        return [f for i, f in enumerate(files) if i % shard.count == shard.index]
+    out = []
+    for i, f in enumerate(files):
+        try:
+            key = int.from_bytes(hashlib.blake2b(str(os.stat(f[0]).st_size).encode(), digest_size=8).digest(), "little")
+        except OSError:
+            key = i
+        if key % shard.count == shard.index:
+            out.append(f)
+    return out

@@ -138,6 +138,31 @@ def sample_n(records: Iterable[Record], n: int, seed: int, stats: Optional[dict]
         yield rec
 
 
+def sample_n_of_part(tagged: Iterable[tuple[Record, bool]], n: int, seed: int, stats: Optional[dict] = None) -> Iterator[Record]:
+    """This --shard part's share of the unsharded `sample_n`: `tagged` is every input record with whether it
+    belongs to this part. The N parts together label exactly the n records an unsharded run labels, not n each.
+
+    The reservoir keeps the n smallest hashes over all records, holding only this part's records themselves.
+    """
+    if n < 0:
+        raise UsageError("--sample must be >= 0")
+    heap: list[tuple[float, int, Optional[Record]]] = []
+    seen = 0
+    for i, (rec, mine) in enumerate(tagged):
+        seen += 1
+        u = unit_hash(seed, record_key(rec))
+        item = (-u, i, rec if mine else None)
+        if len(heap) < n:
+            heapq.heappush(heap, item)
+        elif n and -heap[0][0] > u:
+            heapq.heapreplace(heap, item)
+    if stats is not None:
+        stats["considered"] = seen
+    for _, _, rec in sorted(heap, key=lambda t: t[1]):
+        if rec is not None:
+            yield rec
+
+
 def truncate(text: str, max_chars: int | None) -> tuple[str, bool]:
     """Cut `text` to at most max_chars, at a line break when one is near the end."""
     if max_chars is None or len(text) <= max_chars:

@@ -106,19 +106,107 @@ def _batches(records: Iterable[Record], batch_size: int) -> Iterator[list[Record
         yield batch
 
 
+# A huge document is encoded in pieces: tokenizers holds ~100 bytes per token of bookkeeping (offsets, token
+# strings, alignments), so one 50 MB record took 5.5 GB in a single encode call. Pieces of about PIECE_CHARS,
+# cut where the result is provably the same (see `split_safe`), and at most ENCODE_CHARS per encode call keep
+# a record within a few times its own size (benchmarks/tokenize_memory.py).
+PIECE_CHARS = 1 << 18
+ENCODE_CHARS = 2 << 20
+
+
+def split_safe(tok) -> bool:
+    """Whether cutting a text after a newline between two non-space characters leaves its ids unchanged.
+
+    True for byte-level BPE with the GPT-2 split regex and no prefix space (phi-1's tokenizer, the bundled
+    stdlib-8k, every --train-tokenizer result), no normalizer, and no added token that holds a newline or
+    strips the whitespace to its left. With the GPT-2 regex a newline between two non-space characters is
+    a piece of its own (`\\s+` matches it alone), so both sides are pre-tokenized as they are in the whole
+    text, and BPE never merges across pieces.
+    """
+    import json
+
+    try:
+        cfg = json.loads(tok.to_str())
+    except Exception:
+        return False
+    pre = cfg.get("pre_tokenizer") or {}
+    if cfg.get("normalizer") is not None or pre.get("type") != "ByteLevel":
+        return False
+    if pre.get("add_prefix_space") or not pre.get("use_regex", True):
+        return False
+    for t in cfg.get("added_tokens") or []:
+        if "\n" in str(t.get("content", "")) or t.get("lstrip"):
+            return False
+    return True
+
+
+def pieces(text: str, limit: int = PIECE_CHARS) -> list[tuple[int, int]]:
+    """(start, end) spans covering `text`, each at most about `limit` chars, cut after a newline between two
+    non-space characters (a text without such a newline stays whole)."""
+    n = len(text)
+    if n <= limit:
+        return [(0, n)]
+    spans, start = [], 0
+    while n - start > limit:
+        cut = -1
+        p = text.rfind("\n", start + 1, start + limit)
+        while p > start:
+            if p + 1 < n and not text[p - 1].isspace() and not text[p + 1].isspace():
+                cut = p + 1
+                break
+            p = text.rfind("\n", start + 1, p)
+        if cut < 0:
+            p = text.find("\n", start + limit)
+            while p != -1 and p + 1 < n:
+                if not text[p - 1].isspace() and not text[p + 1].isspace():
+                    cut = p + 1
+                    break
+                p = text.find("\n", p + 1)
+        if cut < 0:
+            break
+        spans.append((start, cut))
+        start = cut
+    spans.append((start, n))
+    return spans
+
+
 def encode_records(tok, records: Iterable[Record], *, eot: int, batch_size: int = 512, field: str = "text") -> Iterator[tuple[Record, np.ndarray]]:
     """Yield (record, ids with end-of-text appended) in input order, encoding in batches.
 
     Reading and parsing run in a background thread while tokenizers (which releases the GIL) encodes.
+    A document longer than PIECE_CHARS is encoded in pieces when the tokenizer allows it (`split_safe`):
+    the ids are identical, the memory is not.
     """
     from phitools.runtime.prefetch import prefetch
 
     encode = tok.encode_batch_fast if hasattr(tok, "encode_batch_fast") else tok.encode_batch
+    can_split = split_safe(tok)
     for batch in prefetch(_batches(records, batch_size), depth=4):
         texts = [r[field] if isinstance(r.get(field), str) else "" for r in batch]
-        for r, e in zip(batch, encode(texts, add_special_tokens=False)):
-            ids = e.ids
-            arr = np.empty(len(ids) + 1, dtype=np.int64)
-            arr[:-1] = ids
-            arr[-1] = eot
+        if not can_split or max(map(len, texts), default=0) <= PIECE_CHARS:
+            for r, e in zip(batch, encode(texts, add_special_tokens=False)):
+                ids = e.ids
+                arr = np.empty(len(ids) + 1, dtype=np.uint32)
+                arr[:-1] = ids
+                arr[-1] = eot
+                yield r, arr
+            continue
+        # some document is huge: encode (doc, span) pieces, at most ENCODE_CHARS per call
+        work = [(i, a, b) for i, t in enumerate(texts) for a, b in pieces(t)]
+        parts: list[list[np.ndarray]] = [[] for _ in texts]
+        j = 0
+        while j < len(work):
+            k, size = j, 0
+            while k < len(work) and (k == j or size + work[k][2] - work[k][1] <= ENCODE_CHARS) and k - j < batch_size:
+                size += work[k][2] - work[k][1]
+                k += 1
+            group = work[j:k]
+            encs = encode([texts[i][a:b] for i, a, b in group], add_special_tokens=False)
+            for (i, _, _), e in zip(group, encs):
+                parts[i].append(np.asarray(e.ids, dtype=np.uint32))
+            del encs
+            j = k
+        for i, r in enumerate(batch):
+            arr = np.concatenate(parts[i] + [np.array([eot], dtype=np.uint32)])
+            parts[i] = []
             yield r, arr

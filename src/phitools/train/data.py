@@ -128,7 +128,7 @@ class TokenData:
             raise DataError(f"--seq-len must be >= 1, got {seq_len}")
         if not 0.0 <= eval_fraction < 1.0:
             raise DataError(f"--eval-fraction must be in [0, 1), got {eval_fraction}")
-        self.dir = open_token_dir(path)
+        self.dir = open_token_dir(path)  # refuses an incomplete or damaged directory (sizes and sha256)
         self.seq_len = seq_len
         self.stream = TokenStream(self.dir.arrays)
         n = len(self.stream)

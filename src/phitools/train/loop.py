@@ -157,7 +157,8 @@ class Trainer:
         if "vocab_size" not in overrides:
             from phitools.shards.tokens import open_token_dir
 
-            overrides["vocab_size"] = open_token_dir(cfg.data).vocab_size
+            # sizes only here: TokenData opens the directory next and checks every sha256
+            overrides["vocab_size"] = open_token_dir(cfg.data, verify="size").vocab_size
         config = preset_config(cfg.preset, **overrides)
         return Phi(config), config, None
 
@@ -440,8 +441,12 @@ def train(cfg: TrainConfig, *, resume: bool = False, argv: list[str] | None = No
             manifest("running")
         try:
             summary = trainer.fit()
-        except PhitoolsError as e:
-            manifest("failed", error=str(e))
+        except BaseException as e:  # any failure (an OSError, a signal, ...) must not leave "running" behind
+            status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+            try:
+                manifest(status, error=str(e) or type(e).__name__)
+            except Exception:
+                pass  # the disk that failed the run may fail this too; the original error matters more
             raise
         manifest("complete", summary)
         if main:

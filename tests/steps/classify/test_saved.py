@@ -100,3 +100,14 @@ def test_refuses_to_overwrite_a_foreign_directory(saved, tmp_path):
     with pytest.raises(UsageError):
         clf.save(tmp_path / "mine")
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("estimator", ["lgbm", "logreg"])
+def test_identical_training_gives_the_same_id(labelled, tmp_path, estimator):
+    ids = []
+    for run in ("a", "b"):
+        pipe = parse_features("hash", hash_settings=HashSettings(n_features=1 << 14))
+        clf, report = train(iter(copy.deepcopy(labelled)), pipe, TrainOptions(estimator=estimator, n_estimators=10, folds=2))
+        clf.save(tmp_path / run / "clf", report=report, inputs=["labelled.jsonl"], seed=0)
+        ids.append(load_classifier(tmp_path / run / "clf").id)
+    assert ids[0] == ids[1]  # the id hashes what was learnt, not how long it took

@@ -262,7 +262,7 @@ def train(records: Iterable[Record], pipeline: Pipeline, opts: TrainOptions, *, 
             "trained": {"n": int(len(data.y)), "n_good": int((data.y >= opts.threshold).sum()), "seed": opts.seed,
                         "n_estimators": opts.n_estimators or estimators.DEFAULT_TREES.get(opts.estimator),
                         "min_df": opts.min_df, "max_columns": opts.max_columns or estimators.DEFAULT_MAX_COLUMNS[opts.estimator],
-                        "model_columns": int(len(model.columns)), "seconds": seconds},
+                        "model_columns": int(len(model.columns))},  # no timing here: classifier.json feeds the id
             "packages": package_versions(pipeline.uses_model)}
     clf = Classifier(pipeline, model, opts.estimator, opts.target, opts.threshold, tuple(opts.score_range), info=info,
                      decision_point=decision_point(opts, data.y), native=native)
