@@ -4,9 +4,10 @@
                                                        # token files byte-identical; the same classifier model
     python compare_outputs.py union WORK_A WORK_C      # any N: the same records and token documents, as multisets
 
-Records are read through `phitools cat` (the shard layer's own reader). One field is set aside: the classifier
-id in `quality.classifier`, which differs between two identical `classify train` runs (issue 11: it hashes a
-timing field); the scores next to it are compared. Exit 0 when equal, 1 with the first difference.
+Records are read through `phitools cat` (the shard layer's own reader, which refuses an incomplete directory).
+One field is set aside: the classifier id in `quality.classifier`, a hash of classifier.json, which names the
+training files, and these lie in each run's own WORK; the scores next to it are compared, and so are the
+classifiers' model files. Exit 0 when equal, 1 with the first difference.
 """
 
 from __future__ import annotations
