@@ -8,7 +8,8 @@
 # runs the recipe with CPU settings (hash features, stdlib-8k, N=3, a tiny model trained on CPU last). Labels
 # come over real HTTP from phitools' loopback OpenAI-compatible server (phitools.llm.testing: deterministic
 # answers, 0.2 s each), so that a label task is still at work when it is killed.
-#   1. a submission that fails at its last sbatch leaves nothing queued and nothing run;
+#   1. a submission that fails at its last sbatch leaves nothing queued and nothing run; `cancel` cancels one
+#      WORK's jobs and leaves another's;
 #   2. the happy path, submitted from the data directory with relative paths; a re-run submits nothing;
 #   3. a run submitted from elsewhere (DATA_DIR, relative script path; a second submit while it is in flight
 #      submits nothing) whose label task 1 is killed by scancel while its `phitools label` is half-way through
@@ -113,6 +114,15 @@ cat "$T/f.err" >&2
 [ ! -s "$T/f.out" ] || fail "a failed submit printed job ids: $(cat "$T/f.out")"
 grep -q "cancelling the 5 job(s) this submit queued" "$T/f.err" || fail "the failed submit did not say what it cancelled"
 [ ! -e "$T/data/f/labeled" ] || fail "a task of the failed submission ran"
+
+step "1b. cancel: this WORK's jobs, and only those"
+(cd "$T/data" && WORK=g "$RECIPE" submit > /dev/null && WORK=h "$RECIPE" submit > "$T/h.out")
+(cd "$T/data" && WORK=g "$RECIPE" cancel >&2)
+sleep 1
+names=$(squeue -h -r -o '%k' | sort -u)
+[ "$names" = "phitools-recipe $T/data/h" ] || fail "after cancelling g the queue holds: $names"
+(cd "$T/data" && WORK=h "$RECIPE" cancel >&2)
+wait_queue
 
 step "2. happy path: submitted from the data directory, relative paths, training last"
 (cd "$T/data" && WORK=a TRAIN=1 TRAIN_SBATCH="--gpus-per-node=0 --cpus-per-task=1 --mem=2G" NPROC=1 CONFIG=tiny.toml \

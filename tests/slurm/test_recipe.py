@@ -98,6 +98,7 @@ FAKE = r'''#!/usr/bin/env bash
 # a recording stand-in for {name}: appends its argv (JSON) to $FAKE_LOG
 "{python}" -c 'import json, sys; print(json.dumps(sys.argv[1:]))' {name} "$@" >> "$FAKE_LOG"
 case {name} in
+  squeue) printf '%s' "${{FAKE_SQUEUE:-}}" ;;
   sbatch)
     n=$(grep -c '^\["sbatch"' "$FAKE_LOG")
     if [ "$n" = "${{FAKE_FAIL_AT:-0}}" ]; then echo "sbatch: error: invalid partition specified: nope" >&2; exit 1; fi
@@ -185,3 +186,68 @@ def test_submit_stops_on_parts_of_another_n_with_verify_s_word(data: Path, tmp_p
     assert r.returncode == 1
     assert "labeled: manifests of different runs (--shard K/3); expected --shard K/2" in r.stderr
     assert not [c for c in calls(log) if c[0] == "sbatch"]
+
+
+def test_submit_keeps_running_tasks_replaces_stale_ones_and_leaves_other_work_dirs_alone(data: Path, tmp_path: Path,
+                                                                                          fake_slurm) -> None:
+    bin_dir, log = fake_slurm
+    work = tmp_path / "w"
+    queue = "\n".join([  # squeue -h -r -o '%F|%K|%i|%j|%T|%r|%k'
+        "200|0|200_0|phi-label|PENDING|DependencyNeverSatisfied|phitools-recipe /elsewhere/work",  # another chain's
+        f"201|1|201_1|phi-label|RUNNING|None|phitools-recipe {work}",                             # ours, at work
+        f"202|0|202_0|phi-apply|PENDING|DependencyNeverSatisfied|phitools-recipe {work}",         # ours, stuck
+    ]) + "\n"
+    r = recipe("submit", cwd=data, env={"FAKE_LOG": str(log), "FAKE_SQUEUE": queue, "WORK": str(work), "N": "3"},
+               path_prefix=bin_dir)
+    assert r.returncode == 0, r.stderr
+    sb = [flags(c) for c in calls(log) if c[0] == "sbatch"]
+    assert sb[0]["array"] == "0,2"  # task 1 is running: not submitted twice
+    assert sb[1]["dependency"] == "afterok:101:201_1"  # classify train waits for the new tasks and the running one
+    assert sb[2]["array"] == "0-2"
+    assert [c for c in calls(log) if c[0] == "scancel"] == [["scancel", "202_0"]]  # ours and stuck; not 200_0
+
+
+def test_submit_refuses_to_resubmit_a_part_whose_writer_holds_its_lock(data: Path, tmp_path: Path, fake_slurm) -> None:
+    bin_dir, log = fake_slurm
+    work = tmp_path / "w"
+    (work / "labeled").mkdir(parents=True)
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time\n"
+                               "fd = os.open(sys.argv[1], os.O_CREAT | os.O_RDWR)\n"
+                               "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(120)",
+                               str(work / "labeled" / ".lock-00001-of-00003")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        r = recipe("submit", cwd=data, env={"FAKE_LOG": str(log), "WORK": str(work), "N": "3"}, path_prefix=bin_dir)
+    finally:
+        holder.terminate()
+        holder.wait()
+    assert r.returncode == 1
+    assert "task 1 of label is being written right now" in r.stderr
+    assert not [c for c in calls(log) if c[0] == "sbatch"]
+
+
+def test_a_task_never_downloads_a_tokenizer(data: Path, tmp_path: Path) -> None:
+    task = {"SLURM_JOB_ID": "7", "SLURM_ARRAY_JOB_ID": "7", "SLURM_ARRAY_TASK_ID": "0", "WORK": str(tmp_path / "w"),
+            "TOKENIZER": "microsoft/phi-1", "HF_HUB_OFFLINE": "1"}
+    r = recipe("tokenize", "2", cwd=data, env=task)
+    assert r.returncode == 2
+    assert "is a Hub id and" in r.stderr and "run submit (it saves it on the login node)" in r.stderr
+    assert not (tmp_path / "w" / "tok").exists()
+
+
+def test_submit_replaces_a_job_stuck_on_a_failed_dependency_even_when_nothing_before_it_changed(
+        data: Path, tmp_path: Path, fake_slurm) -> None:
+    bin_dir, log = fake_slurm
+    work = tmp_path / "w"
+    c = f"phitools-recipe {work}"
+    queue = "\n".join([f"201|{k}|201_{k}|phi-label|RUNNING|None|{c}" for k in range(3)] + [
+        f"203|N/A|203|phi-classify-train|PENDING|Dependency|{c}",               # waits on label: fine
+        f"202|0|202_0|phi-apply|PENDING|DependencyNeverSatisfied|{c}",         # waits forever: replace it
+    ]) + "\n"
+    r = recipe("submit", cwd=data, env={"FAKE_LOG": str(log), "FAKE_SQUEUE": queue, "WORK": str(work), "N": "3"},
+               path_prefix=bin_dir)
+    assert r.returncode == 0, r.stderr
+    sb = [flags(c) for c in calls(log) if c[0] == "sbatch"]
+    assert [f["job-name"] for f in sb] == ["phi-apply", "phi-decontam", "phi-tokenize"]
+    assert sb[0]["array"] == "0-2" and sb[0]["dependency"] == "afterok:203"
+    assert [c for c in calls(log) if c[0] == "scancel"] == [["scancel", "202_0"]]
