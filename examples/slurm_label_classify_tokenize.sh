@@ -409,6 +409,7 @@ submit() {
   local comment
   comment=$(recipe_comment)
   trap 'rollback; exit 130' INT TERM
+  trap rollback EXIT   # any other way out before the release, too (NEW_JOBS is emptied once all is released)
   local -a prev_deps=() stale=() submitted=()
   local changed=0 earlier_incomplete="" s
   for s in "${STAGES[@]}"; do
@@ -434,19 +435,19 @@ submit() {
       line=$(printf '%s\n' "$QUEUE" | awk -v s="$s" -v k="$k" '$1 == s && $2 == k { print; exit }')
       if [ -n "$line" ]; then
         read -r _ _ ref state reason <<< "$line"
-        if [ "$state" = RUNNING ] || { [ "$state" = PENDING ] && [ "$changed" = 0 ] &&
-             [ "$reason" != DependencyNeverSatisfied ] && [ "$reason" != JobHeldUser ]; }; then
+        if [[ $state =~ ^(RUNNING|CONFIGURING|COMPLETING|SUSPENDED)$ ]] || { [ "$state" = PENDING ] &&
+             [ "$changed" = 0 ] && [ "$reason" != DependencyNeverSatisfied ] && [ "$reason" != JobHeldUser ]; }; then
           keep+=("$ref")
           continue
         fi
         cancel+=("$ref")
       elif [[ " $LOCKED " == *" $k "* ]]; then
+        rollback
         die "task $k of $s is being written right now by a process that is not one of this recipe's queued jobs (its lock in $(stage_dir "$s") is held): let it finish or stop it, then submit again"
       fi
       todo+=("$k")
     done
     stale+=("${cancel[@]}")
-    local -a deps=("${prev_deps[@]}" "${keep[@]}")
     if [ "${#todo[@]}" -eq 0 ]; then
       say "$(printf '%-15s' "$s") in flight: ${keep[*]}"
       prev_deps=("${keep[@]}")
@@ -479,7 +480,7 @@ submit() {
     NEW_JOBS+=("$id")
     submitted+=("$s $id")
     changed=1
-    say "$(printf '%-15s' "$s") submitted$what: job $id${deps[0]:+ (after ${deps[*]})}"
+    say "$(printf '%-15s' "$s") submitted$what: job $id${prev_deps[0]:+ (after ${prev_deps[*]})}"
     if [ "$s" = classify-train ] || [ "$s" = train ]; then prev_deps=("$id"); else prev_deps=("$id" "${keep[@]}"); fi
   done
   # every job is queued: drop the stale ones, then let the new ones run
@@ -490,7 +491,7 @@ submit() {
   if [ "${#NEW_JOBS[@]}" -gt 0 ]; then
     scontrol release "${NEW_JOBS[@]}" > /dev/null || { rollback; die "scontrol release failed; nothing was submitted"; }
   fi
-  trap - INT TERM
+  trap - INT TERM EXIT
   local line
   for line in "${submitted[@]}"; do printf '%s\n' "$line"; done
   if [ "${#NEW_JOBS[@]}" -eq 0 ]; then
