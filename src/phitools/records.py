@@ -47,7 +47,8 @@ def _slow_loads(line: bytes, first_error: Exception) -> Any:
         raise RecordParseError(f"JSON nested deeper than {MAX_DEPTH} levels") from None
     try:
         # orjson refuses some valid-ish JSON the stdlib accepts (big integers, NaN, lone surrogates); the stdlib
-        # parser recurses, so anything deep it cannot take ends in RecursionError, caught here
+        # parser recurses: given room for MAX_DEPTH levels, anything deeper ends in RecursionError, caught here
+        _deep_enough()
         return json.loads(text)
     except RecursionError:
         raise RecordParseError(f"JSON nested deeper than {MAX_DEPTH} levels") from None

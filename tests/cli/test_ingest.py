@@ -96,3 +96,23 @@ def test_dedup_with_shard_gives_the_unsharded_answer(stdlib_small, tmp_path):
     assert sorted(r["id"] for r in parts) == sorted(r["id"] for r in whole)
     m = json.loads((tmp_path / "p" / "manifest-00000-of-00003.json").read_text())
     assert m["ingest"]["shard_by"].startswith("file size")
+
+
+def test_special_files_are_never_opened(tmp_path, monkeypatch):
+    """Opening a device can act on it (a tape rewinds, a serial line hangs up): skip it from its stat alone."""
+    import os
+
+    from phitools.steps import ingest as I
+
+    d = tmp_path / "src"
+    d.mkdir()
+    (d / "ok.py").write_text("x = 1\n")
+    os.mkfifo(d / "fifo.py")
+    (d / "null.py").symlink_to("/dev/null")
+    opened = []
+    real_open = os.open
+    monkeypatch.setattr(I.os, "open", lambda p, *a, **k: (opened.append(str(p)), real_open(p, *a, **k))[1])
+    stats = I.Stats()
+    recs = list(I.ingest_files(I.list_files([d], stats=stats), stats=stats))
+    assert [r["id"] for r in recs] == ["src/ok.py"] and stats.dropped == {"special_file": 2}
+    assert opened == [str(d / "ok.py")]

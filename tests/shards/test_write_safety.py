@@ -144,6 +144,12 @@ def test_killed_writer_releases_its_lock_and_its_temps_are_cleaned(tmp_path):
     left = temp_files(c)
     assert left and all(t.stale() for t in left)
     assert _ids(c) == list(range(5))  # the killed run never touched the previous output
+    fresh = tmp_path / "fresh"  # a first run killed: nothing but its temps, and a reader says so
+    fresh.mkdir()
+    for t in left:
+        (fresh / t.path.name).write_bytes(b"x")
+    with pytest.raises(DataError, match=rf"no finished output yet: only {len(left)} temporary file"):
+        RecordReader([fresh])
     _write(c, range(20, 23))  # the next writer of the slice takes the lock and removes the dead writer's temps
     assert temp_files(c) == [] and _ids(c) == [20, 21, 22]
 
@@ -249,3 +255,41 @@ def test_file_output_removes_its_own_stale_temps(tmp_path):
         w.write({"id": 1})
     assert not stale.exists() and foreign.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([foreign.name, "x.jsonl.zst", "x.jsonl.zst.manifest.json"])
+
+
+def _unshare_works() -> bool:
+    import shutil
+
+    if not shutil.which("unshare"):
+        return False
+    p = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"], capture_output=True)
+    return p.returncode == 0
+
+
+@pytest.mark.skipif(not _unshare_works(), reason="needs unshare --pid (root or user namespaces)")
+def test_a_writer_in_another_pid_namespace_is_never_taken_for_dead(tmp_path, monkeypatch):
+    """The issue's experiment: a second pid namespace stands in for another node, where our /proc cannot see."""
+    from phitools.shards import ownership
+
+    c = tmp_path / "c"
+    other = subprocess.Popen(
+        ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c",
+         "import sys; from phitools.shards import RecordWriter; "
+         f"w = RecordWriter({str(c)!r}, tool='t', shard_size='1'); [w.write({{'id': i}}) for i in range(3)]; "
+         "print('ready', flush=True); sys.stdin.read(); w.close()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert other.stdout.readline().strip() == b"ready"
+        theirs = temp_files(c)
+        assert len(theirs) >= 2 and all(t.pidns != pid_namespace() and not t.stale() for t in theirs)
+        with pytest.raises(BusyError):  # flock works across pid namespaces
+            RecordWriter(c, tool="t")
+        # a node whose locks do not reach us: even then its temp files are left alone
+        monkeypatch.setattr(ownership.fcntl, "flock", lambda fd, op: None)
+        w = RecordWriter(c, tool="t")
+        assert all(t.path.exists() for t in theirs)
+        w.abort()
+    finally:
+        other.communicate(b"", timeout=60)
+    assert other.returncode == 0  # it committed: nothing of its was removed under it
+    assert _ids(c) == [0, 1, 2]

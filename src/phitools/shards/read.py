@@ -63,6 +63,14 @@ def resolve_inputs(inputs: Sequence[str | os.PathLike] | None, *, allow_partial:
         if p.is_dir():
             found = _resolve_dir(p, allow_partial, notes if notes is not None else [])
             if not found:
+                from phitools.shards.ownership import temp_files
+
+                temps = temp_files(p)
+                if temps:
+                    who = f"pid {temps[0].pid}" + (f" on {temps[0].host}" if temps[0].host else "")
+                    raise DataError(f"no finished output yet: only {len(temps)} temporary file(s) of a run that is still "
+                                    f"writing or was killed ({who})", source=item,
+                                    hint="wait for it to finish, or re-run the command that writes it (phitools verify DIR says more)")
                 raise DataError("directory holds no record shards (*.jsonl, *.jsonl.zst, *.jsonl.gz)", source=item,
                                 hint="point at the shards or the directory a phitools -o wrote")
             files.extend(found)
