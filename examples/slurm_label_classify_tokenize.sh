@@ -432,7 +432,7 @@ submit() {
     local k
     for k in $missing; do
       local line state reason ref
-      line=$(printf '%s\n' "$QUEUE" | awk -v s="$s" -v k="$k" '$1 == s && $2 == k { print; exit }')
+      line=$(printf '%s\n' "$QUEUE" | awk -v s="$s" -v k="$k" '$1 == s && $2 == k && !f { print; f = 1 }')
       if [ -n "$line" ]; then
         read -r _ _ ref state reason <<< "$line"
         if [[ $state =~ ^(RUNNING|CONFIGURING|COMPLETING|SUSPENDED)$ ]] || { [ "$state" = PENDING ] &&
@@ -525,7 +525,7 @@ status() {
     ndone=$((n - $(wc -w <<< "$missing")))
     for k in $missing; do
       local line state
-      line=$(printf '%s\n' "$QUEUE" | awk -v s="$s" -v k="$k" '$1 == s && $2 == k { print; exit }')
+      line=$(printf '%s\n' "$QUEUE" | awk -v s="$s" -v k="$k" '$1 == s && $2 == k && !f { print; f = 1 }')
       state=$(awk '{ print $4 }' <<< "$line")
       [[ " $LOCKED " == *" $k "* ]] && [ -z "$state" ] && state=RUNNING   # written now, outside Slurm (local)
       case $state in

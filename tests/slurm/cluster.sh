@@ -91,7 +91,7 @@ EOF
 
 queue_empty() { [ -z "$(squeue -h -o %i 2>/dev/null)" ]; }
 
-node_idle() { sinfo -h -o '%t' 2>/dev/null | grep -qx 'idle'; }
+node_idle() { grep -qx 'idle' <<< "$(sinfo -h -o '%t' 2> /dev/null)"; }
 
 wait_for() {  # WHAT CMD...: poll up to 30 s
   local what=$1 i

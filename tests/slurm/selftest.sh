@@ -54,7 +54,9 @@ sinfo >&2
 step "corpus: a slice of the standard library"
 mkdir -p "$T/data/lib" "$T/elsewhere"
 stdlib=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')
-find "$stdlib" -maxdepth 1 -name '*.py' | sort | head -n 90 | xargs -I{} cp {} "$T/data/lib/"
+# (no `| head` under pipefail: a writer cut short by SIGPIPE would fail the pipeline)
+mapfile -t modules < <(find "$stdlib" -maxdepth 1 -name '*.py' | sort)
+cp "${modules[@]:0:90}" "$T/data/lib/"
 (cd "$T/data" && phitools ingest lib -o corpus/ 2>&1 | tail -n 2 >&2)
 # a tiny model trained for a few steps on CPU, last in the chain, under torchrun like the real one
 cat > "$T/data/tiny.toml" <<'EOF'
@@ -159,7 +161,7 @@ for ((i = 0; i < 600; i++)); do
   [ -f "$cache1" ] && [ "$(answers "$cache1")" -ge 5 ] && break
   sleep 0.1
 done
-squeue -h -r -o '%i %T' | grep -qx "${label_job}_1 RUNNING" || fail "label task 1 is not running"
+grep -qx "${label_job}_1 RUNNING" <<< "$(squeue -h -r -o '%i %T')" || fail "label task 1 is not running"
 scancel "${label_job}_1"
 wait_queue   # the dependants are cancelled with it (--kill-on-invalid-dep), not left pending forever
 before=$(answers "$cache1")
@@ -175,10 +177,10 @@ grep -Eq '^tokenize +3 +0 +0 +0 +0  0-2$' "$T/b-status.txt" || fail "status does
 stale=$(sbatch --parsable --job-name=phi-apply --comment="phitools-recipe $T/data/b" --array=2 -o /dev/null \
   --dependency="afterok:${label_job}_1" --wrap true)
 for ((i = 0; i < 60; i++)); do
-  squeue -h -r -o '%i %r' | grep -qx "${stale}_2 DependencyNeverSatisfied" && break
+  grep -qx "${stale}_2 DependencyNeverSatisfied" <<< "$(squeue -h -r -o '%i %r')" && break
   sleep 0.5
 done
-squeue -h -r -o '%i %r' | grep -qx "${stale}_2 DependencyNeverSatisfied" || fail "the injected job is not DependencyNeverSatisfied"
+grep -qx "${stale}_2 DependencyNeverSatisfied" <<< "$(squeue -h -r -o '%i %r')" || fail "the injected job is not DependencyNeverSatisfied"
 b submit > "$T/b2.out" 2> "$T/b2.err"
 cat "$T/b2.out" "$T/b2.err" >&2
 grep -q "^label .*submitted --array=1 (N=3): job" "$T/b2.err" || fail "submit did not resubmit exactly task 1 of 3"
