@@ -80,8 +80,19 @@ def train_baseline(labeled: Path, model_txt: Path) -> None:
     recs = [r for r in read_records([labeled]) if (r.get("label") or {}).get("score") is not None]
     X = HashingVectorizer(n_features=1 << 18).transform([r["text"] for r in recs])
     y = np.array([r["label"]["score"] for r in recs], float)
-    booster = lgb.train({"objective": "regression", "learning_rate": 0.05, "num_leaves": 15, "min_data_in_leaf": 5, "verbosity": -1,
-                         "num_threads": 1, "seed": 0}, lgb.Dataset(X, label=y), num_boost_round=200)
+    booster = lgb.train(
+        {
+            "objective": "regression",
+            "learning_rate": 0.05,
+            "num_leaves": 15,
+            "min_data_in_leaf": 5,
+            "verbosity": -1,
+            "num_threads": 1,
+            "seed": 0,
+        },
+        lgb.Dataset(X, label=y),
+        num_boost_round=200,
+    )
     booster.save_model(str(model_txt))
 
 
@@ -137,7 +148,7 @@ def scoring_only(corpus: Path, clf: Path, model_txt: Path, repeat: int) -> dict:
     vec = HashingVectorizer(n_features=1 << 18)
     booster = lgb.Booster(model_file=str(model_txt))
     ours_batches = [[r["text"] for r in b] for b in batches(iter(recs))]
-    base_batches = [[r["text"] for r in recs[i:i + BASELINE_BATCH]] for i in range(0, len(recs), BASELINE_BATCH)]
+    base_batches = [[r["text"] for r in recs[i : i + BASELINE_BATCH]] for i in range(0, len(recs), BASELINE_BATCH)]
     out = {"ours": [], "baseline": []}
     for _ in range(repeat):  # interleaved, so both see the same machine
         c0 = _cpu(resource.RUSAGE_SELF)
@@ -164,27 +175,66 @@ def model_path(tmp: Path, corpus: Path, labeled: Path, preset: str, docs: int, m
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=min(cfg.vocab_size, 4096), special_tokens=["<|endoftext|>"],
-                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+    tok.train_from_iterator(
+        texts,
+        trainers.BpeTrainer(
+            vocab_size=min(cfg.vocab_size, 4096),
+            special_tokens=["<|endoftext|>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        ),
+    )
     tok_path = tmp / "tokenizer.json"
     tok.save(str(tok_path))
     torch.manual_seed(0)
     ckpt = tmp / f"ckpt-{preset}"
-    save_checkpoint(ckpt, Phi(cfg), cfg, {"note": "random init, benchmark only"}, extra_files={"tokenizer.json": tok_path}, overwrite=True)
+    save_checkpoint(
+        ckpt,
+        Phi(cfg),
+        cfg,
+        {"note": "random init, benchmark only"},
+        extra_files={"tokenizer.json": tok_path},
+        overwrite=True,
+    )
     sub = tmp / "model-docs.jsonl"
     with RecordWriter(sub, tool="bench") as w:
         for _, r in zip(range(docs), read_records([corpus])):
             w.write(r)
     clf = tmp / f"clf-model-{preset}"
-    train_s = phitools("classify", "train", labeled, "--features", f"model:{ckpt}", "--estimator", "lgbm", "--folds", "2",
-                       "--max-tokens", max_tokens, "-o", clf)
+    train_s = phitools(
+        "classify",
+        "train",
+        labeled,
+        "--features",
+        f"model:{ckpt}",
+        "--estimator",
+        "lgbm",
+        "--folds",
+        "2",
+        "--max-tokens",
+        max_tokens,
+        "-o",
+        clf,
+    )
     ids = tok.encode_batch([r["text"] for r in read_records([sub])])
     ntok = sum(min(len(e.ids), max_tokens, cfg.max_seq_len) for e in ids)
-    apply_s, apply_cpu = phitools("classify", "apply", clf, sub, "--score-only", "-o", tmp / "model-out.jsonl.zst", cpu=True)
-    return {"preset": preset, "params_M": round(sum(p.numel() for p in Phi(cfg).parameters()) / 1e6, 1), "docs": docs,
-            "model_tokens": ntok, "max_tokens": max_tokens, "apply_seconds": round(apply_s, 2), "docs_per_s": round(docs / apply_s, 1),
-            "model_tokens_per_s": round(ntok / apply_s), "apply_cpu_seconds": round(apply_cpu, 2),
-            "model_tokens_per_cpu_s": round(ntok / apply_cpu), "train_seconds": round(train_s, 1), "threads": torch.get_num_threads()}
+    apply_s, apply_cpu = phitools(
+        "classify", "apply", clf, sub, "--score-only", "-o", tmp / "model-out.jsonl.zst", cpu=True
+    )
+    return {
+        "preset": preset,
+        "params_M": round(sum(p.numel() for p in Phi(cfg).parameters()) / 1e6, 1),
+        "docs": docs,
+        "model_tokens": ntok,
+        "max_tokens": max_tokens,
+        "apply_seconds": round(apply_s, 2),
+        "docs_per_s": round(docs / apply_s, 1),
+        "model_tokens_per_s": round(ntok / apply_s),
+        "apply_cpu_seconds": round(apply_cpu, 2),
+        "model_tokens_per_cpu_s": round(ntok / apply_cpu),
+        "train_seconds": round(train_s, 1),
+        "threads": torch.get_num_threads(),
+    }
 
 
 def main() -> None:
@@ -196,7 +246,9 @@ def main() -> None:
     ap.add_argument("--labels", type=int, default=200, help="records to label (heuristic backend) for training")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--repeat", type=int, default=2)
-    ap.add_argument("--model", default=None, help="also measure the model: path with a random Phi of this preset (e.g. small)")
+    ap.add_argument(
+        "--model", default=None, help="also measure the model: path with a random Phi of this preset (e.g. small)"
+    )
     ap.add_argument("--model-docs", type=int, default=64)
     ap.add_argument("--max-tokens", type=int, default=512)
     args = ap.parse_args()
@@ -217,44 +269,79 @@ def main() -> None:
         rows = []
 
         def row(name: str, wall: float, cpu: float) -> None:
-            rows.append({"pipeline": name, "seconds": round(wall, 3), "cpu_seconds": round(cpu, 3), "docs_per_s": round(n_docs / wall),
-                         "Mtokens_per_s": round(tokens / wall / 1e6, 3), "Mtokens_per_cpu_s": round(tokens / cpu / 1e6, 3)})
+            rows.append(
+                {
+                    "pipeline": name,
+                    "seconds": round(wall, 3),
+                    "cpu_seconds": round(cpu, 3),
+                    "docs_per_s": round(n_docs / wall),
+                    "Mtokens_per_s": round(tokens / wall / 1e6, 3),
+                    "Mtokens_per_cpu_s": round(tokens / cpu / 1e6, 3),
+                }
+            )
 
         def ours(name: str, *extra: str) -> None:
-            runs = [phitools("classify", "apply", clf, corpus, "-o", tmp / "out", *extra, cpu=True) for _ in range(args.repeat)]
+            runs = [
+                phitools("classify", "apply", clf, corpus, "-o", tmp / "out", *extra, cpu=True)
+                for _ in range(args.repeat)
+            ]
             row(name, min(w for w, _ in runs), min(c for _, c in runs))
 
         ours("phitools --score-only --workers 1", "--score-only", "--workers", "1")
         ours(f"phitools --score-only --workers {args.workers}", "--score-only", "--workers", str(args.workers))
-        ours(f"phitools --keep-top 0.3 --rejects --workers {args.workers}", "--keep-top", "0.3", "--rejects", str(tmp / "rej.jsonl.zst"),
-             "--workers", str(args.workers))
+        ours(
+            f"phitools --keep-top 0.3 --rejects --workers {args.workers}",
+            "--keep-top",
+            "0.3",
+            "--rejects",
+            str(tmp / "rej.jsonl.zst"),
+            "--workers",
+            str(args.workers),
+        )
         model_txt = tmp / "baseline-lgbm.txt"
         train_baseline(labeled, model_txt)
-        runs = [timed([sys.executable, __file__, "--run-baseline", str(corpus), str(model_txt), str(tmp / "baseline-out")])
-                for _ in range(args.repeat)]
+        runs = [
+            timed([sys.executable, __file__, "--run-baseline", str(corpus), str(model_txt), str(tmp / "baseline-out")])
+            for _ in range(args.repeat)
+        ]
         row("sklearn HashingVectorizer + LightGBM (1 process)", min(w for w, _ in runs), min(c for _, c in runs))
         base = rows[-1]["seconds"]
         for r in rows:
             r["vs_baseline"] = round(base / r["seconds"], 2)
-        print(f"corpus: {n_docs} docs, {n_bytes / 1e6:.1f} MB text, {tokens / 1e6:.2f}M tokens (bytes/4); "
-              f"classifier trained on {args.labels} heuristic labels in {train_s:.1f}s; cores: {os.cpu_count()}")
-        print(f"{'pipeline':58s} {'wall s':>7s} {'docs/s':>7s} {'Mtok/s':>7s} {'x base':>7s} {'cpu s':>7s} {'Mtok/cpu-s':>10s}")
+        print(
+            f"corpus: {n_docs} docs, {n_bytes / 1e6:.1f} MB text, {tokens / 1e6:.2f}M tokens (bytes/4); "
+            f"classifier trained on {args.labels} heuristic labels in {train_s:.1f}s; cores: {os.cpu_count()}"
+        )
+        print(
+            f"{'pipeline':58s} {'wall s':>7s} {'docs/s':>7s} {'Mtok/s':>7s} {'x base':>7s} {'cpu s':>7s} {'Mtok/cpu-s':>10s}"
+        )
         for r in rows:
-            print(f"{r['pipeline']:58s} {r['seconds']:7.2f} {r['docs_per_s']:7d} {r['Mtokens_per_s']:7.2f} {r['vs_baseline']:7.2f} "
-                  f"{r['cpu_seconds']:7.2f} {r['Mtokens_per_cpu_s']:10.2f}")
+            print(
+                f"{r['pipeline']:58s} {r['seconds']:7.2f} {r['docs_per_s']:7d} {r['Mtokens_per_s']:7.2f} {r['vs_baseline']:7.2f} "
+                f"{r['cpu_seconds']:7.2f} {r['Mtokens_per_cpu_s']:10.2f}"
+            )
         core = scoring_only(corpus, clf, model_txt, args.repeat)
-        print(f"scoring only, texts in memory, 1 process: phitools {n_bytes / core['ours'] / 1e6:.1f} MB/s "
-              f"({tokens / core['ours'] / 1e6:.2f}M tokens per CPU-second), sklearn {n_bytes / core['baseline'] / 1e6:.1f} MB/s "
-              f"({tokens / core['baseline'] / 1e6:.2f}M); ratio {core['baseline'] / core['ours']:.2f}")
+        print(
+            f"scoring only, texts in memory, 1 process: phitools {n_bytes / core['ours'] / 1e6:.1f} MB/s "
+            f"({tokens / core['ours'] / 1e6:.2f}M tokens per CPU-second), sklearn {n_bytes / core['baseline'] / 1e6:.1f} MB/s "
+            f"({tokens / core['baseline'] / 1e6:.2f}M); ratio {core['baseline'] / core['ours']:.2f}"
+        )
         print(f"load average before/after: {load0} / {os.getloadavg()}")
-        result = {"corpus_docs": n_docs, "corpus_bytes": n_bytes, "rows": rows, "scoring_only_cpu_seconds": core,
-                  "load_average": [load0, os.getloadavg()]}
+        result = {
+            "corpus_docs": n_docs,
+            "corpus_bytes": n_bytes,
+            "rows": rows,
+            "scoring_only_cpu_seconds": core,
+            "load_average": [load0, os.getloadavg()],
+        }
         if args.model:
             m = model_path(tmp, corpus, labeled, args.model, args.model_docs, args.max_tokens)
-            print(f"model:{m['preset']} ({m['params_M']}M params, random init, {m['threads']} torch threads, CPU): "
-                  f"{m['docs']} docs, {m['model_tokens']} model tokens (max {m['max_tokens']}/doc) in {m['apply_seconds']}s -> "
-                  f"{m['docs_per_s']} docs/s, {m['model_tokens_per_s']} model tokens/s ({m['model_tokens_per_cpu_s']} per CPU-second; "
-                  f"start-up and model load included)")
+            print(
+                f"model:{m['preset']} ({m['params_M']}M params, random init, {m['threads']} torch threads, CPU): "
+                f"{m['docs']} docs, {m['model_tokens']} model tokens (max {m['max_tokens']}/doc) in {m['apply_seconds']}s -> "
+                f"{m['docs_per_s']} docs/s, {m['model_tokens_per_s']} model tokens/s ({m['model_tokens_per_cpu_s']} per CPU-second; "
+                f"start-up and model load included)"
+            )
             result["model"] = m
         print(json.dumps(result))
 

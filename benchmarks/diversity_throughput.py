@@ -78,8 +78,10 @@ def main() -> None:
     t_py = best_of(lambda: [python_minhash(s, a, b) for s in sample], repeat=1)
     ref = np.array([python_minhash(s, a, b) for s in sample[:3]], dtype=np.uint32)
     assert np.array_equal(idx.minhash.signatures(sample[:3]), ref), "vectorised MinHash differs from the reference"
-    print(f"minhash signatures ({len(sample)} texts, {n_sh:,} shingles, 128 perms): numpy {t_np * 1e3:.1f} ms, "
-          f"pure Python {t_py * 1e3:.0f} ms -> {t_py / t_np:.0f}x faster (identical signatures)")
+    print(
+        f"minhash signatures ({len(sample)} texts, {n_sh:,} shingles, 128 perms): numpy {t_np * 1e3:.1f} ms, "
+        f"pure Python {t_py * 1e3:.0f} ms -> {t_py / t_np:.0f}x faster (identical signatures)"
+    )
 
     # -- stats and near-dup detection vs tokenising alone ---------------------------------------------
     t_words = best_of(lambda: [words(t) for t in texts])
@@ -117,7 +119,9 @@ def main() -> None:
     flagged = sum(1 for t in texts if index.check(t))
     print(f"decontam index: {len(items)} problems in {t_index:.2f} s")
     print(f"ast.parse only:      {mb / t_parse:7.1f} MB/s (baseline)")
-    print(f"decontam (13-gram + AST): {mb / t_dec:5.1f} MB/s  = {t_dec / t_parse:.2f}x the parse time; flagged {flagged} of {len(texts)}")
+    print(
+        f"decontam (13-gram + AST): {mb / t_dec:5.1f} MB/s  = {t_dec / t_parse:.2f}x the parse time; flagged {flagged} of {len(texts)}"
+    )
 
 
 if __name__ == "__main__":

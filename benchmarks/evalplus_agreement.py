@@ -70,12 +70,18 @@ def main() -> None:
                 p["plus_input"] = deserialize(s["task_id"], p["plus_input"])
             nn = dataset == "mbpp" and p["entry_point"] in not_none
             code = p["prompt"] + p["canonical_solution"]
-            oracle[s["task_id"]] = [trusted_exec(code, p[k], p["entry_point"], record_time=True, output_not_none=nn)
-                                    for k in ("base_input", "plus_input")]
+            oracle[s["task_id"]] = [
+                trusted_exec(code, p[k], p["entry_point"], record_time=True, output_not_none=nn)
+                for k in ("base_input", "plus_input")
+            ]
         (b, bt), (q, qt) = oracle[s["task_id"]]
         solution = p["prompt"] + s["completion"]
-        base, _ = untrusted_check(dataset, solution, p["base_input"], p["entry_point"], b, p["atol"], bt, fast_check=True)
-        plus, _ = untrusted_check(dataset, solution, p["plus_input"], p["entry_point"], q, p["atol"], qt, fast_check=True)
+        base, _ = untrusted_check(
+            dataset, solution, p["base_input"], p["entry_point"], b, p["atol"], bt, fast_check=True
+        )
+        plus, _ = untrusted_check(
+            dataset, solution, p["plus_input"], p["entry_point"], q, p["atol"], qt, fast_check=True
+        )
         theirs.append(base == plus == PASS)
     t_theirs = time.time() - t0
 
@@ -86,11 +92,16 @@ def main() -> None:
         ours = run_checks(sb, [byid[s["task_id"]].job(s["completion"], lim) for s in samples], workers=args.workers)
     t_ours = time.time() - t0
 
-    diff = [(s["task_id"], s["kind"], t, o.status, o.reason[:160]) for s, t, o in zip(samples, theirs, ours)
-            if t != o.passed]
-    print(f"{args.benchmark}: {len(samples)} samples over {len({s['task_id'] for s in samples})} tasks; "
-          f"evalplus passes {sum(theirs)} ({t_theirs:.0f} s), phitools {sum(o.passed for o in ours)} "
-          f"({t_ours:.0f} s, {args.workers} workers); {len(diff)} differ")
+    diff = [
+        (s["task_id"], s["kind"], t, o.status, o.reason[:160])
+        for s, t, o in zip(samples, theirs, ours)
+        if t != o.passed
+    ]
+    print(
+        f"{args.benchmark}: {len(samples)} samples over {len({s['task_id'] for s in samples})} tasks; "
+        f"evalplus passes {sum(theirs)} ({t_theirs:.0f} s), phitools {sum(o.passed for o in ours)} "
+        f"({t_ours:.0f} s, {args.workers} workers); {len(diff)} differ"
+    )
     for d in diff:
         print("  ", d)
 

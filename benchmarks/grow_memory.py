@@ -57,13 +57,33 @@ def main() -> None:
         src, dst = work / "phi-1-small", work / "phi-1"
         t, rss, rc = run([py, "-c", MAKE_SOURCE, str(src)])
         assert rc == 0, "making the source failed"
-        print(f"source: phi-1-small random init, {n_src / 1e6:.0f}M params, {4 * n_src / 1e9:.2f} GB fp32 (made in {t:.0f} s)")
-        print(f"target: phi-1 shapes, {n_dst / 1e6:.0f}M params, {target_gb:.2f} GB fp32; 3x bar = {3 * target_gb:.1f} GB")
-        grow = [py, "-m", "phitools", "grow", str(src), "-o", str(dst), "--d-model", "2048", "--layers", "24", "--depth", "identity"]
+        print(
+            f"source: phi-1-small random init, {n_src / 1e6:.0f}M params, {4 * n_src / 1e9:.2f} GB fp32 (made in {t:.0f} s)"
+        )
+        print(
+            f"target: phi-1 shapes, {n_dst / 1e6:.0f}M params, {target_gb:.2f} GB fp32; 3x bar = {3 * target_gb:.1f} GB"
+        )
+        grow = [
+            py,
+            "-m",
+            "phitools",
+            "grow",
+            str(src),
+            "-o",
+            str(dst),
+            "--d-model",
+            "2048",
+            "--layers",
+            "24",
+            "--depth",
+            "identity",
+        ]
         t, rss, rc = run(grow)
         assert rc == 0, "grow failed"
-        print(f"grow:         peak RSS {rss:.2f} GB = {rss / target_gb:.2f}x target fp32, {t:.0f} s, "
-              f"output {sum(f.stat().st_size for f in dst.iterdir()) / 1e9:.2f} GB")
+        print(
+            f"grow:         peak RSS {rss:.2f} GB = {rss / target_gb:.2f}x target fp32, {t:.0f} s, "
+            f"output {sum(f.stat().st_size for f in dst.iterdir()) / 1e9:.2f} GB"
+        )
         if args.check:
             shutil.rmtree(dst)
             t, rss, rc = run(grow + ["--check"])

@@ -30,8 +30,12 @@ from phitools.llm.openai_compat import OpenAIBackend
 
 
 def start_server(latency: float) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "phitools.llm.testing", "--latency", str(latency)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "phitools.llm.testing", "--latency", str(latency)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     url = proc.stdout.readline().strip()
     return proc, url
 
@@ -47,7 +51,9 @@ def proc_cpu(pid: int) -> float:
 
 def requests(n: int, tag: str):
     for i in range(n):
-        yield LLMRequest(messages=[{"role": "user", "content": f"{tag} document {i}: def f(x): return x + {i}"}], max_tokens=16)
+        yield LLMRequest(
+            messages=[{"role": "user", "content": f"{tag} document {i}: def f(x): return x + {i}"}], max_tokens=16
+        )
 
 
 def bench_runner(url: str, c: int, n: int, tag: str, cache_dir: str) -> tuple[float, float]:
@@ -67,11 +73,19 @@ def bench_bare(url: str, c: int, n: int, tag: str) -> tuple[float, float]:
     async def go() -> tuple[float, float]:
         sem = asyncio.Semaphore(c)
         async with httpx.AsyncClient(limits=httpx.Limits(max_connections=c, max_keepalive_connections=c)) as client:
+
             async def one(i: int) -> None:
-                body = orjson.dumps({"model": "bench", "max_tokens": 16, "messages": [
-                    {"role": "user", "content": f"{tag} bare {i}: def f(x): return x + {i}"}]})
+                body = orjson.dumps(
+                    {
+                        "model": "bench",
+                        "max_tokens": 16,
+                        "messages": [{"role": "user", "content": f"{tag} bare {i}: def f(x): return x + {i}"}],
+                    }
+                )
                 async with sem:
-                    r = await client.post(url + "/chat/completions", content=body, headers={"Content-Type": "application/json"})
+                    r = await client.post(
+                        url + "/chat/completions", content=body, headers={"Content-Type": "application/json"}
+                    )
                     orjson.loads(r.content)["choices"][0]["message"]["content"]
 
             await asyncio.gather(*(one(i) for i in range(min(n, 2 * c))))
@@ -90,8 +104,10 @@ def main() -> None:
     args = ap.parse_args()
     proc, url = start_server(args.latency)
     print(f"server {url}, latency {args.latency * 1000:.0f} ms, cpus {os.cpu_count()}")
-    print(f"{'C':>4} {'N':>6} {'ideal/s':>8} {'runner/s':>9} {'ratio':>6} {'bare/s':>8} {'ratio':>6} {'cpu ms/req':>11} "
-          f"{'bare cpu':>9} {'server cpu':>11}")
+    print(
+        f"{'C':>4} {'N':>6} {'ideal/s':>8} {'runner/s':>9} {'ratio':>6} {'bare/s':>8} {'ratio':>6} {'cpu ms/req':>11} "
+        f"{'bare cpu':>9} {'server cpu':>11}"
+    )
     try:
         with tempfile.TemporaryDirectory() as d:
             for c in args.concurrency:
@@ -102,8 +118,11 @@ def main() -> None:
                 scpu = (proc_cpu(proc.pid) - s0) / (n + min(n, 2 * c))
                 bwall, bcpu = bench_bare(url, c, n, f"c{c}")
                 rate, brate = n / wall, n / bwall
-                print(f"{c:>4} {n:>6} {ideal:>8.1f} {rate:>9.1f} {rate / ideal:>6.3f} {brate:>8.1f} {brate / ideal:>6.3f} "
-                      f"{cpu / n * 1000:>11.2f} {bcpu / n * 1000:>9.2f} {scpu * 1000:>11.2f}", flush=True)
+                print(
+                    f"{c:>4} {n:>6} {ideal:>8.1f} {rate:>9.1f} {rate / ideal:>6.3f} {brate:>8.1f} {brate / ideal:>6.3f} "
+                    f"{cpu / n * 1000:>11.2f} {bcpu / n * 1000:>9.2f} {scpu * 1000:>11.2f}",
+                    flush=True,
+                )
     finally:
         proc.stdin.close()
         proc.wait(timeout=10)

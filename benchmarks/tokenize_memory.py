@@ -35,8 +35,11 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, file=sys.stderr
 
 
 def peak(mode: str, src: Path, out: Path) -> int:
-    p = subprocess.run([sys.executable, "-c", RUN, mode, "tokenize", str(src), "-o", str(out), "--workers", "1", "-q"],
-                       capture_output=True, check=True)
+    p = subprocess.run(
+        [sys.executable, "-c", RUN, mode, "tokenize", str(src), "-o", str(out), "--workers", "1", "-q"],
+        capture_output=True,
+        check=True,
+    )
     return int(p.stderr.decode().strip().splitlines()[-1])
 
 
@@ -60,7 +63,9 @@ def main() -> None:
             rows.append((mode, rss, digest))
     print(f"record: {size / 1e6:.0f} MB of text; baseline peak (tiny record) {base / 2**20:.0f} MiB")
     for mode, rss, digest in rows:
-        print(f"{mode:>7}: peak {rss / 2**20:7.0f} MiB, above baseline {(rss - base) / size:5.1f}x the record  tokens sha256 {digest}")
+        print(
+            f"{mode:>7}: peak {rss / 2**20:7.0f} MiB, above baseline {(rss - base) / size:5.1f}x the record  tokens sha256 {digest}"
+        )
 
 
 if __name__ == "__main__":

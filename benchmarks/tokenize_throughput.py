@@ -56,9 +56,27 @@ def main() -> None:
     stdlib = sysconfig.get_paths()["stdlib"]
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
-        subprocess.run([py, "-m", "phitools", "ingest", stdlib, "--exclude", "site-packages/*", "-o", d / "corpus"], check=True)
+        subprocess.run(
+            [py, "-m", "phitools", "ingest", stdlib, "--exclude", "site-packages/*", "-o", d / "corpus"], check=True
+        )
         shards = sorted(str(p) for p in (d / "corpus").glob("*.jsonl.zst"))
-        subprocess.run([py, "-m", "phitools", "tokenize", d / "corpus", "--train-tokenizer", "--vocab-size", "8192", "--limit", "300", "-o", d / "tok"], check=True)
+        subprocess.run(
+            [
+                py,
+                "-m",
+                "phitools",
+                "tokenize",
+                d / "corpus",
+                "--train-tokenizer",
+                "--vocab-size",
+                "8192",
+                "--limit",
+                "300",
+                "-o",
+                d / "tok",
+            ],
+            check=True,
+        )
         tok = str(d / "tok" / "tokenizer.json")
         mb = json.loads((d / "corpus" / "manifest.json").read_text())["outputs"]
         text_mb = sum(o["uncompressed_bytes"] for o in mb) / 1e6
@@ -67,8 +85,24 @@ def main() -> None:
             raws, ourss = [], []
             for _ in range(args.repeats):  # interleaved, so both see the same machine load
                 raws.append(run([py, "-c", RAW, tok, *shards], threads))
-                ourss.append(run([py, "-m", "phitools", "tokenize", str(d / "corpus"), "--tokenizer", tok, "--workers", str(threads),
-                                  "-o", str(d / f"out{threads}")], threads))
+                ourss.append(
+                    run(
+                        [
+                            py,
+                            "-m",
+                            "phitools",
+                            "tokenize",
+                            str(d / "corpus"),
+                            "--tokenizer",
+                            tok,
+                            "--workers",
+                            str(threads),
+                            "-o",
+                            str(d / f"out{threads}"),
+                        ],
+                        threads,
+                    )
+                )
             raw, ours = min(raws), min(ourss)
             rows.append((threads, text_mb / raw, text_mb / ours, raw / ours))
         print(f"corpus: standard library, {text_mb:.1f} MB of JSONL text, tokenizer vocab 8192, best of {args.repeats}")
@@ -76,7 +110,9 @@ def main() -> None:
         for t, r, o, ratio in rows:
             print(f"{t:>7} {r:>22.2f} {o:>23.2f} {ratio:>6.2f}")
         if len(rows) > 1:
-            print(f"scaling 1 -> {rows[-1][0]} threads: raw {rows[-1][1] / rows[0][1]:.2f}x, phitools {rows[-1][2] / rows[0][2]:.2f}x")
+            print(
+                f"scaling 1 -> {rows[-1][0]} threads: raw {rows[-1][1] / rows[0][1]:.2f}x, phitools {rows[-1][2] / rows[0][2]:.2f}x"
+            )
 
 
 if __name__ == "__main__":

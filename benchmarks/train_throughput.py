@@ -42,9 +42,24 @@ def make_tokens(d: Path, vocab: int, n_tokens: int, seed: int = 0) -> Path:
     ids.tofile(d / "tokens-00000.bin")
     (d / "tokenizer.json").write_text("{}")
     shards = [{"path": "tokens-00000.bin", "tokens": n_tokens, "sha256": "benchmark"}]
-    write_manifest(d / "manifest.json", tool="benchmark", argv=[], outputs=shards,
-                   extra={"format": FORMAT, "dtype": dt.name, "vocab_size": vocab, "eot_id": 0, "seq_len": 0, "packed": False,
-                          "tokens": n_tokens, "documents": 1, "shards": shards, "tokenizer_sha256": "benchmark"})
+    write_manifest(
+        d / "manifest.json",
+        tool="benchmark",
+        argv=[],
+        outputs=shards,
+        extra={
+            "format": FORMAT,
+            "dtype": dt.name,
+            "vocab_size": vocab,
+            "eot_id": 0,
+            "seq_len": 0,
+            "packed": False,
+            "tokens": n_tokens,
+            "documents": 1,
+            "shards": shards,
+            "tokenizer_sha256": "benchmark",
+        },
+    )
     return d
 
 
@@ -57,9 +72,15 @@ def plain_loop(args, tok_dir: Path, steps: int, warmup: int) -> float:
     model = Phi(preset_config(args.preset, vocab_size=args.vocab)).to(dev)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and not n.startswith("wte")]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or n.startswith("wte")]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=1e-3, betas=(0.9, 0.95), **({"fused": True} if dev.type == "cuda" else {"foreach": True}))
-    data = np.memmap(tok_dir / "tokens-00000.bin", dtype=np.dtype("<u2") if args.vocab <= 65536 else np.dtype("<u4"), mode="r")
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=1e-3,
+        betas=(0.9, 0.95),
+        **({"fused": True} if dev.type == "cuda" else {"foreach": True}),
+    )
+    data = np.memmap(
+        tok_dir / "tokens-00000.bin", dtype=np.dtype("<u2") if args.vocab <= 65536 else np.dtype("<u4"), mode="r"
+    )
     rng = np.random.default_rng(args.seed)
     B, T = args.batch_size, args.seq_len
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else None
@@ -70,7 +91,7 @@ def plain_loop(args, tok_dir: Path, steps: int, warmup: int) -> float:
                 torch.cuda.synchronize()
             t0, c0 = time.perf_counter(), time.process_time()
         starts = rng.integers(0, len(data) - T - 1, B)
-        xy = torch.from_numpy(np.stack([data[s:s + T + 1].astype(np.int64) for s in starts])).to(dev)
+        xy = torch.from_numpy(np.stack([data[s : s + T + 1].astype(np.int64) for s in starts])).to(dev)
         x, y = xy[:, :-1], xy[:, 1:]
         if amp:
             with amp:
@@ -91,10 +112,24 @@ def _trainer(args, tok_dir: Path, out: Path, max_steps: int):
     from phitools.train.config import resolve
     from phitools.train.loop import Trainer
 
-    cfg = resolve({"data": str(tok_dir), "output": str(out), "preset": args.preset, "model": {"vocab_size": args.vocab},
-                   "seq_len": args.seq_len, "batch_size": args.batch_size, "max_steps": max_steps, "seed": args.seed,
-                   "device": args.device, "eval_every": 0, "eval_batches": 1, "save_every": 0, "eval_fraction": 0.001,
-                   "compile": args.compile})
+    cfg = resolve(
+        {
+            "data": str(tok_dir),
+            "output": str(out),
+            "preset": args.preset,
+            "model": {"vocab_size": args.vocab},
+            "seq_len": args.seq_len,
+            "batch_size": args.batch_size,
+            "max_steps": max_steps,
+            "seed": args.seed,
+            "device": args.device,
+            "eval_every": 0,
+            "eval_batches": 1,
+            "save_every": 0,
+            "eval_fraction": 0.001,
+            "compile": args.compile,
+        }
+    )
     return Trainer(cfg)
 
 
@@ -108,7 +143,9 @@ def phitools_steps(args, tok_dir: Path, steps: int, warmup: int) -> float:
         t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(steps):
             t.train_step()  # ends with .item(): synchronised
-        return steps * t.tokens_per_step / (time.perf_counter() - t0), steps * t.tokens_per_step / (time.process_time() - c0)
+        return steps * t.tokens_per_step / (time.perf_counter() - t0), steps * t.tokens_per_step / (
+            time.process_time() - c0
+        )
 
 
 def phitools_fit(args, tok_dir: Path, steps: int) -> float:
@@ -117,7 +154,9 @@ def phitools_fit(args, tok_dir: Path, steps: int) -> float:
         t = _trainer(args, tok_dir, Path(td) / "run", steps)
         t0, c0 = time.perf_counter(), time.process_time()
         t.fit()
-        return steps * t.tokens_per_step / (time.perf_counter() - t0), steps * t.tokens_per_step / (time.process_time() - c0)
+        return steps * t.tokens_per_step / (time.perf_counter() - t0), steps * t.tokens_per_step / (
+            time.process_time() - c0
+        )
 
 
 def main() -> None:
@@ -137,36 +176,59 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as td:
-        tok = make_tokens(Path(td) / "tok", args.vocab, max(200_000, 4 * args.batch_size * (args.seq_len + 1) * (args.steps + args.warmup)))
+        tok = make_tokens(
+            Path(td) / "tok",
+            args.vocab,
+            max(200_000, 4 * args.batch_size * (args.seq_len + 1) * (args.steps + args.warmup)),
+        )
         plain, steps, fit = [], [], []  # (wall tok/s, CPU tok/s) per round
         for r in range(args.rounds):
             plain.append(plain_loop(args, tok, args.steps, args.warmup))
             steps.append(phitools_steps(args, tok, args.steps, args.warmup))
             fit.append(phitools_fit(args, tok, args.steps + args.warmup))
-            print(f"round {r + 1}: wall tok/s plain {plain[-1][0]:,.0f}, phitools steps {steps[-1][0]:,.0f} ({steps[-1][0] / plain[-1][0]:.3f}x), "
-                  f"fit {fit[-1][0]:,.0f} ({fit[-1][0] / plain[-1][0]:.3f}x) | per CPU-second: plain {plain[-1][1]:,.0f}, "
-                  f"steps {steps[-1][1]:,.0f} ({steps[-1][1] / plain[-1][1]:.3f}x), fit {fit[-1][1]:,.0f} ({fit[-1][1] / plain[-1][1]:.3f}x)",
-                  file=sys.stderr)
+            print(
+                f"round {r + 1}: wall tok/s plain {plain[-1][0]:,.0f}, phitools steps {steps[-1][0]:,.0f} ({steps[-1][0] / plain[-1][0]:.3f}x), "
+                f"fit {fit[-1][0]:,.0f} ({fit[-1][0] / plain[-1][0]:.3f}x) | per CPU-second: plain {plain[-1][1]:,.0f}, "
+                f"steps {steps[-1][1]:,.0f} ({steps[-1][1] / plain[-1][1]:.3f}x), fit {fit[-1][1]:,.0f} ({fit[-1][1] / plain[-1][1]:.3f}x)",
+                file=sys.stderr,
+            )
 
     def med_ratio(a, b, k):
         return statistics.median(x[k] / y[k] for x, y in zip(a, b))
 
-    res = {"preset": args.preset, "seq_len": args.seq_len, "batch_size": args.batch_size, "device": args.device,
-           "threads": torch.get_num_threads(), "steps": args.steps, "rounds": args.rounds,
-           "plain_tok_s": statistics.median(x[0] for x in plain), "phitools_steps_tok_s": statistics.median(x[0] for x in steps),
-           "phitools_fit_tok_s": statistics.median(x[0] for x in fit),
-           "ratio_steps": med_ratio(steps, plain, 0), "ratio_fit": med_ratio(fit, plain, 0),
-           "ratio_steps_cpu": med_ratio(steps, plain, 1), "ratio_fit_cpu": med_ratio(fit, plain, 1)}
+    res = {
+        "preset": args.preset,
+        "seq_len": args.seq_len,
+        "batch_size": args.batch_size,
+        "device": args.device,
+        "threads": torch.get_num_threads(),
+        "steps": args.steps,
+        "rounds": args.rounds,
+        "plain_tok_s": statistics.median(x[0] for x in plain),
+        "phitools_steps_tok_s": statistics.median(x[0] for x in steps),
+        "phitools_fit_tok_s": statistics.median(x[0] for x in fit),
+        "ratio_steps": med_ratio(steps, plain, 0),
+        "ratio_fit": med_ratio(fit, plain, 0),
+        "ratio_steps_cpu": med_ratio(steps, plain, 1),
+        "ratio_fit_cpu": med_ratio(fit, plain, 1),
+    }
     from phitools.model.phi import Phi, preset_config
     from phitools.train.loop import device_peak_flops
 
     with torch.device("meta"):
         fpt = Phi(preset_config(args.preset, vocab_size=args.vocab)).flops_per_token(args.seq_len)
-    peak = device_peak_flops(torch.device(args.device), torch.bfloat16 if args.device.startswith("cuda") else torch.float32, None)
+    peak = device_peak_flops(
+        torch.device(args.device), torch.bfloat16 if args.device.startswith("cuda") else torch.float32, None
+    )
     res["flops_per_token"] = fpt
     if peak:  # MFU against the device's dense bf16 peak (known GPUs only; see docs/train.md)
-        res.update(peak_flops=peak, device_name=torch.cuda.get_device_name(), mfu_plain=fpt * res["plain_tok_s"] / peak,
-                   mfu_phitools_steps=fpt * res["phitools_steps_tok_s"] / peak, mfu_phitools_fit=fpt * res["phitools_fit_tok_s"] / peak)
+        res.update(
+            peak_flops=peak,
+            device_name=torch.cuda.get_device_name(),
+            mfu_plain=fpt * res["plain_tok_s"] / peak,
+            mfu_phitools_steps=fpt * res["phitools_steps_tok_s"] / peak,
+            mfu_phitools_fit=fpt * res["phitools_fit_tok_s"] / peak,
+        )
     print(json.dumps(res))
 
 

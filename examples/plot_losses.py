@@ -17,9 +17,13 @@ from pathlib import Path
 
 
 def read_run(path: Path) -> dict:
-    lines = [json.loads(l) for l in (path / "metrics.jsonl").read_text().splitlines() if l.strip()]
+    lines = [json.loads(ln) for ln in (path / "metrics.jsonl").read_text().splitlines() if ln.strip()]
     man = json.loads((path / "manifest.json").read_text())["train"]
-    return {"train": [r for r in lines if r.get("type") == "train"], "eval": [r for r in lines if r.get("type") == "eval"], "manifest": man}
+    return {
+        "train": [r for r in lines if r.get("type") == "train"],
+        "eval": [r for r in lines if r.get("type") == "eval"],
+        "manifest": man,
+    }
 
 
 def smooth(xs: list[float], k: int) -> list[float]:
@@ -65,19 +69,34 @@ def main() -> None:
             axf.plot([flop0 + fpt * x["tokens"] for x in tr], ys, color=color, alpha=0.3, lw=1)
         if ev:
             ey = [x["eval_loss"] for x in ev]
-            ax.plot([tok0 + x["tokens"] for x in ev], ey, color=color, marker="o", ms=3, lw=1.8, label=f"{label} (eval)")
-            fx = [(flop0 + fpt * x["tokens"], y) for x, y in zip(ev, ey) if flop0 + fpt * x["tokens"] > 0]  # log axis: no 0
-            axf.plot([a for a, _ in fx], [b for _, b in fx], color=color, marker="o", ms=3, lw=1.8, label=f"{label} (eval)")
+            ax.plot(
+                [tok0 + x["tokens"] for x in ev], ey, color=color, marker="o", ms=3, lw=1.8, label=f"{label} (eval)"
+            )
+            fx = [
+                (flop0 + fpt * x["tokens"], y) for x, y in zip(ev, ey) if flop0 + fpt * x["tokens"] > 0
+            ]  # log axis: no 0
+            axf.plot(
+                [a for a, _ in fx], [b for _, b in fx], color=color, marker="o", ms=3, lw=1.8, label=f"{label} (eval)"
+            )
         model = m["model"]
         tokens = tr[-1]["tokens"] if tr else 0
         ends[label] = (tok0 + tokens, flop0 + fpt * tokens)
-        rows.append({
-            "run": label, "shape": f"{model['n_layer']}L d{model['d_model']} h{model['n_head']} mlp{model['d_mlp']}",
-            "params": m["params"], "start": tok0, "tokens": tokens, "end": tok0 + tokens,
-            "flops": fpt * tokens, "lineage_flops": flop0 + fpt * tokens, "first_eval": ev[0]["eval_loss"] if ev else None,
-            "final_eval": ev[-1]["eval_loss"] if ev else None, "final_train": smooth([x["loss"] for x in tr], 10)[-1] if tr else None,
-            "wall_s": (m.get("summary") or {}).get("elapsed_s"),
-        })
+        rows.append(
+            {
+                "run": label,
+                "shape": f"{model['n_layer']}L d{model['d_model']} h{model['n_head']} mlp{model['d_mlp']}",
+                "params": m["params"],
+                "start": tok0,
+                "tokens": tokens,
+                "end": tok0 + tokens,
+                "flops": fpt * tokens,
+                "lineage_flops": flop0 + fpt * tokens,
+                "first_eval": ev[0]["eval_loss"] if ev else None,
+                "final_eval": ev[-1]["eval_loss"] if ev else None,
+                "final_train": smooth([x["loss"] for x in tr], 10)[-1] if tr else None,
+                "wall_s": (m.get("summary") or {}).get("elapsed_s"),
+            }
+        )
     ax.set_xlabel("tokens seen (a grown run continues its parent's count)")
     axf.set_xlabel("training FLOPs (6N + attention, summed over the lineage)")
     axf.set_xscale("log")
@@ -91,14 +110,19 @@ def main() -> None:
     fig.savefig(args.png)
 
     if args.md:
+
         def f(x, fmt):
             return "-" if x is None else format(x, fmt)
 
-        lines = ["| run | shape | params | tokens trained | tokens (lineage) | train FLOPs (lineage) | first eval | final eval | final train (avg 10) | train time (s) |",
-                 "|---|---|---:|---:|---|---:|---:|---:|---:|---:|"]
+        lines = [
+            "| run | shape | params | tokens trained | tokens (lineage) | train FLOPs (lineage) | first eval | final eval | final train (avg 10) | train time (s) |",
+            "|---|---|---:|---:|---|---:|---:|---:|---:|---:|",
+        ]
         for r in rows:
-            lines.append(f"| {r['run']} | {r['shape']} | {r['params'] / 1e6:.2f}M | {r['tokens']:,} | {r['start']:,} -> {r['end']:,} | "
-                         f"{r['lineage_flops']:.2e} | {f(r['first_eval'], '.4f')} | {f(r['final_eval'], '.4f')} | {f(r['final_train'], '.4f')} | {f(r['wall_s'], '.0f')} |")
+            lines.append(
+                f"| {r['run']} | {r['shape']} | {r['params'] / 1e6:.2f}M | {r['tokens']:,} | {r['start']:,} -> {r['end']:,} | "
+                f"{r['lineage_flops']:.2e} | {f(r['first_eval'], '.4f')} | {f(r['final_eval'], '.4f')} | {f(r['final_train'], '.4f')} | {f(r['wall_s'], '.0f')} |"
+            )
         header = Path(args.header).read_text() if args.header else ""
         Path(args.md).write_text(header + "\n".join(lines) + "\n")
 

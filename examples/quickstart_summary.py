@@ -24,7 +24,9 @@ def fmt(x):
 
 
 corpus, filtered, clean, tok = manifest("corpus"), manifest("filtered"), manifest("clean"), manifest("tok")
-summary = json.loads((run / "results" / "summary.json").read_text()) if (run / "results" / "summary.json").exists() else {}
+summary = (
+    json.loads((run / "results" / "summary.json").read_text()) if (run / "results" / "summary.json").exists() else {}
+)
 pass1 = summary.get("pass_at_k", {}).get("pass@1")
 lines = [
     "",

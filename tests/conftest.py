@@ -67,17 +67,31 @@ def stdlib_small(tmp_path_factory) -> Path:
     return dst
 
 
-def run_phitools(*args: str, input: bytes | None = None, cwd: str | os.PathLike | None = None, env: dict | None = None,
-                 timeout: float = 300, check: bool = False) -> subprocess.CompletedProcess:
+def run_phitools(
+    *args: str,
+    input: bytes | None = None,
+    cwd: str | os.PathLike | None = None,
+    env: dict | None = None,
+    timeout: float = 300,
+    check: bool = False,
+) -> subprocess.CompletedProcess:
     """Run `python -m phitools ARGS` as a real subprocess; returns CompletedProcess with bytes stdout/stderr."""
     full_env = dict(os.environ)
     full_env.pop("PHITOOLS_VERBOSE", None)
     if env:
         full_env.update(env)
-    proc = subprocess.run([sys.executable, "-m", "phitools", *map(str, args)], input=input, cwd=cwd, env=full_env,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "phitools", *map(str, args)],
+        input=input,
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        timeout=timeout,
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"phitools {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stderr.decode(errors='replace')}")
+        raise AssertionError(
+            f"phitools {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stderr.decode(errors='replace')}"
+        )
     return proc
 
 

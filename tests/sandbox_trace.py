@@ -30,7 +30,7 @@ def _starttime(pid: int | str) -> int | None:
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
-        return int(data[data.rfind(b")") + 2:].split()[19])
+        return int(data[data.rfind(b")") + 2 :].split()[19])
     except (OSError, ValueError, IndexError):
         return None
 
@@ -54,7 +54,7 @@ def _descendants(root: int) -> list[int]:
             try:
                 with open(f"/proc/{n}/stat", "rb") as f:
                     data = f.read()
-                kids.setdefault(int(data[data.rfind(b")") + 2:].split()[1]), []).append(int(n))
+                kids.setdefault(int(data[data.rfind(b")") + 2 :].split()[1]), []).append(int(n))
             except (OSError, ValueError, IndexError):
                 pass
     out, stack = [], [root]
@@ -89,7 +89,7 @@ class RunTrace:
         return json.dumps({k: (sorted(v) if isinstance(v, set) else v) for k, v in vars(self).items()})
 
     @classmethod
-    def from_json(cls, text: str) -> "RunTrace":
+    def from_json(cls, text: str) -> RunTrace:
         tr = cls.__new__(cls)
         vars(tr).update(json.loads(text))
         tr.pids = {tuple(x) for x in tr.pids}
@@ -124,8 +124,9 @@ class RunTrace:
             # Without root the namespaces of the sandbox's non-dumpable processes cannot be read; every
             # process of ours inside a nested pid namespace (but its init) is then what a candidate left
             nspid = _nspid(n)
-            hit = hit or (not self.root and uid == os.getuid() and len(nspid) >= 2 and nspid[-1] != 1
-                          and int(n) not in others)
+            hit = hit or (
+                not self.root and uid == os.getuid() and len(nspid) >= 2 and nspid[-1] != 1 and int(n) not in others
+            )
             if hit:
                 found.append((int(n), _cmd(n)))
         return found
@@ -171,8 +172,9 @@ def check_leftovers(sb: Sandbox, report: dict | None = None, timeout: float = 3.
                     uid = os.stat(f"/proc/{n}").st_uid
                 except OSError:
                     continue
-                if (report.get("net_ns") and _ns(n, "net") == report["net_ns"]) or \
-                        (os.geteuid() == 0 and report.get("uid") and uid == report["uid"]):
+                if (report.get("net_ns") and _ns(n, "net") == report["net_ns"]) or (
+                    os.geteuid() == 0 and report.get("uid") and uid == report["uid"]
+                ):
                     left.add(int(n))
         out = [(p, _cmd(p)) for p in sorted(left - sb.waiting_candidates)]
         if not out or time.monotonic() > deadline:
@@ -190,7 +192,7 @@ def report_of(reason: str) -> dict | None:
 
 
 # Candidate code that ends by reporting where it ran: its uid and namespaces (for the leftover checks)
-WHERE = '''
+WHERE = """
 def _where():
     import os
     out = {"uid": os.getuid()}
@@ -200,4 +202,4 @@ def _where():
         except OSError:
             pass
     return out
-'''
+"""

@@ -12,20 +12,22 @@ import pyarrow.parquet as pq
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 
-SCHEMA = pa.schema([
-    ("hexsha", pa.string()),
-    ("size", pa.int64()),
-    ("ext", pa.string()),
-    ("lang", pa.string()),
-    ("max_stars_repo_path", pa.string()),
-    ("max_stars_repo_name", pa.string()),
-    ("max_stars_repo_licenses", pa.list_(pa.string())),
-    ("max_stars_count", pa.int64()),
-    ("repo", pa.struct([("name", pa.string()), ("topics", pa.list_(pa.string()))])),
-    ("content", pa.string()),
-    ("avg_line_length", pa.float64()),
-    ("alphanum_fraction", pa.float64()),
-])
+SCHEMA = pa.schema(
+    [
+        ("hexsha", pa.string()),
+        ("size", pa.int64()),
+        ("ext", pa.string()),
+        ("lang", pa.string()),
+        ("max_stars_repo_path", pa.string()),
+        ("max_stars_repo_name", pa.string()),
+        ("max_stars_repo_licenses", pa.list_(pa.string())),
+        ("max_stars_count", pa.int64()),
+        ("repo", pa.struct([("name", pa.string()), ("topics", pa.list_(pa.string()))])),
+        ("content", pa.string()),
+        ("avg_line_length", pa.float64()),
+        ("alphanum_fraction", pa.float64()),
+    ]
+)
 
 
 def stack_rows(n: int, *, start: int = 0) -> list[dict]:
@@ -41,20 +43,22 @@ def stack_rows(n: int, *, start: int = 0) -> list[dict]:
         elif i % 13 == 6:
             text = ""
         lines = (text or "").splitlines() or [""]
-        rows.append({
-            "hexsha": f"{i:040x}",
-            "size": len((text or "").encode()),
-            "ext": "py",
-            "lang": "Python",
-            "max_stars_repo_path": None if i % 7 == 3 else f"lib/{src.name}",
-            "max_stars_repo_name": f"org{i % 5}/repo{i % 9}",
-            "max_stars_repo_licenses": [] if i % 4 == 0 else ["MIT", "Apache-2.0"][: 1 + i % 2],
-            "max_stars_count": None if i % 3 else i * 10,
-            "repo": {"name": f"repo{i % 9}", "topics": ["python", f"t{i % 4}"]},
-            "content": text,
-            "avg_line_length": sum(map(len, lines)) / len(lines),
-            "alphanum_fraction": 0.5,
-        })
+        rows.append(
+            {
+                "hexsha": f"{i:040x}",
+                "size": len((text or "").encode()),
+                "ext": "py",
+                "lang": "Python",
+                "max_stars_repo_path": None if i % 7 == 3 else f"lib/{src.name}",
+                "max_stars_repo_name": f"org{i % 5}/repo{i % 9}",
+                "max_stars_repo_licenses": [] if i % 4 == 0 else ["MIT", "Apache-2.0"][: 1 + i % 2],
+                "max_stars_count": None if i % 3 else i * 10,
+                "repo": {"name": f"repo{i % 9}", "topics": ["python", f"t{i % 4}"]},
+                "content": text,
+                "avg_line_length": sum(map(len, lines)) / len(lines),
+                "alphanum_fraction": 0.5,
+            }
+        )
     return rows
 
 
@@ -78,5 +82,5 @@ def corrupt_column_chunk(path: Path, group: int, column: str, n: int = 48) -> No
     c = rg.column(j)
     off = c.dictionary_page_offset if c.has_dictionary_page and c.dictionary_page_offset else c.data_page_offset
     data = bytearray(path.read_bytes())
-    data[off:off + n] = bytes((7 * k + 201) % 256 for k in range(n))
+    data[off : off + n] = bytes((7 * k + 201) % 256 for k in range(n))
     path.write_bytes(bytes(data))

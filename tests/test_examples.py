@@ -20,5 +20,12 @@ def test_example_parses(script: Path) -> None:
 
 def test_examples_found() -> None:
     names = {p.name for p in EXAMPLES}
-    assert {"slurm_label_classify_tokenize.sh", "torchrun_phi1_small.sh", "grow_phi1_small_to_phi1.sh",
-            "eval_vllm.sh", "exp_filtering.sh", "exp_randomness.sh", "exp_grow_tokens.sh"} <= names
+    assert {
+        "slurm_label_classify_tokenize.sh",
+        "torchrun_phi1_small.sh",
+        "grow_phi1_small_to_phi1.sh",
+        "eval_vllm.sh",
+        "exp_filtering.sh",
+        "exp_randomness.sh",
+        "exp_grow_tokens.sh",
+    } <= names

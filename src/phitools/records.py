@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, Dict
+from typing import Any
 
 import orjson
 
 SCHEMA_VERSION = 1
 MAX_DEPTH = 1024  # orjson's read limit: every record read is written back
 
-Record = Dict[str, Any]
+Record = dict[str, Any]
 
 _OPTS = orjson.OPT_APPEND_NEWLINE
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import orjson
+from conftest import run_phitools
 from typer.testing import CliRunner
 
-from conftest import run_phitools
 from phitools.cli import app
 
 RECS = b"".join(orjson.dumps({"id": i, "text": f"line {i}", "x": {"nested": [i]}}) + b"\n" for i in range(25))

@@ -16,8 +16,10 @@ def jsonl(recs) -> bytes:
 
 def test_flag_then_drop_with_counts(tmp_path, phitools):
     he = benchmark_rows("humaneval")[:3]
-    recs = [{"id": "copy", "text": he[0]["prompt"] + he[0]["canonical_solution"], "keep": {"me": 1}},
-            {"id": "clean", "text": "def greet(name):\n    return 'hello ' + name\n"}]
+    recs = [
+        {"id": "copy", "text": he[0]["prompt"] + he[0]["canonical_solution"], "keep": {"me": 1}},
+        {"id": "clean", "text": "def greet(name):\n    return 'hello ' + name\n"},
+    ]
     r = phitools("decontam", "-b", "humaneval", "-b", "mbpp", input=jsonl(recs), env=OFFLINE)
     assert r.returncode == 0, r.stderr.decode()
     out = [orjson.loads(x) for x in r.stdout.splitlines()]
@@ -41,10 +43,26 @@ def test_humaneval_and_mbpp_offline_on_a_directory(tmp_path, phitools):
     mb = {r["task_id"]: r for r in benchmark_rows("mbpp")}
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    (corpus / "a.jsonl").write_bytes(jsonl([{"id": "mbpp-copy", "text": mb[2]["text"] + "\n" + mb[2]["code"]},
-                                            {"id": "mine", "text": "def twice(x):\n    return 2 * x\n"}]))
-    r = phitools("decontam", "--benchmark", "humaneval", "--benchmark", "mbpp", "corpus/", "-o", "clean/",
-                 cwd=tmp_path, env=OFFLINE)
+    (corpus / "a.jsonl").write_bytes(
+        jsonl(
+            [
+                {"id": "mbpp-copy", "text": mb[2]["text"] + "\n" + mb[2]["code"]},
+                {"id": "mine", "text": "def twice(x):\n    return 2 * x\n"},
+            ]
+        )
+    )
+    r = phitools(
+        "decontam",
+        "--benchmark",
+        "humaneval",
+        "--benchmark",
+        "mbpp",
+        "corpus/",
+        "-o",
+        "clean/",
+        cwd=tmp_path,
+        env=OFFLINE,
+    )
     assert r.returncode == 0, r.stderr.decode()
     m = json.loads((tmp_path / "clean" / "manifest.json").read_text())
     assert m["decontam"]["index"]["problems"] == {"humaneval": 164, "mbpp": 974}
@@ -55,8 +73,16 @@ def test_humaneval_and_mbpp_offline_on_a_directory(tmp_path, phitools):
 
 def test_benchmark_file_and_ngram_option(tmp_path, phitools):
     bench = tmp_path / "mine.jsonl"
-    bench.write_text(json.dumps({"task_id": "mine/1", "text": "count the vowels in a word and return the total number found",
-                                 "code": "def f(w):\n    return sum(c in 'aeiou' for c in w)\n"}) + "\n")
+    bench.write_text(
+        json.dumps(
+            {
+                "task_id": "mine/1",
+                "text": "count the vowels in a word and return the total number found",
+                "code": "def f(w):\n    return sum(c in 'aeiou' for c in w)\n",
+            }
+        )
+        + "\n"
+    )
     recs = [{"text": "Today we count the vowels in a word and return the total."}]
     r = phitools("decontam", "-b", bench, input=jsonl(recs))
     assert r.returncode == 0 and "decontam" not in orjson.loads(r.stdout)  # only 10 words in common

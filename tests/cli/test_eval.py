@@ -9,7 +9,6 @@ import sysconfig
 from pathlib import Path
 
 import numpy as np
-import orjson
 import pytest
 from conftest import benchmark_rows
 
@@ -58,9 +57,21 @@ def tiny(tmp_path_factory):
         w.add(np.array(enc.ids + [eot], dtype=np.int64))
     w.close()
     w.set_tokenizer(tok)
-    w.commit(lambda path, fields: write_manifest(path, tool="tokenize", seed=0, outputs=w.shards,
-                                                 extra={**fields, "vocab_size": vocab, "eot_id": eot, "documents": 3,
-                                                        "tokenizer_sha256": T.tokenizer_sha256(tok)}))
+    w.commit(
+        lambda path, fields: write_manifest(
+            path,
+            tool="tokenize",
+            seed=0,
+            outputs=w.shards,
+            extra={
+                **fields,
+                "vocab_size": vocab,
+                "eot_id": eot,
+                "documents": 3,
+                "tokenizer_sha256": T.tokenizer_sha256(tok),
+            },
+        )
+    )
     return ckpt, tokdir, w.tokens
 
 
@@ -72,13 +83,14 @@ def test_scores_a_samples_file(phitools, tmp_path):
         recs.append({"task_id": p["task_id"], "completion": "    return None\n"})
     samples = _write(tmp_path / "samples.jsonl", recs)
     out = tmp_path / "results"
-    r = phitools("eval", "--benchmark", "humaneval", "--samples", samples, "-o", out,
-                 "--workers", "2", cwd=tmp_path)
+    r = phitools("eval", "--benchmark", "humaneval", "--samples", samples, "-o", out, "--workers", "2", cwd=tmp_path)
     assert r.returncode == 0, r.stderr.decode()
     assert r.stdout == b""
-    results = [json.loads(l) for l in (out / "results.jsonl").read_text().splitlines()]
+    results = [json.loads(ln) for ln in (out / "results.jsonl").read_text().splitlines()]
     assert [(x["task_id"], x["completion_id"], x["passed"]) for x in results][:2] == [
-        ("HumanEval/0", 0, True), ("HumanEval/0", 1, False)]
+        ("HumanEval/0", 0, True),
+        ("HumanEval/0", 1, False),
+    ]
     assert results[0]["model"] == "ref"  # unknown fields pass through
     summary = json.loads((out / "summary.json").read_text())
     assert summary["pass_at_k"] == {"pass@1": 0.5}  # pass@10, pass@100 left out: 2 samples per task
@@ -94,7 +106,7 @@ def test_stdin_to_stdout(phitools, tmp_path):
     line = json.dumps({"task_id": p["task_id"], "completion": p["canonical_solution"]}).encode() + b"\n"
     r = phitools("eval", "--samples", "-", "--limit", "1", "-q", input=line)
     assert r.returncode == 0, r.stderr.decode()
-    out = [json.loads(l) for l in r.stdout.splitlines()]
+    out = [json.loads(ln) for ln in r.stdout.splitlines()]
     assert len(out) == 1 and out[0]["passed"] is True and out[0]["status"] == "passed"
     assert r.stderr == b""
 
@@ -105,7 +117,9 @@ def test_mbpp_samples(phitools, tmp_path):
     recs.append({"task_id": "Mbpp/11", "completion": "def remove_Occ(s, ch):\n    return s\n"})
     _write(tmp_path / "s.jsonl", recs)
     # as written in the issue: no --data-dir, no network (the shipped MBPP)
-    r = phitools("eval", "--benchmark", "mbpp", "--samples", "s.jsonl", "-o", "r/", "--k", "1", cwd=tmp_path, env=OFFLINE)
+    r = phitools(
+        "eval", "--benchmark", "mbpp", "--samples", "s.jsonl", "-o", "r/", "--k", "1", cwd=tmp_path, env=OFFLINE
+    )
     assert r.returncode == 0, r.stderr.decode()
     out = tmp_path / "r"
     summary = json.loads((out / "summary.json").read_text())
@@ -116,8 +130,10 @@ def test_mbpp_samples(phitools, tmp_path):
 
 
 def test_bad_samples_fail_cleanly(phitools, tmp_path):
-    samples = _write(tmp_path / "bad.jsonl", [{"task_id": "HumanEval/0", "completion": ""},
-                                              {"task_id": "HumanEval/999", "completion": ""}])
+    samples = _write(
+        tmp_path / "bad.jsonl",
+        [{"task_id": "HumanEval/0", "completion": ""}, {"task_id": "HumanEval/999", "completion": ""}],
+    )
     out = tmp_path / "never"
     r = phitools("eval", "--samples", samples, "-o", out)
     assert r.returncode == 1
@@ -144,18 +160,35 @@ def test_usage_errors():
 def test_generates_from_a_checkpoint(phitools, tiny, tmp_path):
     ckpt, _, _ = tiny
     out = tmp_path / "results"
-    r = phitools("eval", ckpt, "--benchmark", "humaneval", "--n-samples", "2", "--limit", "2", "-o", out,
-                 "--max-new-tokens", "16", "--k", "1,2", "--device", "cpu", env=ONE_THREAD)
+    r = phitools(
+        "eval",
+        ckpt,
+        "--benchmark",
+        "humaneval",
+        "--n-samples",
+        "2",
+        "--limit",
+        "2",
+        "-o",
+        out,
+        "--max-new-tokens",
+        "16",
+        "--k",
+        "1,2",
+        "--device",
+        "cpu",
+        env=ONE_THREAD,
+    )
     assert r.returncode == 0, r.stderr.decode()
-    samples = [json.loads(l) for l in (out / "samples.jsonl").read_text().splitlines()]
+    samples = [json.loads(ln) for ln in (out / "samples.jsonl").read_text().splitlines()]
     assert [s["task_id"] for s in samples] == ["HumanEval/0"] * 2 + ["HumanEval/1"] * 2
-    results = [json.loads(l) for l in (out / "results.jsonl").read_text().splitlines()]
+    results = [json.loads(ln) for ln in (out / "results.jsonl").read_text().splitlines()]
     assert len(results) == 4 and all(x["passed"] is False for x in results)  # a random model
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["generation"]["n_samples"] == 2 and manifest["generation"]["temperature"] == 0.8
     # the generated samples re-score to the same verdicts
     r2 = phitools("eval", "--samples", out / "samples.jsonl", "-q", "--limit", "2")
-    assert [json.loads(l)["status"] for l in r2.stdout.splitlines()] == [x["status"] for x in results]
+    assert [json.loads(ln)["status"] for ln in r2.stdout.splitlines()] == [x["status"] for x in results]
 
 
 def test_generates_from_an_endpoint(phitools, tmp_path):
@@ -166,8 +199,9 @@ def test_generates_from_an_endpoint(phitools, tmp_path):
 
     out = tmp_path / "ep"
     with FakeLLMServer(answer=answer) as srv:
-        r = phitools("eval", "--api-base", srv.url, "--model", "fake-model", "--limit", "3", "-o", out,
-                     "--cache", "off")
+        r = phitools(
+            "eval", "--api-base", srv.url, "--model", "fake-model", "--limit", "3", "-o", out, "--cache", "off"
+        )
     assert r.returncode == 0, r.stderr.decode()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["pass_at_k"] == {"pass@1": 1.0} and summary["samples"] == 3
@@ -183,8 +217,23 @@ def test_request_timeout_is_its_own_not_the_sandbox_timeout(phitools, tmp_path):
 
     with FakeLLMServer(answer=answer, latency=1.5) as srv:
         out = tmp_path / "ok"
-        r = phitools("eval", "--api-base", srv.url, "--model", "fake-model", "--limit", "2", "--timeout", "0.5",
-                     "--max-attempts", "1", "--cache", "off", "-o", out)
+        r = phitools(
+            "eval",
+            "--api-base",
+            srv.url,
+            "--model",
+            "fake-model",
+            "--limit",
+            "2",
+            "--timeout",
+            "0.5",
+            "--max-attempts",
+            "1",
+            "--cache",
+            "off",
+            "-o",
+            out,
+        )
         assert r.returncode == 0, r.stderr.decode()
         samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
         assert len(samples) == 2 and not any("generation_error" in x for x in samples)
@@ -193,8 +242,23 @@ def test_request_timeout_is_its_own_not_the_sandbox_timeout(phitools, tmp_path):
         assert json.loads((out / "summary.json").read_text())["pass_at_k"] == {"pass@1": 1.0}
 
         short = tmp_path / "short"
-        r = phitools("eval", "--api-base", srv.url, "--model", "fake-model", "--limit", "2", "--request-timeout", "0.3",
-                     "--max-attempts", "1", "--cache", "off", "-o", short)
+        r = phitools(
+            "eval",
+            "--api-base",
+            srv.url,
+            "--model",
+            "fake-model",
+            "--limit",
+            "2",
+            "--request-timeout",
+            "0.3",
+            "--max-attempts",
+            "1",
+            "--cache",
+            "off",
+            "-o",
+            short,
+        )
     assert r.returncode == 0, r.stderr.decode()
     samples = [json.loads(line) for line in (short / "samples.jsonl").read_text().splitlines()]
     assert all(x["generation_error"].startswith("timeout after 0.3s") for x in samples) and len(samples) == 2, samples
@@ -207,8 +271,11 @@ def test_no_command_gathers_its_options_from_locals():
 
     assert not hasattr(LLMOptions, "pick")
     for f in Path(cli_pkg.__file__).parent.glob("*.py"):
-        calls = [n for n in ast.walk(ast.parse(f.read_text())) if isinstance(n, ast.Call)
-                 and isinstance(n.func, ast.Name) and n.func.id in ("locals", "vars")]
+        calls = [
+            n
+            for n in ast.walk(ast.parse(f.read_text()))
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in ("locals", "vars")
+        ]
         assert not calls, f"{f.name}:{calls[0].lineno} builds options from locals()"
 
 
@@ -223,12 +290,15 @@ def test_perplexity(phitools, tiny, tmp_path):
     assert res["tokenizer_matches"] is True and json.loads((out / "manifest.json").read_text())["tool"] == "eval"
     # every token but each shard's first is predicted exactly once
     from phitools.shards.tokens import open_token_dir
+
     td = open_token_dir(tokdir)
     assert res["tokens"] == sum(len(a) - 1 for a in td.arrays) and res["tokens"] < n_tokens
     # the same number computed directly, one window at a time
     import torch
+
     from phitools.eval.perplexity import windows
     from phitools.model.checkpoint import load_checkpoint
+
     model, cfg, _ = load_checkpoint(ckpt)
     torch.set_num_threads(1)
     tot, cnt = 0.0, 0

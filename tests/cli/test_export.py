@@ -6,7 +6,6 @@ import json
 
 import pytest
 import torch
-
 from typer.testing import CliRunner
 
 from phitools.cli import app
@@ -18,13 +17,19 @@ from phitools.model.phi import Phi, preset_config
 def test_export_round_trip(tmp_path, phitools):
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
-    m = Phi(preset_config("tiny", vocab_size=71, n_layer=2, d_model=64, n_head=4, d_mlp=128, partial_rotary_factor=0.25)).eval()
+    m = Phi(
+        preset_config("tiny", vocab_size=71, n_layer=2, d_model=64, n_head=4, d_mlp=128, partial_rotary_factor=0.25)
+    ).eval()
     src = save_checkpoint(tmp_path / "src", m, meta={"steps": 9}, extra_files={"tokenizer.json": b'{"t": 1}'})
 
     res = phitools("export", src, "-o", tmp_path / "hf", "--format", "hf")
     assert res.returncode == 0 and res.stdout == b"", res.stderr.decode()
     cfg = json.loads((tmp_path / "hf" / "config.json").read_text())
-    assert cfg["model_type"] == "phi" and cfg["architectures"] == ["PhiForCausalLM"] and cfg["partial_rotary_factor"] == 0.25
+    assert (
+        cfg["model_type"] == "phi"
+        and cfg["architectures"] == ["PhiForCausalLM"]
+        and cfg["partial_rotary_factor"] == 0.25
+    )
     assert (tmp_path / "hf" / "tokenizer.json").read_bytes() == b'{"t": 1}'
     hf = transformers.PhiForCausalLM.from_pretrained(tmp_path / "hf").eval()
     x = torch.randint(0, 71, (2, 16))
@@ -39,7 +44,6 @@ def test_export_round_trip(tmp_path, phitools):
     assert torch.equal(back.lm_head.weight, m.lm_head.weight.to(torch.bfloat16).float())
     assert meta["provenance"]["operation"] == "export" and meta["provenance"]["parent"]["kind"] == "hf"
     assert meta["steps"] == 9  # carried through the HF directory (phitools.json)
-
 
 
 def test_export_usage_errors(tmp_path):

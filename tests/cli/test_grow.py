@@ -23,12 +23,29 @@ def src(tmp_path_factory):
 @pytest.mark.slow  # an interpreter start with torch, two model loads
 def test_grow_identity_with_check(src, tmp_path, phitools):
     dst = tmp_path / "big"
-    res = phitools("grow", src, "-o", dst, "--d-model", "128", "--layers", "3", "--depth", "identity", "--noise", "0.01",
-                   "--seed", "2", "--check")
+    res = phitools(
+        "grow",
+        src,
+        "-o",
+        dst,
+        "--d-model",
+        "128",
+        "--layers",
+        "3",
+        "--depth",
+        "identity",
+        "--noise",
+        "0.01",
+        "--seed",
+        "2",
+        "--check",
+    )
     assert res.returncode == 0, res.stderr.decode()
     assert res.stdout == b""
     line = res.stderr.decode()
-    assert "grow --check: max|dlogits| = " in line and "argmax agreement 1.0000" in line and "function-preserving" in line
+    assert (
+        "grow --check: max|dlogits| = " in line and "argmax agreement 1.0000" in line and "function-preserving" in line
+    )
     diff = float(line.split("max|dlogits| = ")[1].split()[0])
     assert diff <= 1e-5
     model, cfg, meta = load_checkpoint(dst)
@@ -53,8 +70,24 @@ def test_grow_errors_are_one_line(src, tmp_path, phitools):
 
 def test_grow_embed_mode_and_overwrite(src, tmp_path):
     dst = tmp_path / "wide"
-    r = CliRunner().invoke(app, ["grow", str(src), "-o", str(dst), "--d-model", "80", "--heads", "4", "--d-mlp", "160",
-                                 "--width-mode", "embed", "--check"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "grow",
+            str(src),
+            "-o",
+            str(dst),
+            "--d-model",
+            "80",
+            "--heads",
+            "4",
+            "--d-mlp",
+            "160",
+            "--width-mode",
+            "embed",
+            "--check",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "not function-preserving by design" in r.output
     r = CliRunner().invoke(app, ["grow", str(src), "-o", str(dst), "--layers", "3", "--overwrite"])

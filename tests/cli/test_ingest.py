@@ -42,10 +42,14 @@ def test_ingest_filters_dedup_and_shards(stdlib_small, tmp_path):
     full = _records(run_phitools("ingest", stdlib_small, "--dedup", check=True).stdout)
     assert len(full) == 60
     assert "lib/copy_of_first.py" not in {r["id"] for r in full}
-    nodedup_parts = [_records(run_phitools("ingest", stdlib_small, "--shard", f"{k}/3", check=True).stdout) for k in range(3)]
+    nodedup_parts = [
+        _records(run_phitools("ingest", stdlib_small, "--shard", f"{k}/3", check=True).stdout) for k in range(3)
+    ]
     whole = _records(run_phitools("ingest", stdlib_small, check=True).stdout)
     assert sorted(r["id"] for p in nodedup_parts for r in p) == sorted(r["id"] for r in whole)
-    only = _records(run_phitools("ingest", stdlib_small, "--include", "a*.py", "--exclude", "abc.py", check=True).stdout)
+    only = _records(
+        run_phitools("ingest", stdlib_small, "--include", "a*.py", "--exclude", "abc.py", check=True).stdout
+    )
     assert only and all(r["id"].split("/")[-1].startswith("a") and not r["id"].endswith("/abc.py") for r in only)
 
 
@@ -59,9 +63,14 @@ def test_broken_pipe_is_quiet(stdlib_small):
     import subprocess
     import sys
 
-    p = subprocess.run(f"{sys.executable} -m phitools ingest {stdlib_small} | head -n 1", shell=True, capture_output=True)
+    p = subprocess.run(
+        f"{sys.executable} -m phitools ingest {stdlib_small} | head -n 1", shell=True, capture_output=True
+    )
     assert p.returncode == 0 and p.stderr == b"" and p.stdout.count(b"\n") == 1
-    p = subprocess.run(["bash", "-c", f"set -o pipefail; {sys.executable} -m phitools ingest {stdlib_small} | head -c 10"], capture_output=True)
+    p = subprocess.run(
+        ["bash", "-c", f"set -o pipefail; {sys.executable} -m phitools ingest {stdlib_small} | head -c 10"],
+        capture_output=True,
+    )
     assert p.stderr == b"" and p.returncode == 0
 
 

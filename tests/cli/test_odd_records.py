@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import run_phitools
+
 from phitools.records import MAX_DEPTH, dumps_record, loads_record
 
 GOOD = {"id": "g", "text": "def f(x):\n    return x + 1\n"}
 SURROGATE = json.dumps({"id": "s", "text": "a\ud800b", "meta": {"title": "x\udfff"}})  # what Python's json writes
-PAIR = json.dumps({"id": "p", "text": "ok \U0001F600"})  # a valid pair, escaped: "\ud83d\ude00"
+PAIR = json.dumps({"id": "p", "text": "ok \U0001f600"})  # a valid pair, escaped: "\ud83d\ude00"
 
 
 def deep(levels: int) -> str:
@@ -53,7 +53,9 @@ def test_cat_keeps_lone_surrogates_and_deep_records(tmp_path):
     r = run_phitools("cat", src, "-o", tmp_path / "out")
     assert r.returncode == 0, r.stderr
     back = run_phitools("cat", tmp_path / "out", check=True)
-    assert [loads_record(x) for x in back.stdout.splitlines()] == [loads_record(x) for x in src.read_bytes().splitlines()]
+    assert [loads_record(x) for x in back.stdout.splitlines()] == [
+        loads_record(x) for x in src.read_bytes().splitlines()
+    ]
 
 
 def test_too_deep_is_a_one_line_error_or_skipped(tmp_path):
@@ -80,10 +82,14 @@ def test_stats_and_decontam_take_a_lone_surrogate(tmp_path):
     r = run_phitools("stats", src, "-o", tmp_path / "r.json")
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "r.json").read_text())["records"] == 4
-    (tmp_path / "bench.jsonl").write_text(json.dumps({"task_id": "t/0", "prompt": "def g():\n", "canonical_solution": "    return 1\n"}) + "\n")
+    (tmp_path / "bench.jsonl").write_text(
+        json.dumps({"task_id": "t/0", "prompt": "def g():\n", "canonical_solution": "    return 1\n"}) + "\n"
+    )
     r = run_phitools("decontam", src, "-b", tmp_path / "bench.jsonl")
     assert r.returncode == 0, r.stderr
-    assert [loads_record(x)["text"] for x in r.stdout.splitlines()] == [loads_record(x)["text"] for x in src.read_bytes().splitlines()]
+    assert [loads_record(x)["text"] for x in r.stdout.splitlines()] == [
+        loads_record(x)["text"] for x in src.read_bytes().splitlines()
+    ]
 
 
 @pytest.mark.parametrize("tool", sorted(TOOLS))
@@ -92,7 +98,9 @@ def test_text_tools_refuse_a_lone_surrogate_with_file_and_line_and_skip_it(tmp_p
     src.write_bytes(_lines(GOOD, PAIR, SURROGATE, deep(1000)))
     r = run_phitools(*TOOLS[tool], src)
     err = r.stderr.decode()
-    assert r.returncode == 1 and "in.jsonl:3: field 'text' holds a lone surrogate" in err and "Traceback" not in err, err
+    assert r.returncode == 1 and "in.jsonl:3: field 'text' holds a lone surrogate" in err and "Traceback" not in err, (
+        err
+    )
     r = run_phitools(*TOOLS[tool], src, "--skip-bad")
     assert r.returncode == 0 and "Traceback" not in r.stderr.decode(), r.stderr
 
@@ -112,16 +120,27 @@ def test_classify_apply_refuses_and_skips(tmp_path):
     from phitools.steps.classify.hashing import HashSettings
     from phitools.steps.classify.train import TrainOptions, train
 
-    recs = [{"id": i, "text": ("def f(x):\n    '''Doc.'''\n    return x\n" if i % 2 else "x=1\n") * (1 + i % 5),
-             "label": {"score": 4 if i % 2 else 1}} for i in range(40)]
-    clf, report = train(iter(recs), parse_features("hash", hash_settings=HashSettings(n_features=1 << 12)),
-                        TrainOptions(estimator="logreg", folds=2))
+    recs = [
+        {
+            "id": i,
+            "text": ("def f(x):\n    '''Doc.'''\n    return x\n" if i % 2 else "x=1\n") * (1 + i % 5),
+            "label": {"score": 4 if i % 2 else 1},
+        }
+        for i in range(40)
+    ]
+    clf, report = train(
+        iter(recs),
+        parse_features("hash", hash_settings=HashSettings(n_features=1 << 12)),
+        TrainOptions(estimator="logreg", folds=2),
+    )
     clf.save(tmp_path / "clf", report=report)
     src = tmp_path / "in.jsonl"
     src.write_bytes(_lines(GOOD, SURROGATE, {"id": "n", "text": 7}))
     r = run_phitools("classify", "apply", tmp_path / "clf", src, "--score-only", "--workers", "1")
     assert r.returncode == 1 and b"in.jsonl:2: field 'text' holds a lone surrogate" in r.stderr
-    r = run_phitools("classify", "apply", tmp_path / "clf", src, "--score-only", "--workers", "1", "--skip-bad", "-o", tmp_path / "o")
+    r = run_phitools(
+        "classify", "apply", tmp_path / "clf", src, "--score-only", "--workers", "1", "--skip-bad", "-o", tmp_path / "o"
+    )
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "o" / "manifest.json").read_text())
     assert m["stats"]["records_out"] == 1 and m["stats"]["skipped_bad"] == {"lone_surrogate": 1, "not_string_text": 1}

@@ -20,12 +20,14 @@ from pathlib import Path
 
 import orjson
 import pytest
-
 from conftest import run_phitools
+
 from phitools.llm.testing import FakeLLMServer
 
-LINE = re.compile(r"^\[(?P<ts>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d)\] phitools (?P<head>[a-z ]+(?:: [^:|]+)?): "
-                  r"(?P<done>done, )?(?P<body>.+)$")
+LINE = re.compile(
+    r"^\[(?P<ts>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d)\] phitools (?P<head>[a-z ]+(?:: [^:|]+)?): "
+    r"(?P<done>done, )?(?P<body>.+)$"
+)
 SLOW = 0.2  # --progress-every in these tests
 
 
@@ -68,16 +70,25 @@ def _cmd(*args) -> list[str]:
     return [sys.executable, "-m", "phitools", *map(str, args)]
 
 
-def feed_until_reported(args: list, make_line, tmp_path: Path, *, want: int = 2, env: dict | None = None,
-                        delay: float = 0.02, limit_s: float = 120) -> tuple[int, bytes, str, list[bytes]]:
+def feed_until_reported(
+    args: list,
+    make_line,
+    tmp_path: Path,
+    *,
+    want: int = 2,
+    env: dict | None = None,
+    delay: float = 0.02,
+    limit_s: float = 120,
+) -> tuple[int, bytes, str, list[bytes]]:
     """Feed `phitools ARGS` stdin one line at a time until its stderr file holds `want` lines (whatever the load on
     the machine), then close stdin. Returns (exit code, stdout, stderr, the lines fed)."""
     err_path = tmp_path / "stderr.log"
     fed: list[bytes] = []
     chunks: list[bytes] = []
     with open(err_path, "wb") as err:
-        p = subprocess.Popen(_cmd(*args), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
-                             env={**os.environ, **(env or {})})
+        p = subprocess.Popen(
+            _cmd(*args), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, env={**os.environ, **(env or {})}
+        )
         reader = threading.Thread(target=lambda: chunks.append(p.stdout.read()))
         reader.start()
         t0 = time.monotonic()
@@ -110,8 +121,13 @@ def test_cat_reports_counts_and_keeps_stdout_for_data(tmp_path):
 
 def test_quiet_and_zero_silence_it_and_the_environment_sets_it(tmp_path):
     for flags in (["--quiet"], ["--progress-every", "0"]):
-        p = subprocess.Popen(_cmd("cat", *flags), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             env={**os.environ, "PHITOOLS_PROGRESS_EVERY": "0.05"})
+        p = subprocess.Popen(
+            _cmd("cat", *flags),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "PHITOOLS_PROGRESS_EVERY": "0.05"},
+        )
         for i in range(20):
             p.stdin.write(_rec(i))
             p.stdin.flush()
@@ -141,8 +157,27 @@ def test_label_reports_in_out_rate_and_eta(slow_server, tmp_path):
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_bytes(b"".join(_rec(i) for i in range(60)))
     with open(tmp_path / "err.log", "wb") as err:
-        r = subprocess.run(_cmd("label", corpus, "--sample", "40", "--api-base", slow_server.url, "--model", "m", "--concurrency", "1",
-                                "--cache", "off", "--progress-every", SLOW), stdout=subprocess.PIPE, stderr=err, timeout=300)
+        r = subprocess.run(
+            _cmd(
+                "label",
+                corpus,
+                "--sample",
+                "40",
+                "--api-base",
+                slow_server.url,
+                "--model",
+                "m",
+                "--concurrency",
+                "1",
+                "--cache",
+                "off",
+                "--progress-every",
+                SLOW,
+            ),
+            stdout=subprocess.PIPE,
+            stderr=err,
+            timeout=300,
+        )
     stderr = (tmp_path / "err.log").read_text()
     assert r.returncode == 0, stderr
     recs = [json.loads(x) for x in r.stdout.splitlines()]
@@ -159,9 +194,28 @@ def test_synth_reports_against_its_plan(slow_server, tmp_path):
     topics = tmp_path / "topics.txt"
     topics.write_text("loops\nrecursion\nsorting\n")
     with open(tmp_path / "err.log", "wb") as err:
-        r = subprocess.run(_cmd("synth", "--topics", topics, "--n", "30", "--api-base", slow_server.url, "--model", "m",
-                                "--concurrency", "1", "--cache", "off", "--progress-every", SLOW),
-                           stdout=subprocess.PIPE, stderr=err, timeout=300)
+        r = subprocess.run(
+            _cmd(
+                "synth",
+                "--topics",
+                topics,
+                "--n",
+                "30",
+                "--api-base",
+                slow_server.url,
+                "--model",
+                "m",
+                "--concurrency",
+                "1",
+                "--cache",
+                "off",
+                "--progress-every",
+                SLOW,
+            ),
+            stdout=subprocess.PIPE,
+            stderr=err,
+            timeout=300,
+        )
     stderr = (tmp_path / "err.log").read_text()
     assert r.returncode == 0, stderr
     assert len(r.stdout.splitlines()) == 30
@@ -176,15 +230,30 @@ def classifier(stdlib_small, tmp_path_factory):
     d = tmp_path_factory.mktemp("progress-clf")
     run_phitools("ingest", stdlib_small, "-o", d / "corpus", check=True)
     run_phitools("label", d / "corpus", "--backend", "heuristic", "-o", d / "labeled", check=True)
-    run_phitools("classify", "train", d / "labeled", "--features", "hash", "--estimator", "lgbm", "--n-estimators", "10",
-                 "--folds", "2", "-o", d / "clf", check=True)
+    run_phitools(
+        "classify",
+        "train",
+        d / "labeled",
+        "--features",
+        "hash",
+        "--estimator",
+        "lgbm",
+        "--n-estimators",
+        "10",
+        "--folds",
+        "2",
+        "-o",
+        d / "clf",
+        check=True,
+    )
     return d / "clf"
 
 
 @pytest.mark.slow
 def test_classify_apply_reports(classifier, tmp_path):
-    code, out, err, fed = feed_until_reported(["classify", "apply", classifier, "--score-only", "--workers", "1",
-                                               "--progress-every", SLOW], _rec, tmp_path)
+    code, out, err, fed = feed_until_reported(
+        ["classify", "apply", classifier, "--score-only", "--workers", "1", "--progress-every", SLOW], _rec, tmp_path
+    )
     assert code == 0, err
     assert [json.loads(x)["id"] for x in out.splitlines()] == [json.loads(x)["id"] for x in fed]
     lines = progress_lines(err, "classify apply")
@@ -194,13 +263,45 @@ def test_classify_apply_reports(classifier, tmp_path):
 
 def test_eval_reports_generation_and_checks(slow_server, tmp_path):
     problems = tmp_path / "problems.jsonl"
-    problems.write_text("".join(json.dumps({
-        "task_id": f"T/{i}", "prompt": f"def add_{i}(x):\n", "entry_point": f"add_{i}",
-        "test": f"def check(candidate):\n    assert candidate(1) == {i + 1}\n"}) + "\n" for i in range(6)))
+    problems.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "task_id": f"T/{i}",
+                    "prompt": f"def add_{i}(x):\n",
+                    "entry_point": f"add_{i}",
+                    "test": f"def check(candidate):\n    assert candidate(1) == {i + 1}\n",
+                }
+            )
+            + "\n"
+            for i in range(6)
+        )
+    )
     with open(tmp_path / "err.log", "wb") as err:
-        r = subprocess.run(_cmd("eval", "--benchmark", problems, "--api-base", slow_server.url, "--model", "m", "--n-samples", "5",
-                                "--concurrency", "1", "--cache", "off", "--progress-every", SLOW, "-o", tmp_path / "res"),
-                           stdout=subprocess.PIPE, stderr=err, timeout=300)
+        r = subprocess.run(
+            _cmd(
+                "eval",
+                "--benchmark",
+                problems,
+                "--api-base",
+                slow_server.url,
+                "--model",
+                "m",
+                "--n-samples",
+                "5",
+                "--concurrency",
+                "1",
+                "--cache",
+                "off",
+                "--progress-every",
+                SLOW,
+                "-o",
+                tmp_path / "res",
+            ),
+            stdout=subprocess.PIPE,
+            stderr=err,
+            timeout=300,
+        )
     stderr = (tmp_path / "err.log").read_text()
     assert r.returncode == 0, stderr
     assert r.stdout == b""
@@ -213,14 +314,51 @@ def test_eval_reports_generation_and_checks(slow_server, tmp_path):
 def test_train_reports_steps_and_loss(stdlib_small, tmp_path):
     tok = tmp_path / "tok"
     py = sys.executable
-    p = subprocess.run(f"{py} -m phitools ingest {stdlib_small} | {py} -m phitools tokenize --train-tokenizer --vocab-size 512 "
-                       f"--seq-len 64 -o {tok}", shell=True, capture_output=True)
+    p = subprocess.run(
+        f"{py} -m phitools ingest {stdlib_small} | {py} -m phitools tokenize --train-tokenizer --vocab-size 512 "
+        f"--seq-len 64 -o {tok}",
+        shell=True,
+        capture_output=True,
+    )
     assert p.returncode == 0, p.stderr.decode()
     with open(tmp_path / "err.log", "wb") as err:
-        r = subprocess.run(_cmd("train", "--data", tok, "--preset", "tiny", "--n-layer", "1", "--d-model", "32", "--n-head", "2",
-                                "--d-mlp", "64", "--seq-len", "32", "--batch-size", "4", "--max-steps", "200", "--save-every", "0",
-                                "--eval-every", "0", "--log-every", "10", "--progress-every", SLOW, "-o", tmp_path / "run"),
-                           stdout=subprocess.PIPE, stderr=err, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        r = subprocess.run(
+            _cmd(
+                "train",
+                "--data",
+                tok,
+                "--preset",
+                "tiny",
+                "--n-layer",
+                "1",
+                "--d-model",
+                "32",
+                "--n-head",
+                "2",
+                "--d-mlp",
+                "64",
+                "--seq-len",
+                "32",
+                "--batch-size",
+                "4",
+                "--max-steps",
+                "200",
+                "--save-every",
+                "0",
+                "--eval-every",
+                "0",
+                "--log-every",
+                "10",
+                "--progress-every",
+                SLOW,
+                "-o",
+                tmp_path / "run",
+            ),
+            stdout=subprocess.PIPE,
+            stderr=err,
+            timeout=600,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
     stderr = (tmp_path / "err.log").read_text()
     assert r.returncode == 0, stderr
     lines = progress_lines(stderr, "train")
@@ -232,8 +370,13 @@ def test_train_reports_steps_and_loss(stdlib_small, tmp_path):
 def test_a_terminal_gets_the_rich_bar(tmp_path):
     """stderr on a pseudo-terminal: a live bar with the rate, not log lines."""
     master, slave = pty.openpty()
-    p = subprocess.Popen(_cmd("cat", "--progress-every", "0.05"), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=slave,
-                         env={**os.environ, "COLUMNS": "160", "TERM": "xterm"})
+    p = subprocess.Popen(
+        _cmd("cat", "--progress-every", "0.05"),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        env={**os.environ, "COLUMNS": "160", "TERM": "xterm"},
+    )
     os.close(slave)
     screen = b""
 

@@ -33,8 +33,12 @@ def test_report_on_stdout_from_stdin_and_from_a_file(tmp_path, phitools):
 
 def test_dedup_writes_records_without_near_duplicates(tmp_path, phitools):
     long = " ".join(f"w{i}" for i in range(50))
-    recs = [{"id": 0, "text": long}, {"id": 1, "text": "something else entirely here"}, {"id": 2, "text": long + " tail"},
-            {"id": 3, "text": long.upper()}]
+    recs = [
+        {"id": 0, "text": long},
+        {"id": 1, "text": "something else entirely here"},
+        {"id": 2, "text": long + " tail"},
+        {"id": 3, "text": long.upper()},
+    ]
     r = phitools("stats", "-", "--dedup", tmp_path / "dd.jsonl", input=jsonl(recs))
     assert r.returncode == 0, r.stderr.decode()
     kept = [orjson.loads(x)["id"] for x in (tmp_path / "dd.jsonl").read_bytes().splitlines()]

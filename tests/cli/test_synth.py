@@ -46,10 +46,19 @@ def records(blob: bytes) -> list:
 
 def test_synth_pipes_into_tokenize(server, tmp_path):
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    synth = subprocess.Popen(phitools_cmd("synth", "--topics", TOPICS, "--n", "6", "--api-base", server.url, "--model", "fake"),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    tok = subprocess.run(phitools_cmd("tokenize", "--train-tokenizer", "--vocab-size", "300", "--seq-len", "16", "-o", tmp_path / "tok"),
-                         stdin=synth.stdout, capture_output=True, env=env, timeout=120)
+    synth = subprocess.Popen(
+        phitools_cmd("synth", "--topics", TOPICS, "--n", "6", "--api-base", server.url, "--model", "fake"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    tok = subprocess.run(
+        phitools_cmd("tokenize", "--train-tokenizer", "--vocab-size", "300", "--seq-len", "16", "-o", tmp_path / "tok"),
+        stdin=synth.stdout,
+        capture_output=True,
+        env=env,
+        timeout=120,
+    )
     synth.stdout.close()
     assert synth.wait(timeout=60) == 0, synth.stderr.read().decode()
     assert tok.returncode == 0, tok.stderr.decode()
@@ -87,7 +96,9 @@ def test_dry_run_is_deterministic_and_shards_partition_it():
     assert a.exit_code == 0, a.output
     recs = records(a.stdout_bytes)
     assert len(recs) == 20 and recs == records(run(app, base + ["1"]).stdout_bytes)
-    assert [r["synth"]["draw"] for r in recs] != [r["synth"]["draw"] for r in records(run(app, base + ["2"]).stdout_bytes)]
+    assert [r["synth"]["draw"] for r in recs] != [
+        r["synth"]["draw"] for r in records(run(app, base + ["2"]).stdout_bytes)
+    ]
     parts = [records(run(app, base + ["1", "--shard", f"{k}/3"]).stdout_bytes) for k in range(3)]
     assert sorted((r for p in parts for r in p), key=lambda r: r["id"]) == recs
     for r in recs:  # the drawn topic is what the prompt asks about
@@ -100,7 +111,9 @@ def test_errors_are_one_line_with_the_place(tmp_path, phitools):
     r = phitools("synth", "--spec", bad, "--dry-run")
     err = r.stderr.decode().strip()
     assert r.returncode == 2 and r.stdout == b""
-    assert err.startswith(f"phitools synth: error: {bad}:3: dimension 'style': weights has 2 entries") and "\n" not in err
+    assert (
+        err.startswith(f"phitools synth: error: {bad}:3: dimension 'style': weights has 2 entries") and "\n" not in err
+    )
     r = phitools("synth", "--n", "3")
     assert r.returncode == 2 and b"--topics FILE and/or --spec FILE" in r.stderr
     tpl = tmp_path / "t.txt"
@@ -112,8 +125,25 @@ def test_errors_are_one_line_with_the_place(tmp_path, phitools):
 def test_all_answers_unusable_fails_and_keeps_them(tmp_path, phitools):
     with FakeLLMServer(answer="no code here") as srv:
         out, failed = tmp_path / "ex.jsonl", tmp_path / "failed.jsonl"
-        r = phitools("synth", "--topics", TOPICS, "--kind", "exercise", "--n", "3", "--max-attempts", "2",
-                     "--api-base", srv.url, "--model", "fake", "-o", out, "--failed", failed)
+        r = phitools(
+            "synth",
+            "--topics",
+            TOPICS,
+            "--kind",
+            "exercise",
+            "--n",
+            "3",
+            "--max-attempts",
+            "2",
+            "--api-base",
+            srv.url,
+            "--model",
+            "fake",
+            "-o",
+            out,
+            "--failed",
+            failed,
+        )
         assert srv.n == 6  # two attempts each
     assert r.returncode == 1 and b"no record survived: all 3 failed (unparseable: 3)" in r.stderr
     assert not out.exists() and not Path(str(out) + ".manifest.json").exists()
@@ -124,8 +154,21 @@ def test_all_answers_unusable_fails_and_keeps_them(tmp_path, phitools):
 def test_dedup_and_stats(tmp_path, phitools):
     same = "# Loops\n\n" + " ".join(f"word{i}" for i in range(80))
     with FakeLLMServer(answer=same) as srv:
-        r = phitools("synth", "--topics", TOPICS, "--n", "5", "--dedup", "--stats", "--api-base", srv.url, "--model", "fake",
-                     "-o", tmp_path / "tb")
+        r = phitools(
+            "synth",
+            "--topics",
+            TOPICS,
+            "--n",
+            "5",
+            "--dedup",
+            "--stats",
+            "--api-base",
+            srv.url,
+            "--model",
+            "fake",
+            "-o",
+            tmp_path / "tb",
+        )
     assert r.returncode == 0, r.stderr.decode()
     m = json.loads((tmp_path / "tb" / "manifest.json").read_text())
     assert m["stats"]["records_out"] == 1 and m["stats"]["dropped"] == {"near_duplicate": 4}
@@ -137,15 +180,31 @@ def test_dedup_with_shard_says_it_is_per_part_and_stats_dedups_the_union(tmp_pat
     same = "# Loops\n\n" + " ".join(f"word{i}" for i in range(80))
     with FakeLLMServer(answer=same) as srv:
         for k in range(2):
-            r = phitools("synth", "--topics", TOPICS, "--n", "6", "--dedup", "--shard", f"{k}/2", "--api-base", srv.url,
-                         "--model", "fake", "-o", tmp_path / "tb")
+            r = phitools(
+                "synth",
+                "--topics",
+                TOPICS,
+                "--n",
+                "6",
+                "--dedup",
+                "--shard",
+                f"{k}/2",
+                "--api-base",
+                srv.url,
+                "--model",
+                "fake",
+                "-o",
+                tmp_path / "tb",
+            )
             assert r.returncode == 0, r.stderr.decode()
             assert b"within this part only" in r.stderr
     m = json.loads((tmp_path / "tb" / "manifest-00000-of-00002.json").read_text())
     assert m["synth"]["dedup"]["scope"] == "per shard: part 0/2 only"
     r = phitools("stats", tmp_path / "tb", "--dedup", tmp_path / "dd", "-o", tmp_path / "report.json")
     assert r.returncode == 0, r.stderr.decode()
-    assert json.loads((tmp_path / "dd" / "manifest.json").read_text())["stats"]["records_out"] == 1  # the unsharded answer
+    assert (
+        json.loads((tmp_path / "dd" / "manifest.json").read_text())["stats"]["records_out"] == 1
+    )  # the unsharded answer
 
 
 def test_show_template():
@@ -159,12 +218,32 @@ def test_check_runs_doctests_in_the_sandbox(tmp_path, phitools):
     def ex(body):  # index-dependent: some solutions are wrong
         text = request_text(body)
         wrong = body["seed"] % 2
-        return (f'```python\ndef sq(n: int) -> int:\n    """Square n.\n\n    >>> sq(3)\n    9\n    """\n'
-                f'    return n * n{" + 1" if wrong else ""}\n```\n# {len(text)}')
+        return (
+            f'```python\ndef sq(n: int) -> int:\n    """Square n.\n\n    >>> sq(3)\n    9\n    """\n'
+            f"    return n * n{' + 1' if wrong else ''}\n```\n# {len(text)}"
+        )
 
     with FakeLLMServer(answer=ex) as srv:
-        r = phitools("synth", "--topics", TOPICS, "--kind", "exercise", "--n", "6", "--check", "--max-attempts", "1",
-                     "--api-base", srv.url, "--model", "fake", "-o", tmp_path / "ex", "--failed", tmp_path / "bad.jsonl")
+        r = phitools(
+            "synth",
+            "--topics",
+            TOPICS,
+            "--kind",
+            "exercise",
+            "--n",
+            "6",
+            "--check",
+            "--max-attempts",
+            "1",
+            "--api-base",
+            srv.url,
+            "--model",
+            "fake",
+            "-o",
+            tmp_path / "ex",
+            "--failed",
+            tmp_path / "bad.jsonl",
+        )
         seeds = [b["seed"] for b in srv.bodies]
     assert r.returncode == 0, r.stderr.decode()
     n_wrong = sum(s % 2 for s in seeds)

@@ -8,9 +8,9 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import run_phitools
 from tokenizers import Tokenizer
 
-from conftest import run_phitools
 from phitools.errors import DataError
 from phitools.shards.tokens import open_token_dir
 
@@ -20,8 +20,11 @@ def tok_env(stdlib_small, tmp_path_factory):
     d = tmp_path_factory.mktemp("tok")
     py = sys.executable
     # 1. ingest | tokenize --train-tokenizer
-    p = subprocess.run(f"{py} -m phitools ingest {stdlib_small} | {py} -m phitools tokenize --train-tokenizer --vocab-size 1024 -o {d}/tok/",
-                       shell=True, capture_output=True)
+    p = subprocess.run(
+        f"{py} -m phitools ingest {stdlib_small} | {py} -m phitools tokenize --train-tokenizer --vocab-size 1024 -o {d}/tok/",
+        shell=True,
+        capture_output=True,
+    )
     assert p.returncode == 0, p.stderr.decode()
     # 2. ingest -o corpus/
     run_phitools("ingest", stdlib_small, "-o", d / "corpus", check=True)
@@ -44,9 +47,22 @@ def test_pipeline_train_tokenizer(tok_env):
 
 def test_pipeline_dir_and_stdin_agree(tok_env):
     d = tok_env
-    run_phitools("tokenize", d / "corpus", "--tokenizer", d / "tok" / "tokenizer.json", "--seq-len", "512", "-o", d / "tok2", check=True)
-    p = subprocess.run(f"cat {d}/corpus/*.jsonl.zst | {sys.executable} -m phitools tokenize --tokenizer {d}/tok/tokenizer.json --seq-len 512 -o {d}/tok3/",
-                       shell=True, capture_output=True)
+    run_phitools(
+        "tokenize",
+        d / "corpus",
+        "--tokenizer",
+        d / "tok" / "tokenizer.json",
+        "--seq-len",
+        "512",
+        "-o",
+        d / "tok2",
+        check=True,
+    )
+    p = subprocess.run(
+        f"cat {d}/corpus/*.jsonl.zst | {sys.executable} -m phitools tokenize --tokenizer {d}/tok/tokenizer.json --seq-len 512 -o {d}/tok3/",
+        shell=True,
+        capture_output=True,
+    )
     assert p.returncode == 0, p.stderr.decode()
     a, b = open_token_dir(d / "tok2"), open_token_dir(d / "tok3")
     assert a.manifest["seq_len"] == 512 and a.total_tokens % 512 == 0
@@ -61,7 +77,19 @@ def test_workers_give_identical_bytes(tok_env):
     d = tok_env
     outs = []
     for w in ("1", "2"):
-        run_phitools("tokenize", d / "corpus", "--tokenizer", d / "tok" / "tokenizer.json", "--workers", w, "--shard-size", "20000", "-o", d / f"w{w}", check=True)
+        run_phitools(
+            "tokenize",
+            d / "corpus",
+            "--tokenizer",
+            d / "tok" / "tokenizer.json",
+            "--workers",
+            w,
+            "--shard-size",
+            "20000",
+            "-o",
+            d / f"w{w}",
+            check=True,
+        )
         outs.append(open_token_dir(d / f"w{w}", verify=True))
     assert [s["sha256"] for s in outs[0].manifest["shards"]] == [s["sha256"] for s in outs[1].manifest["shards"]]
     assert len(outs[0].manifest["shards"]) > 1
@@ -69,19 +97,36 @@ def test_workers_give_identical_bytes(tok_env):
 
 def test_no_pack_keeps_every_token_and_stdout_mode(tok_env):
     d = tok_env
-    run_phitools("tokenize", d / "corpus", "--tokenizer", d / "tok" / "tokenizer.json", "--no-pack", "-o", d / "np", check=True)
+    run_phitools(
+        "tokenize", d / "corpus", "--tokenizer", d / "tok" / "tokenizer.json", "--no-pack", "-o", d / "np", check=True
+    )
     td = open_token_dir(d / "np")
     assert td.manifest["stats"]["tail_tokens_dropped"] == 0
-    out = run_phitools("tokenize", d / "corpus", "--tokenizer", d / "tok" / "tokenizer.json", "--limit", "3", check=True)
+    out = run_phitools(
+        "tokenize", d / "corpus", "--tokenizer", d / "tok" / "tokenizer.json", "--limit", "3", check=True
+    )
     recs = [json.loads(x) for x in out.stdout.splitlines()]
     assert len(recs) == 3 and all(r["tokens"][-1] == td.eot_id for r in recs) and "meta" in recs[0]
-    assert sum(len(r["tokens"]) for r in recs) == int(np.argmax(np.cumsum(np.asarray(td.arrays[0]) == td.eot_id) == 3)) + 1
+    assert (
+        sum(len(r["tokens"]) for r in recs) == int(np.argmax(np.cumsum(np.asarray(td.arrays[0]) == td.eot_id) == 3)) + 1
+    )
 
 
 def test_sharded_tokenize_union(tok_env):
     d = tok_env
     for k in range(2):
-        run_phitools("tokenize", d / "corpus", "--tokenizer", d / "tok" / "tokenizer.json", "--no-pack", "--shard", f"{k}/2", "-o", d / "sh", check=True)
+        run_phitools(
+            "tokenize",
+            d / "corpus",
+            "--tokenizer",
+            d / "tok" / "tokenizer.json",
+            "--no-pack",
+            "--shard",
+            f"{k}/2",
+            "-o",
+            d / "sh",
+            check=True,
+        )
     whole = open_token_dir(d / "np")
     union = open_token_dir(d / "sh")
     assert union.total_tokens == whole.total_tokens and union.manifest["documents"] == 60
@@ -95,7 +140,9 @@ def test_bad_inputs(tmp_path, tok_env):
     empty = run_phitools("tokenize", "--tokenizer", tok, "-o", tmp_path / "e", input=b"")
     assert empty.returncode == 1 and b"empty" in empty.stderr
     usage = run_phitools("tokenize", "--train-tokenizer", input=b'{"text": "x"}\n')
-    both = run_phitools("tokenize", "--train-tokenizer", "--tokenizer", tok, "-o", tmp_path / "b", input=b'{"text": "x"}\n')
+    both = run_phitools(
+        "tokenize", "--train-tokenizer", "--tokenizer", tok, "-o", tmp_path / "b", input=b'{"text": "x"}\n'
+    )
     assert both.returncode == 2
     assert usage.returncode == 2 and b"-o DIR" in usage.stderr
     notok = run_phitools("tokenize", "--tokenizer", tmp_path / "missing.json", input=b'{"text": "x"}\n')
@@ -105,7 +152,15 @@ def test_bad_inputs(tmp_path, tok_env):
 
 
 def test_default_tokenizer_is_bundled(tmp_path):
-    out = run_phitools("tokenize", "-o", tmp_path / "d", "--seq-len", "8", input=b'{"text": "def f(x):\\n    return x"}\n' * 5, check=True)
+    out = run_phitools(
+        "tokenize",
+        "-o",
+        tmp_path / "d",
+        "--seq-len",
+        "8",
+        input=b'{"text": "def f(x):\\n    return x"}\n' * 5,
+        check=True,
+    )
     td = open_token_dir(tmp_path / "d")
     assert td.vocab_size == 8192 and td.eot_id == 0 and td.total_tokens > 0
     assert td.manifest["tokenizer_source"] == "stdlib-8k"

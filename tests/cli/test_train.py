@@ -8,9 +8,9 @@ import sys
 
 import pytest
 import torch
+from conftest import run_phitools
 from typer.testing import CliRunner
 
-from conftest import run_phitools
 from phitools.cli import app
 
 SMALL = ["--preset", "tiny", "--n-layer", "1", "--d-model", "32", "--n-head", "2", "--d-mlp", "64"]
@@ -30,8 +30,11 @@ def tok(stdlib_small, tmp_path_factory):
     """ingest | tokenize through a real pipe: the token directory train reads."""
     d = tmp_path_factory.mktemp("train_cli")
     py = sys.executable
-    p = subprocess.run(f"{py} -m phitools ingest {stdlib_small} | {py} -m phitools tokenize --train-tokenizer --vocab-size 512 --seq-len 64 -o {d}/tok/",
-                       shell=True, capture_output=True)
+    p = subprocess.run(
+        f"{py} -m phitools ingest {stdlib_small} | {py} -m phitools tokenize --train-tokenizer --vocab-size 512 --seq-len 64 -o {d}/tok/",
+        shell=True,
+        capture_output=True,
+    )
     assert p.returncode == 0, p.stderr.decode()
     return d / "tok"
 
@@ -41,20 +44,39 @@ def _invoke(*args):
 
 
 def _train_lines(run):
-    return [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines() if '"train"' in l]
+    return [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines() if '"train"' in ln]
 
 
 @pytest.mark.slow
 def test_documented_commands_then_resume(tok, tmp_path):
     run = tmp_path / "runs" / "a"
-    args = ["train", "--data", tok, *SMALL, "--seq-len", "32", "--batch-size", "4", "--max-steps", "6", "--save-every", "3", "--seed", "7", "-o", run]
+    args = [
+        "train",
+        "--data",
+        tok,
+        *SMALL,
+        "--seq-len",
+        "32",
+        "--batch-size",
+        "4",
+        "--max-steps",
+        "6",
+        "--save-every",
+        "3",
+        "--seed",
+        "7",
+        "-o",
+        run,
+    ]
     p = run_phitools(*args, env=ENV)
     assert p.returncode == 0, p.stderr.decode()
     assert p.stdout == b""  # nothing but data on stdout, and train writes no data stream
     assert sorted(x.name for x in (run / "checkpoints").iterdir()) == ["step-000003", "step-000006"]
     lines = _train_lines(run)
     assert [r["step"] for r in lines] == [1, 2, 3, 4, 5, 6]
-    assert {"step", "loss", "lr", "tokens", "tokens_per_s", "grad_norm", "mfu"} <= set(lines[0]) and lines[0]["mfu"] is None
+    assert {"step", "loss", "lr", "tokens", "tokens_per_s", "grad_norm", "mfu"} <= set(lines[0]) and lines[0][
+        "mfu"
+    ] is None
     assert lines[-1]["tokens"] == 6 * 4 * 32
 
     again = _invoke(*args[1:])  # the same run again without --resume: refused, nothing touched
@@ -73,7 +95,9 @@ def test_documented_commands_then_resume(tok, tmp_path):
 
 def test_config_file_with_flag_overrides_and_init(tok, tmp_path):
     cfgf = tmp_path / "train.toml"
-    cfgf.write_text('max_steps = 2\nlr = 0.003\nbatch_size = 2\nseq_len = 16\neval_batches = 1\n[model]\nn_layer = 1\nd_model = 32\nn_head = 2\nd_mlp = 64\n')
+    cfgf.write_text(
+        "max_steps = 2\nlr = 0.003\nbatch_size = 2\nseq_len = 16\neval_batches = 1\n[model]\nn_layer = 1\nd_model = 32\nn_head = 2\nd_mlp = 64\n"
+    )
     r = _invoke("--data", tok, "--config", cfgf, "--lr", "0.002", "-o", tmp_path / "a")
     assert r.exit_code == 0, r.output
     rec = json.loads((tmp_path / "a" / "train_config.json").read_text())
@@ -83,7 +107,20 @@ def test_config_file_with_flag_overrides_and_init(tok, tmp_path):
     src = man["train"]["sources"]
     assert src["config_file"] == str(cfgf) and src["config_file_values"]["lr"] == 0.003 and src["flags"]["lr"] == 0.002
 
-    r = _invoke("--data", tok, "--init", tmp_path / "a", "--seq-len", "16", "--batch-size", "2", "--max-steps", "1", "-o", tmp_path / "b")
+    r = _invoke(
+        "--data",
+        tok,
+        "--init",
+        tmp_path / "a",
+        "--seq-len",
+        "16",
+        "--batch-size",
+        "2",
+        "--max-steps",
+        "1",
+        "-o",
+        tmp_path / "b",
+    )
     assert r.exit_code == 0, r.output
     from phitools.model.checkpoint import load_checkpoint
 
@@ -93,7 +130,9 @@ def test_config_file_with_flag_overrides_and_init(tok, tmp_path):
 
 
 def test_usage_errors_exit_2(tok, tmp_path):
-    r = _invoke("--data", tok, *SMALL, "--seq-len", "16", "--batch-size", "6", "--micro-batch-size", "4", "-o", tmp_path / "a")
+    r = _invoke(
+        "--data", tok, *SMALL, "--seq-len", "16", "--batch-size", "6", "--micro-batch-size", "4", "-o", tmp_path / "a"
+    )
     assert r.exit_code == 2 and "not divisible" in r.stderr
     r = _invoke("--data", tok, "--init", tmp_path / "x", "--n-layer", "3", "-o", tmp_path / "b")
     assert r.exit_code == 2 and "--init" in r.stderr
@@ -110,7 +149,20 @@ def test_nan_weights_stop_with_a_clear_error(tok, tmp_path):
     with torch.no_grad():
         model.h[0].attn.q_proj.weight.fill_(float("nan"))
     save_checkpoint(tmp_path / "bad", model)
-    r = _invoke("--data", tok, "--init", tmp_path / "bad", "--seq-len", "16", "--batch-size", "2", "--max-steps", "3", "-o", tmp_path / "run")
+    r = _invoke(
+        "--data",
+        tok,
+        "--init",
+        tmp_path / "bad",
+        "--seq-len",
+        "16",
+        "--batch-size",
+        "2",
+        "--max-steps",
+        "3",
+        "-o",
+        tmp_path / "run",
+    )
     assert r.exit_code == 1
     assert "loss is nan at step 1" in r.stderr and "weights were not updated" in r.stderr
     man = json.loads((tmp_path / "run" / "manifest.json").read_text())

@@ -16,10 +16,14 @@ from phitools.llm.testing import FakeLLMServer
 
 PY = sys.executable
 
-TEXTBOOK = ("## Lists in Python\n\nA list holds items in order. You can add to it with append and read items by index.\n\n"
-            "```python\nnums = [3, 1, 2]\nnums.append(5)\nprint(sorted(nums))\n```\n\nSorting returns a new list; the original stays.\n")
-EXERCISE = ('```python\ndef add_all(xs: list[int]) -> int:\n    """Return the sum of xs.\n\n    >>> add_all([1, 2, 3])\n    6\n    """\n'
-            '    total = 0\n    for x in xs:\n        total += x\n    return total\n```\n')
+TEXTBOOK = (
+    "## Lists in Python\n\nA list holds items in order. You can add to it with append and read items by index.\n\n"
+    "```python\nnums = [3, 1, 2]\nnums.append(5)\nprint(sorted(nums))\n```\n\nSorting returns a new list; the original stays.\n"
+)
+EXERCISE = (
+    '```python\ndef add_all(xs: list[int]) -> int:\n    """Return the sum of xs.\n\n    >>> add_all([1, 2, 3])\n    6\n    """\n'
+    "    total = 0\n    for x in xs:\n        total += x\n    return total\n```\n"
+)
 
 
 def _answer(body: dict) -> str:
@@ -46,12 +50,24 @@ def test_whole_recipe_at_toy_scale(tmp_path, stdlib_small):
         sh(f"{pt} classify apply clf/ corpus/ --keep-top 0.5 --rejects rejects.jsonl.zst -o filtered/", tmp_path)
         sh(f"{pt} synth --topics {topics} --kind textbook --n 4 {llm} --seed 1 -o synth-tb/", tmp_path)
         sh(f"{pt} synth --topics {topics} --kind exercise --n 4 {llm} --seed 1 -o synth-ex/", tmp_path)
-    sh(f"{pt} decontam --benchmark humaneval --benchmark mbpp --no-download --drop filtered/ synth-tb/ synth-ex/ "
-       f"| {pt} tokenize --train-tokenizer --vocab-size 512 --seq-len 64 -o tok/", tmp_path)
-    sh(f"{pt} train --data tok/ --preset tiny --seq-len 64 --batch-size 8 --max-steps 12 --save-every 6 --eval-every 6 --seed 7 -o runs/a", tmp_path)
+    sh(
+        f"{pt} decontam --benchmark humaneval --benchmark mbpp --no-download --drop filtered/ synth-tb/ synth-ex/ "
+        f"| {pt} tokenize --train-tokenizer --vocab-size 512 --seq-len 64 -o tok/",
+        tmp_path,
+    )
+    sh(
+        f"{pt} train --data tok/ --preset tiny --seq-len 64 --batch-size 8 --max-steps 12 --save-every 6 --eval-every 6 --seed 7 -o runs/a",
+        tmp_path,
+    )
     sh(f"{pt} grow runs/a --d-model 256 --layers 3 --check -o runs/grown", tmp_path)
-    sh(f"{pt} train --data tok/ --init runs/grown --seq-len 64 --batch-size 8 --max-steps 6 --seed 8 -o runs/b", tmp_path)
-    sh(f"{pt} eval runs/b --benchmark humaneval --no-download --n-samples 1 --limit 2 --max-tokens 24 -o results/", tmp_path)
+    sh(
+        f"{pt} train --data tok/ --init runs/grown --seq-len 64 --batch-size 8 --max-steps 6 --seed 8 -o runs/b",
+        tmp_path,
+    )
+    sh(
+        f"{pt} eval runs/b --benchmark humaneval --no-download --n-samples 1 --limit 2 --max-tokens 24 -o results/",
+        tmp_path,
+    )
     sh(f"{pt} eval runs/b --perplexity tok/ --limit 64 -o ppl/", tmp_path)
 
     man = lambda d: json.loads((tmp_path / d / "manifest.json").read_text())  # noqa: E731

@@ -173,8 +173,10 @@ def test_download_checks_the_sha256(no_env, nothing_shipped, monkeypatch):
 
 def test_problems_file_in_human_eval_schema(tmp_path):
     f = tmp_path / "mine.jsonl"
-    f.write_text('{"task_id": "x/0", "prompt": "def f():\\n", "test": "def check(c):\\n    assert c() == 1\\n", '
-                 '"entry_point": "f", "canonical_solution": "    return 1\\n"}\n{"task_id": "x/1", "prompt": "p"}\n')
+    f.write_text(
+        '{"task_id": "x/0", "prompt": "def f():\\n", "test": "def check(c):\\n    assert c() == 1\\n", '
+        '"entry_point": "f", "canonical_solution": "    return 1\\n"}\n{"task_id": "x/1", "prompt": "p"}\n'
+    )
     with pytest.raises(DataError) as e:
         bm.load_benchmark(str(f))
     assert "mine.jsonl:2" in str(e.value) and "'test'" in str(e.value)

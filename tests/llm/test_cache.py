@@ -18,9 +18,19 @@ IDENT = {"kind": "openai", "api_base": "http://h/v1", "model": "m"}
 def test_key_covers_everything_sent_and_nothing_local():
     base = req().cache_key(IDENT)
     assert req(parse=lambda t: t, tag="x").cache_key(IDENT) == base
-    different = [req(sample=1), req(temperature=0.5), req(max_tokens=9), req(seed=1), req(top_p=0.9), req(stop=["x"]),
-                 req(model="other"), req(json_schema={"type": "object"}), req(extra={"top_k": 5}),
-                 req(messages=[{"role": "user", "content": "ho"}]), LLMRequest(prompt="hi")]
+    different = [
+        req(sample=1),
+        req(temperature=0.5),
+        req(max_tokens=9),
+        req(seed=1),
+        req(top_p=0.9),
+        req(stop=["x"]),
+        req(model="other"),
+        req(json_schema={"type": "object"}),
+        req(extra={"top_k": 5}),
+        req(messages=[{"role": "user", "content": "ho"}]),
+        LLMRequest(prompt="hi"),
+    ]
     keys = {r.cache_key(IDENT) for r in different}
     assert base not in keys and len(keys) == len(different)
     assert req().cache_key({**IDENT, "api_base": "http://other/v1"}) != base
@@ -30,8 +40,18 @@ def test_key_covers_everything_sent_and_nothing_local():
 def test_put_get_persist_and_wal(tmp_path):
     path = tmp_path / "c.sqlite"
     c = RequestCache(path)
-    c.put("k1", LLMResult(request=None, text="answer", model="m", finish_reason="stop", prompt_tokens=3,
-                          completion_tokens=1, attempts=2))
+    c.put(
+        "k1",
+        LLMResult(
+            request=None,
+            text="answer",
+            model="m",
+            finish_reason="stop",
+            prompt_tokens=3,
+            completion_tokens=1,
+            attempts=2,
+        ),
+    )
     c.close()
     c2 = RequestCache(path)
     hit = c2.get("k1")

@@ -74,7 +74,10 @@ def test_slow_answer_times_out_and_is_retried():
 
 
 def test_bounded_attempts_give_a_failure_with_the_reason_never_a_default():
-    with FakeLLMServer(faults=["500"] * 3 + ["503"] * 10, retry_after=0) as srv, runner(srv, concurrency=1, max_attempts=3) as r:
+    with (
+        FakeLLMServer(faults=["500"] * 3 + ["503"] * 10, retry_after=0) as srv,
+        runner(srv, concurrency=1, max_attempts=3) as r,
+    ):
         res = r.complete(chat("x", parse=lambda t: parse_score(t)))
     assert not res.ok and res.text is None and res.parsed is None
     assert "HTTP 500" in res.error and "after 3 attempts" in res.error
@@ -107,7 +110,7 @@ def test_request_errors_fail_at_once_and_auth_errors_stop_the_run():
             assert not res.ok and "HTTP 400" in res.error and "too long" in res.error and res.attempts == 1
 
             async def unauthorised(fault, route, body, writer):
-                await srv._send(writer, 401, ('{"error": {"message": "bad key %s"}}' % SECRET).encode())
+                await srv._send(writer, 401, ('{"error": {"message": "bad key %s"}}' % SECRET).encode())  # noqa: UP031
                 return True
 
             srv._serve = unauthorised

@@ -43,8 +43,10 @@ def test_textbook_code_beats_obfuscated_and_config():
 
 def test_deterministic_and_prose_path():
     assert score(TEXTBOOK) == score(TEXTBOOK)
-    essay = ("# Photosynthesis\n\n" + "Plants turn light into chemical energy. The process happens in chloroplasts. "
-             "It needs water and carbon dioxide.\n" * 20)
+    essay = (
+        "# Photosynthesis\n\n" + "Plants turn light into chemical energy. The process happens in chloroplasts. "
+        "It needs water and carbon dioxide.\n" * 20
+    )
     s, _, feats = score(essay)
     assert feats["kind"] == "prose" and 0 <= s <= 5
     assert not looks_like_code(essay) and looks_like_code(TEXTBOOK)

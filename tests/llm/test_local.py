@@ -7,8 +7,7 @@ import threading
 import pytest
 
 from phitools.errors import ConfigError
-from phitools.llm import Answer, LLMRequest, LLMRunner
-from phitools.llm import local
+from phitools.llm import Answer, LLMRequest, LLMRunner, local
 from phitools.llm.local import LocalBackend, effective_temperature, resolve_model
 
 
@@ -42,8 +41,10 @@ class StubModel:
     def generate(self, reqs, variants):
         self.gate.wait(5)  # hold the first batch so that the rest queue up behind it
         self.batches.append([(r.messages[0]["content"], v) for r, v in zip(reqs, variants)])
-        return [Answer(text=f"Educational score: {len(r.messages[0]['content']) % 6}", prompt_tokens=1, completion_tokens=1)
-                for r in reqs]
+        return [
+            Answer(text=f"Educational score: {len(r.messages[0]['content']) % 6}", prompt_tokens=1, completion_tokens=1)
+            for r in reqs
+        ]
 
 
 def test_worker_batches_greedy_requests_and_keeps_order(monkeypatch, tmp_path):

@@ -10,8 +10,20 @@ import pytest
 from phitools.llm.ratelimit import RateLimiter, parse_duration, parse_retry_after
 
 
-@pytest.mark.parametrize("text,seconds", [("20ms", 0.02), ("1s", 1), ("6m0s", 360), ("1h2m3.5s", 3723.5), ("0.5", 0.5),
-                                          ("7", 7), ("", None), ("soon", None), ("5x", None)])
+@pytest.mark.parametrize(
+    "text,seconds",
+    [
+        ("20ms", 0.02),
+        ("1s", 1),
+        ("6m0s", 360),
+        ("1h2m3.5s", 3723.5),
+        ("0.5", 0.5),
+        ("7", 7),
+        ("", None),
+        ("soon", None),
+        ("5x", None),
+    ],
+)
 def test_parse_duration(text, seconds):
     assert parse_duration(text) == (pytest.approx(seconds) if seconds is not None else None)
 

@@ -18,6 +18,7 @@ import pytest
 # one server per test session; `-n 2 --dist loadgroup` keeps these on one worker, hence one server
 real_server = pytest.mark.xdist_group("transformers_serve")
 
+
 def _manifest(path: Path) -> dict:
     return json.loads(path.read_text())
 
@@ -54,7 +55,9 @@ def test_model_cache_is_safe_when_runs_race(tmp_path, monkeypatch):
 
     monkeypatch.setattr(real_server, "convert_gguf", fake_convert)
     got = []
-    runs = [threading.Thread(target=lambda: got.append(real_server.smollm2_model_dir(tmp_path / "cache"))) for _ in range(4)]
+    runs = [
+        threading.Thread(target=lambda: got.append(real_server.smollm2_model_dir(tmp_path / "cache"))) for _ in range(4)
+    ]
     for t in runs:
         t.start()
     for t in runs:
@@ -74,12 +77,30 @@ def test_the_server_names_its_model(transformers_server):
 @pytest.mark.slow
 @real_server
 def test_label(transformers_server, tmp_path, phitools):
-    texts = ['def add(a, b):\n    """Return the sum of a and b."""\n    return a + b\n', "x=1;y=2;print(x+y)\n",
-             "import os\nfor name in os.listdir('.'):\n    # show every file\n    print(name)\n"]
-    (tmp_path / "c.jsonl").write_bytes(b"".join(orjson.dumps({"id": f"r{i}", "text": t}) + b"\n" for i, t in enumerate(texts)))
+    texts = [
+        'def add(a, b):\n    """Return the sum of a and b."""\n    return a + b\n',
+        "x=1;y=2;print(x+y)\n",
+        "import os\nfor name in os.listdir('.'):\n    # show every file\n    print(name)\n",
+    ]
+    (tmp_path / "c.jsonl").write_bytes(
+        b"".join(orjson.dumps({"id": f"r{i}", "text": t}) + b"\n" for i, t in enumerate(texts))
+    )
     (tmp_path / "rubric.txt").write_text("Rate this code from 0 to 5:\n\n{text}\n")
-    r = phitools("label", "c.jsonl", "--rubric", "rubric.txt", "--api-base", transformers_server.url,
-                 "--model", transformers_server.model, "--max-tokens", "16", "-o", "labeled.jsonl", cwd=tmp_path)
+    r = phitools(
+        "label",
+        "c.jsonl",
+        "--rubric",
+        "rubric.txt",
+        "--api-base",
+        transformers_server.url,
+        "--model",
+        transformers_server.model,
+        "--max-tokens",
+        "16",
+        "-o",
+        "labeled.jsonl",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr.decode() + transformers_server.log_tail()
     out = [orjson.loads(x) for x in (tmp_path / "labeled.jsonl").read_bytes().splitlines()]
     assert [o["id"] for o in out] == ["r0", "r1", "r2"] and all(o["text"] == t for o, t in zip(out, texts))
@@ -97,8 +118,22 @@ def test_label(transformers_server, tmp_path, phitools):
 @real_server
 def test_synth(transformers_server, tmp_path, phitools):
     (tmp_path / "topics.txt").write_text("lists\nloops\n")
-    r = phitools("synth", "--topics", "topics.txt", "--n", "2", "--api-base", transformers_server.url,
-                 "--model", transformers_server.model, "--max-tokens", "48", "-o", "synth/", cwd=tmp_path)
+    r = phitools(
+        "synth",
+        "--topics",
+        "topics.txt",
+        "--n",
+        "2",
+        "--api-base",
+        transformers_server.url,
+        "--model",
+        transformers_server.model,
+        "--max-tokens",
+        "48",
+        "-o",
+        "synth/",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr.decode() + transformers_server.log_tail()
     out = [orjson.loads(x) for x in phitools("cat", "synth/", cwd=tmp_path, check=True).stdout.splitlines()]
     assert len(out) == 2 and all(o["text"].strip() and o["synth"]["model"] == transformers_server.model for o in out)
@@ -112,8 +147,18 @@ def test_synth(transformers_server, tmp_path, phitools):
 @real_server
 def test_eval_completions_with_default_flags(transformers_server, tmp_path, phitools):
     # the issue's case: raw /v1/completions, eval's defaults (512 tokens, 600 s per request, sandbox --timeout 3)
-    r = phitools("eval", "--api-base", transformers_server.url, "--model", transformers_server.model, "--limit", "2",
-                 "-o", "he/", cwd=tmp_path)
+    r = phitools(
+        "eval",
+        "--api-base",
+        transformers_server.url,
+        "--model",
+        transformers_server.model,
+        "--limit",
+        "2",
+        "-o",
+        "he/",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr.decode() + transformers_server.log_tail()
     samples = [json.loads(x) for x in (tmp_path / "he" / "samples.jsonl").read_text().splitlines()]
     assert [s["task_id"] for s in samples] == ["HumanEval/0", "HumanEval/1"]
@@ -129,8 +174,21 @@ def test_eval_completions_with_default_flags(transformers_server, tmp_path, phit
 @pytest.mark.slow
 @real_server
 def test_eval_chat(transformers_server, tmp_path, phitools):
-    r = phitools("eval", "--api-base", transformers_server.url, "--model", transformers_server.model, "--chat",
-                 "--limit", "1", "--max-tokens", "64", "-o", "chat/", cwd=tmp_path)
+    r = phitools(
+        "eval",
+        "--api-base",
+        transformers_server.url,
+        "--model",
+        transformers_server.model,
+        "--chat",
+        "--limit",
+        "1",
+        "--max-tokens",
+        "64",
+        "-o",
+        "chat/",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr.decode() + transformers_server.log_tail()
     (s,) = [json.loads(x) for x in (tmp_path / "chat" / "samples.jsonl").read_text().splitlines()]
     assert "generation_error" not in s and s["raw"].strip()

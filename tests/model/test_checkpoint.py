@@ -10,8 +10,15 @@ import pytest
 import torch
 
 from phitools.errors import CheckpointError
-from phitools.model.checkpoint import (inspect_checkpoint, load_checkpoint, load_extra, open_weights, pack_state,
-                                       save_checkpoint, unpack_state)
+from phitools.model.checkpoint import (
+    inspect_checkpoint,
+    load_checkpoint,
+    load_extra,
+    open_weights,
+    pack_state,
+    save_checkpoint,
+    unpack_state,
+)
 from phitools.model.phi import Phi, preset_config
 
 
@@ -28,8 +35,12 @@ def logits(m: Phi) -> torch.Tensor:
 
 
 def test_round_trip_and_meta(model, tmp_path):
-    ck = save_checkpoint(tmp_path / "ck", model, meta={"steps": 7, "tokens_seen": 1234, "provenance": {"operation": "train"}},
-                         extra_files={"tokenizer.json": b'{"x": 1}'})
+    ck = save_checkpoint(
+        tmp_path / "ck",
+        model,
+        meta={"steps": 7, "tokens_seen": 1234, "provenance": {"operation": "train"}},
+        extra_files={"tokenizer.json": b'{"x": 1}'},
+    )
     assert sorted(p.name for p in ck.iterdir()) == ["config.json", "model.safetensors", "tokenizer.json"]
     m2, cfg, meta = load_checkpoint(ck)
     assert cfg == model.config and not m2.training
@@ -106,7 +117,9 @@ def test_tampered_truncated_and_missing_files(model, tmp_path):
     st.write_bytes(good[:-100])
     with pytest.raises(CheckpointError, match="truncated"):
         load_checkpoint(ck)
-    with pytest.raises(CheckpointError, match="its header describes"):  # without the recorded size/hash, the header catches it
+    with pytest.raises(
+        CheckpointError, match="its header describes"
+    ):  # without the recorded size/hash, the header catches it
         load_checkpoint(ck, verify=False)
     st.unlink()
     with pytest.raises(CheckpointError, match="missing"):
@@ -149,8 +162,13 @@ def test_training_state_round_trip_without_pickle(model, tmp_path):
     m(torch.zeros(1, 4, dtype=torch.long)).sum().backward()
     opt.step()
     np.random.seed(5)
-    state = {"optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
-             "step": 11, "data": {"epoch": 0, "offset": 4096}}
+    state = {
+        "optimizer": opt.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "numpy_rng": np.random.get_state(),
+        "step": 11,
+        "data": {"epoch": 0, "offset": 4096},
+    }
     tensors, blob = pack_state(state)
     ck = save_checkpoint(tmp_path / "ck", m, extra_tensors=tensors, extra_json=blob)
     assert {p.name for p in ck.iterdir()} == {"config.json", "model.safetensors", "state.safetensors", "state.json"}
@@ -184,13 +202,22 @@ def test_safetensors_files_are_standard(tmp_path):
     from phitools.model.store import SafetensorsFile, write_safetensors
 
     g = torch.Generator().manual_seed(0)
-    ts = {"f32": torch.randn(3, 5, generator=g), "bf16": torch.randn(7, generator=g).to(torch.bfloat16),
-          "f16": torch.randn(2, 2, 2, generator=g).half(), "i64": torch.arange(6), "u8": torch.arange(4, dtype=torch.uint8),
-          "b": torch.tensor([True, False]), "scalar": torch.tensor(3.5), "empty": torch.zeros(0, 4)}
+    ts = {
+        "f32": torch.randn(3, 5, generator=g),
+        "bf16": torch.randn(7, generator=g).to(torch.bfloat16),
+        "f16": torch.randn(2, 2, 2, generator=g).half(),
+        "i64": torch.arange(6),
+        "u8": torch.arange(4, dtype=torch.uint8),
+        "b": torch.tensor([True, False]),
+        "scalar": torch.tensor(3.5),
+        "empty": torch.zeros(0, 4),
+    }
     digest = write_safetensors(tmp_path / "a.safetensors", ts, metadata={"format": "pt"})
     assert digest["bytes"] == (tmp_path / "a.safetensors").stat().st_size
     for back in (load_file(tmp_path / "a.safetensors"), SafetensorsFile(tmp_path / "a.safetensors").load()):
-        assert back.keys() == ts.keys() and all(torch.equal(back[k], ts[k]) and back[k].dtype == ts[k].dtype for k in ts)
+        assert back.keys() == ts.keys() and all(
+            torch.equal(back[k], ts[k]) and back[k].dtype == ts[k].dtype for k in ts
+        )
     save_file(ts, tmp_path / "b.safetensors")
     back = SafetensorsFile(tmp_path / "b.safetensors").load()
     assert all(torch.equal(back[k], ts[k]) for k in ts)

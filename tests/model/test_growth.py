@@ -20,7 +20,7 @@ def source(qk: bool = False, **kw) -> Phi:
     cfg.update(kw)
     m = Phi(preset_config("tiny", **cfg)).eval()
     with torch.no_grad():
-        for name, p in m.named_parameters():
+        for _name, p in m.named_parameters():
             if p.dim() == 1:
                 p.add_(torch.randn_like(p) * 0.2)
     return m
@@ -35,13 +35,18 @@ def assert_same_function(a: Phi, b: Phi) -> dict:
 
 
 @pytest.mark.parametrize("qk", [False, True])
-@pytest.mark.parametrize("grow", [
-    dict(d_model=128),                                    # x2 width, heads 4 -> 8
-    dict(d_model=192, d_mlp=512),                         # x3 width, x4 mlp
-    dict(n_layer=5, depth="identity"),                    # depth only
-    dict(d_model=128, n_layer=7, depth="identity"),       # both
-    dict(d_model=128, n_layer=4, depth="identity", noise=0.05, seed=3),  # symmetry-breaking noise keeps the function
-])
+@pytest.mark.parametrize(
+    "grow",
+    [
+        dict(d_model=128),  # x2 width, heads 4 -> 8
+        dict(d_model=192, d_mlp=512),  # x3 width, x4 mlp
+        dict(n_layer=5, depth="identity"),  # depth only
+        dict(d_model=128, n_layer=7, depth="identity"),  # both
+        dict(
+            d_model=128, n_layer=4, depth="identity", noise=0.05, seed=3
+        ),  # symmetry-breaking noise keeps the function
+    ],
+)
 def test_tiling_and_identity_depth_preserve_logits(qk, grow):
     src = source(qk)
     plan = plan_grow(src.config, **grow)
@@ -62,7 +67,9 @@ def test_noise_breaks_symmetry_between_copies():
     torch.testing.assert_close(w1[:, :64] + w1[:, 64:], w0[:, :64] + w0[:, 64:])  # zero-sum across blocks
     again = grow_model(src, plan_grow(src.config, d_model=128, noise=0.1, seed=1))
     assert torch.equal(again.h[0].attn.q_proj.weight, w1)  # seeded
-    assert not torch.equal(grow_model(src, plan_grow(src.config, d_model=128, noise=0.1, seed=2)).h[0].attn.q_proj.weight, w1)
+    assert not torch.equal(
+        grow_model(src, plan_grow(src.config, d_model=128, noise=0.1, seed=2)).h[0].attn.q_proj.weight, w1
+    )
 
 
 def test_head_tiling_new_head_copies_old():
@@ -135,17 +142,27 @@ def test_plan_errors():
 
 def test_grow_checkpoint_streams_records_provenance_and_checks(tmp_path):
     src = source()
-    save_checkpoint(tmp_path / "src", src, meta={"steps": 100, "tokens_seen": 51200, "data": {"tokenizer_sha256": "abc"}},
-                    extra_files={"tokenizer.json": b"{}"})
-    plan, report = grow_checkpoint(tmp_path / "src", tmp_path / "big", d_model=128, n_layer=4, depth="identity", noise=0.01,
-                                   seed=4, check=True)
+    save_checkpoint(
+        tmp_path / "src",
+        src,
+        meta={"steps": 100, "tokens_seen": 51200, "data": {"tokenizer_sha256": "abc"}},
+        extra_files={"tokenizer.json": b"{}"},
+    )
+    plan, report = grow_checkpoint(
+        tmp_path / "src", tmp_path / "big", d_model=128, n_layer=4, depth="identity", noise=0.01, seed=4, check=True
+    )
     assert report["max_abs_diff"] <= 1e-5 and report["function_preserving"]
     big, cfg, meta = load_checkpoint(tmp_path / "big")
     assert (cfg.d_model, cfg.n_layer, cfg.n_head) == (128, 4, 8)
     prov = meta["provenance"]
-    assert prov["operation"] == "grow" and prov["params"]["noise"] == 0.01 and prov["params"]["layer_map"] == [0, 1, 2, 2]
+    assert (
+        prov["operation"] == "grow" and prov["params"]["noise"] == 0.01 and prov["params"]["layer_map"] == [0, 1, 2, 2]
+    )
     assert prov["parent"]["path"] == str((tmp_path / "src").resolve()) and prov["parent"]["meta"]["steps"] == 100
-    assert prov["parent"]["model_sha256"] == json.loads((tmp_path / "src" / "config.json").read_text())["files"]["model.safetensors"]["sha256"]
+    assert (
+        prov["parent"]["model_sha256"]
+        == json.loads((tmp_path / "src" / "config.json").read_text())["files"]["model.safetensors"]["sha256"]
+    )
     assert meta["data"] == {"tokenizer_sha256": "abc"} and meta["parent_tokens_seen"] == 51200
     assert (tmp_path / "big" / "tokenizer.json").read_bytes() == b"{}"
     assert_same_function(src, big)
@@ -154,10 +171,20 @@ def test_grow_checkpoint_streams_records_provenance_and_checks(tmp_path):
 def test_grow_from_hf_directory(tmp_path):
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
-    hf = transformers.PhiForCausalLM(transformers.PhiConfig(vocab_size=89, hidden_size=64, num_attention_heads=4, intermediate_size=128,
-                                                            num_hidden_layers=2, initializer_range=0.1)).eval()
+    hf = transformers.PhiForCausalLM(
+        transformers.PhiConfig(
+            vocab_size=89,
+            hidden_size=64,
+            num_attention_heads=4,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            initializer_range=0.1,
+        )
+    ).eval()
     hf.save_pretrained(tmp_path / "hf")
-    plan, report = grow_checkpoint(tmp_path / "hf", tmp_path / "big", d_model=128, n_layer=3, depth="identity", check=True)
+    plan, report = grow_checkpoint(
+        tmp_path / "hf", tmp_path / "big", d_model=128, n_layer=3, depth="identity", check=True
+    )
     assert report["max_abs_diff"] <= 1e-5
     x = torch.randint(0, 89, (2, 12))
     big, _, meta = load_checkpoint(tmp_path / "big")

@@ -14,15 +14,20 @@ from phitools.model.checkpoint import load_checkpoint, open_weights  # noqa: E40
 from phitools.model.hf import config_from_hf, export_checkpoint  # noqa: E402
 
 SHAPES = {
-    "phi-1-like": dict(hidden_size=64, num_attention_heads=4, intermediate_size=256, partial_rotary_factor=0.5, qk_layernorm=False),
-    "phi-2-like": dict(hidden_size=160, num_attention_heads=2, intermediate_size=320, partial_rotary_factor=0.4, qk_layernorm=True),
+    "phi-1-like": dict(
+        hidden_size=64, num_attention_heads=4, intermediate_size=256, partial_rotary_factor=0.5, qk_layernorm=False
+    ),
+    "phi-2-like": dict(
+        hidden_size=160, num_attention_heads=2, intermediate_size=320, partial_rotary_factor=0.4, qk_layernorm=True
+    ),
 }
 
 
 def hf_model(shape: str, seed: int = 0):
     torch.manual_seed(seed)
-    cfg = transformers.PhiConfig(vocab_size=97, num_hidden_layers=2, max_position_embeddings=128, bos_token_id=5, eos_token_id=6,
-                                 **SHAPES[shape])
+    cfg = transformers.PhiConfig(
+        vocab_size=97, num_hidden_layers=2, max_position_embeddings=128, bos_token_id=5, eos_token_id=6, **SHAPES[shape]
+    )
     m = transformers.PhiForCausalLM(cfg).eval()
     with torch.no_grad():  # HF init leaves biases and LayerNorms at 0/1: randomise everything so the test sees them
         for p in m.parameters():
@@ -75,7 +80,13 @@ def test_sharded_hf_directory(tmp_path):
 
 
 def test_unsupported_hf_configs(tmp_path):
-    base = {"model_type": "phi", "hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 1, "intermediate_size": 128}
+    base = {
+        "model_type": "phi",
+        "hidden_size": 64,
+        "num_attention_heads": 4,
+        "num_hidden_layers": 1,
+        "intermediate_size": 128,
+    }
     with pytest.raises(CheckpointError, match="grouped-query"):
         config_from_hf({**base, "num_key_value_heads": 2})
     with pytest.raises(CheckpointError, match="old remote-code Phi"):

@@ -36,13 +36,24 @@ def test_causal():
 def test_presets_published_shapes():
     assert set(PRESETS) >= {"tiny", "small", "phi-1-small", "phi-1", "phi-1.5", "phi-2"}
     c = preset_config("phi-1")
-    assert (c.n_layer, c.d_model, c.n_head, c.d_mlp, c.vocab_size, c.head_dim, c.rotary_dim) == (24, 2048, 32, 8192, 51200, 64, 32)
+    assert (c.n_layer, c.d_model, c.n_head, c.d_mlp, c.vocab_size, c.head_dim, c.rotary_dim) == (
+        24,
+        2048,
+        32,
+        8192,
+        51200,
+        64,
+        32,
+    )
     c = preset_config("phi-2")
     assert (c.n_layer, c.d_model, c.n_head, c.d_mlp, c.head_dim, c.rotary_dim) == (32, 2560, 32, 10240, 80, 32)
     c = preset_config("phi-1-small")
     assert (c.n_layer, c.d_model, c.n_head, c.d_mlp) == (20, 1024, 16, 4096)
+
     # parameter counts from shapes alone (no allocation): phi-1 is 1.42B, phi-1-small ~357M with both embeddings
-    n = lambda cfg: sum(torch.Size(s).numel() for s in param_shapes(cfg).values())
+    def n(cfg):
+        return sum(torch.Size(s).numel() for s in param_shapes(cfg).values())
+
     assert 1.40e9 < n(preset_config("phi-1")) < 1.43e9
     assert 0.34e9 < n(preset_config("phi-1-small")) < 0.37e9
     assert 2.7e9 < n(preset_config("phi-2")) < 2.8e9

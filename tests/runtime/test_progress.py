@@ -35,10 +35,14 @@ def test_counts_rate_and_eta_when_the_total_is_known():
     stats.records_in, stats.records_out = 1_200, 1_150
     stats.drop("too_large", 50)
     clock.t += 30
-    assert rep.line() == (f"[{NOW}] phitools label: 1,200/10,000 records (12.0%) | in 1,200 | out 1,150 | dropped 50 "
-                          "| 40.0 records/s | elapsed 0:00:30 | ETA 0:03:40")
-    assert rep.line(final=True) == (f"[{NOW}] phitools label: done, 1,200/10,000 records (12.0%) | in 1,200 | out 1,150 "
-                                    "| dropped 50 | 40.0 records/s | elapsed 0:00:30")
+    assert rep.line() == (
+        f"[{NOW}] phitools label: 1,200/10,000 records (12.0%) | in 1,200 | out 1,150 | dropped 50 "
+        "| 40.0 records/s | elapsed 0:00:30 | ETA 0:03:40"
+    )
+    assert rep.line(final=True) == (
+        f"[{NOW}] phitools label: done, 1,200/10,000 records (12.0%) | in 1,200 | out 1,150 "
+        "| dropped 50 | 40.0 records/s | elapsed 0:00:30"
+    )
 
 
 def test_no_total_no_eta_and_the_phase_and_detail():
@@ -49,7 +53,9 @@ def test_no_total_no_eta_and_the_phase_and_detail():
     rep, clock = _reporter(tool="eval", label="eval humaneval", total=164, unit="checks")
     rep.advance(82)
     clock.t += 41
-    assert rep.line().endswith("phitools eval: humaneval: 82/164 checks (50.0%) | 2.0 checks/s | elapsed 0:00:41 | ETA 0:00:41")
+    assert rep.line().endswith(
+        "phitools eval: humaneval: 82/164 checks (50.0%) | 2.0 checks/s | elapsed 0:00:41 | ETA 0:00:41"
+    )
 
 
 def test_resumed_work_does_not_count_towards_the_rate_and_detail_follows():
@@ -79,8 +85,10 @@ def test_the_thread_reports_periodically_then_done():
             time.sleep(0.01)
     lines = out.getvalue().splitlines()
     assert len(lines) >= 4 and "done," in lines[-1] and all("done," not in x for x in lines[:-1])
-    pattern = re.compile(r"^\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d\] phitools cat: (done, )?in \d+ \| out \d+ \| "
-                         r"[\d.,]+ records/s \| elapsed \d+:\d\d:\d\d$")
+    pattern = re.compile(
+        r"^\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d\] phitools cat: (done, )?in \d+ \| out \d+ \| "
+        r"[\d.,]+ records/s \| elapsed \d+:\d\d:\d\d$"
+    )
     assert all(pattern.match(x) for x in lines), lines
     ins = [int(re.search(r"in (\d+)", x).group(1)) for x in lines]
     assert ins == sorted(ins) and ins[-1] == stats.records_in

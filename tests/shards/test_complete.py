@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import run_phitools
+
 from phitools.shards import RecordWriter, parse_shard
 from phitools.shards.complete import inspect_output
 
@@ -58,12 +58,15 @@ def test_plain_directory_is_not_checked(tmp_path):
     assert rep.kind == "plain" and not rep.problems and rep.plain_files == [tmp_path / "x.jsonl"]
 
 
-@pytest.mark.parametrize("damage,kind", [
-    (lambda d: (d / "part-00001.jsonl.zst").unlink(), "missing_file"),
-    (lambda d: (d / "part-00001.jsonl.zst").write_bytes(b"short"), "size_mismatch"),
-    (lambda d: (d / "part-00009.jsonl.zst").write_bytes(b"stray"), "extra_file"),
-    (lambda d: (d / "manifest.json").write_text("{"), "bad_manifest"),
-])
+@pytest.mark.parametrize(
+    "damage,kind",
+    [
+        (lambda d: (d / "part-00001.jsonl.zst").unlink(), "missing_file"),
+        (lambda d: (d / "part-00001.jsonl.zst").write_bytes(b"short"), "size_mismatch"),
+        (lambda d: (d / "part-00009.jsonl.zst").write_bytes(b"stray"), "extra_file"),
+        (lambda d: (d / "manifest.json").write_text("{"), "bad_manifest"),
+    ],
+)
 def test_damage_is_named(tmp_path, damage, kind):
     d = tmp_path / "a"
     _write(d)
@@ -115,8 +118,23 @@ def test_verify_command(tmp_path):
     assert r.returncode == 1
     rep = json.loads(r.stdout)
     assert rep["complete"] is False and rep["parts"] == 3 and rep["present"] == [0, 2] and rep["missing"] == [1]
-    assert set(rep) >= {"path", "kind", "complete", "parts", "present", "missing", "running", "checked", "files", "records",
-                        "tokens", "problems", "temp_files", "summary", "hint"}
+    assert set(rep) >= {
+        "path",
+        "kind",
+        "complete",
+        "parts",
+        "present",
+        "missing",
+        "running",
+        "checked",
+        "files",
+        "records",
+        "tokens",
+        "problems",
+        "temp_files",
+        "summary",
+        "hint",
+    }
     assert r.stderr == b""
     _write(d, n=5, shard="1/3")
     r = run_phitools("verify", d)
@@ -132,9 +150,15 @@ def test_running_names_the_parts_whose_writer_holds_its_lock(tmp_path):
     d = tmp_path / "b"
     _write(d, n=3, shard="0/3")
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from phitools.shards import RecordWriter, parse_shard; "
-         f"w = RecordWriter({str(d)!r}, tool='t', shard=parse_shard('1/3')); print('ready', flush=True); sys.stdin.read(); w.abort()"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        [
+            sys.executable,
+            "-c",
+            "import sys; from phitools.shards import RecordWriter, parse_shard; "
+            f"w = RecordWriter({str(d)!r}, tool='t', shard=parse_shard('1/3')); print('ready', flush=True); sys.stdin.read(); w.abort()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
     try:
         assert holder.stdout.readline().strip() == b"ready"
         rep = json.loads(run_phitools("verify", d, "--json").stdout)

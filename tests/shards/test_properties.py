@@ -10,11 +10,21 @@ from hypothesis import strategies as st
 
 from phitools.shards import RecordReader, RecordWriter, parse_shard
 
-json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1),
-                         st.floats(allow_nan=False, allow_infinity=False), st.text())
-json_values = st.recursive(json_scalars, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c, max_size=3), max_leaves=8)
-records = st.lists(st.dictionaries(st.text(max_size=8), json_values, max_size=4).map(lambda d: {**d, "text": str(d.get("text", "t"))}),
-                   min_size=1, max_size=30)
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(),
+)
+json_values = st.recursive(
+    json_scalars, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c, max_size=3), max_leaves=8
+)
+records = st.lists(
+    st.dictionaries(st.text(max_size=8), json_values, max_size=4).map(lambda d: {**d, "text": str(d.get("text", "t"))}),
+    min_size=1,
+    max_size=30,
+)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -41,6 +51,9 @@ def test_shard_union_equals_whole_and_is_disjoint(n_records, n_files, n_shards):
                     i += 1
             files.append(str(p))
         whole = [r["id"] for r in RecordReader(files)]
-        parts = [[r["id"] for r in RecordReader(files, shard=parse_shard(f"{k}/{n_shards}"), allow_empty=True)] for k in range(n_shards)]
+        parts = [
+            [r["id"] for r in RecordReader(files, shard=parse_shard(f"{k}/{n_shards}"), allow_empty=True)]
+            for k in range(n_shards)
+        ]
         flat = [x for p in parts for x in p]
         assert sorted(flat) == sorted(whole) and len(flat) == len(set(flat))

@@ -80,7 +80,9 @@ def test_skip_bad_counts(tmp_path):
 def _random_lines(n: int) -> bytes:
     import hashlib
 
-    return b"".join(b'{"id": %d, "text": "%s"}\n' % (i, hashlib.sha256(b"%d" % i).hexdigest().encode() * 4) for i in range(n))
+    return b"".join(
+        b'{"id": %d, "text": "%s"}\n' % (i, hashlib.sha256(b"%d" % i).hexdigest().encode() * 4) for i in range(n)
+    )
 
 
 def test_truncated_zstd_is_an_error(tmp_path):

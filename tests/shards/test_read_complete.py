@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import run_phitools
+
 from phitools.errors import DataError
 from phitools.shards import RecordReader, RecordWriter, Stats, parse_shard
 

@@ -11,8 +11,8 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import run_phitools
+
 from phitools.errors import DataError
 from phitools.shards.ownership import temp_files
 from phitools.shards.tokens import open_token_dir
@@ -21,7 +21,9 @@ DOCS = b"".join(b'{"id": %d, "text": "def f%d(x):\\n    return x * %d\\n"}\n' % 
 
 
 def _tokenize(out, *extra, input=DOCS):
-    r = run_phitools("tokenize", "-o", out, "--seq-len", "16", "--shard-size", "256", "--workers", "1", "-q", *extra, input=input)
+    r = run_phitools(
+        "tokenize", "-o", out, "--seq-len", "16", "--shard-size", "256", "--workers", "1", "-q", *extra, input=input
+    )
     assert r.returncode == 0, r.stderr.decode()
     return out
 
@@ -118,7 +120,9 @@ def test_rerun_replaces_the_previous_run(tokdir):
 def test_a_failed_run_leaves_the_previous_output(tokdir):
     before = {p.name: p.read_bytes() for p in tokdir.iterdir()}
     bad = DOCS + b'{"id": "x", "text": 5}\n'
-    r = run_phitools("tokenize", "-o", tokdir, "--seq-len", "16", "--shard-size", "64", "--workers", "1", "-q", input=bad)
+    r = run_phitools(
+        "tokenize", "-o", tokdir, "--seq-len", "16", "--shard-size", "64", "--workers", "1", "-q", input=bad
+    )
     assert r.returncode == 1 and b"<stdin>:201:" in r.stderr
     assert {p.name: p.read_bytes() for p in tokdir.iterdir()} == before  # no new shard, no temp, same manifest
     assert open_token_dir(tokdir).manifest["documents"] == 200
@@ -141,8 +145,28 @@ def test_oserror_is_one_line(tmp_path):
 
 def _slow_tokenize(out):
     """A tokenize -o OUT that reads stdin we keep open, so it is mid-run until we say."""
-    p = subprocess.Popen([sys.executable, "-m", "phitools", "tokenize", "-o", str(out), "--seq-len", "16", "--shard-size", "64",
-                          "--batch-size", "1", "--workers", "1", "--no-pack", "-q"], stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "phitools",
+            "tokenize",
+            "-o",
+            str(out),
+            "--seq-len",
+            "16",
+            "--shard-size",
+            "64",
+            "--batch-size",
+            "1",
+            "--workers",
+            "1",
+            "--no-pack",
+            "-q",
+        ],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     p.stdin.write(DOCS)
     p.stdin.flush()
     for _ in range(1200):

@@ -28,7 +28,7 @@ def test_rolling_shards_and_manifest(tmp_path):
 
 def test_size_based_rolling(tmp_path):
     with RecordWriter(tmp_path / "o", tool="t", shard_size="1K") as w:
-        for i in range(100):
+        for _i in range(100):
             w.write({"text": "y" * 50})
     m = json.loads((tmp_path / "o" / "manifest.json").read_text())
     assert len(m["outputs"]) > 3 and all(o["uncompressed_bytes"] >= 1024 for o in m["outputs"][:-1])
@@ -70,8 +70,11 @@ def test_sharded_writers_use_distinct_names(tmp_path):
         with RecordWriter(out, tool="t", shard=parse_shard(f"{k}/2")) as w:
             w.write({"id": k})
     assert sorted(p.name for p in out.iterdir()) == [
-        "manifest-00000-of-00002.json", "manifest-00001-of-00002.json",
-        "part-00000-of-00002-00000.jsonl.zst", "part-00001-of-00002-00000.jsonl.zst"]
+        "manifest-00000-of-00002.json",
+        "manifest-00001-of-00002.json",
+        "part-00000-of-00002-00000.jsonl.zst",
+        "part-00001-of-00002-00000.jsonl.zst",
+    ]
     assert sorted(r["id"] for r in RecordReader([out])) == [0, 1]
 
 
@@ -87,12 +90,35 @@ def test_parse_size_and_shard():
 
 
 def test_redact_argv():
-    argv = ["phitools", "label", "--api-key", "sk-abcdefghijklmnop", "--api-key-env", "MY_KEY", "--token=abc", "Bearer xyz"]
+    argv = [
+        "phitools",
+        "label",
+        "--api-key",
+        "sk-abcdefghijklmnop",
+        "--api-key-env",
+        "MY_KEY",
+        "--token=abc",
+        "Bearer xyz",
+    ]
     red = redact_argv(argv)
     assert "sk-abcdefghijklmnop" not in " ".join(red) and "abc" not in red[6] and "MY_KEY" in red
-    keep = ["phitools", "tokenize", "--train-tokenizer", "--vocab-size", "8192", "--max-tokens", "64", "--tokenizer", "t.json"]
+    keep = [
+        "phitools",
+        "tokenize",
+        "--train-tokenizer",
+        "--vocab-size",
+        "8192",
+        "--max-tokens",
+        "64",
+        "--tokenizer",
+        "t.json",
+    ]
     assert redact_argv(keep) == keep
-    assert redact_argv(["--hf-token", "hf_abcdefghijk", "--password=x"]) == ["--hf-token", "<redacted>", "--password=<redacted>"]
+    assert redact_argv(["--hf-token", "hf_abcdefghijk", "--password=x"]) == [
+        "--hf-token",
+        "<redacted>",
+        "--password=<redacted>",
+    ]
 
 
 def test_stale_tmp_from_a_killed_writer_is_removed(tmp_path):

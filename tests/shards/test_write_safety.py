@@ -11,8 +11,8 @@ import sys
 import time
 
 import pytest
-
 from conftest import run_phitools
+
 from phitools.errors import BusyError, DataError, UsageError
 from phitools.shards import RecordReader, RecordWriter, parse_shard
 from phitools.shards import commit as commit_mod
@@ -92,8 +92,10 @@ def test_failure_while_writing_the_manifest_leaves_nothing(tmp_path, monkeypatch
 
 def test_failure_while_writing_a_file_manifest_leaves_no_file(tmp_path, monkeypatch):
     f = tmp_path / "x.jsonl.zst"
-    monkeypatch.setattr("phitools.shards.write.write_manifest",
-                        lambda path, **kw: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left on device")))
+    monkeypatch.setattr(
+        "phitools.shards.write.write_manifest",
+        lambda path, **kw: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left on device")),
+    )
     with pytest.raises(OSError):
         with RecordWriter(f, tool="t") as w:
             w.write({"id": 1})
@@ -114,9 +116,15 @@ def test_second_writer_of_one_slice_is_refused(tmp_path):
 def test_concurrent_writer_in_another_process_is_refused(tmp_path):
     c = tmp_path / "c"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from phitools.shards import RecordWriter; "
-         f"w = RecordWriter({str(c)!r}, tool='t'); w.write({{'id': 1}}); print('ready', flush=True); sys.stdin.read(); w.close()"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        [
+            sys.executable,
+            "-c",
+            "import sys; from phitools.shards import RecordWriter; "
+            f"w = RecordWriter({str(c)!r}, tool='t'); w.write({{'id': 1}}); print('ready', flush=True); sys.stdin.read(); w.close()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
     try:
         assert holder.stdout.readline().strip() == b"ready"
         with pytest.raises(BusyError, match=rf"another phitools process is writing it now \(pid {holder.pid} on"):
@@ -131,8 +139,11 @@ def test_concurrent_writer_in_another_process_is_refused(tmp_path):
 def test_killed_writer_releases_its_lock_and_its_temps_are_cleaned(tmp_path):
     c = tmp_path / "c"
     _write(c, range(5))
-    proc = subprocess.Popen([sys.executable, "-m", "phitools", "cat", "-", "-o", str(c), "--shard-size", "2", "-q"],
-                            stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "phitools", "cat", "-", "-o", str(c), "--shard-size", "2", "-q"],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     proc.stdin.write(b"".join(b'{"id": %d}\n' % i for i in range(100, 105)))
     proc.stdin.flush()
     for _ in range(600):
@@ -154,12 +165,15 @@ def test_killed_writer_releases_its_lock_and_its_temps_are_cleaned(tmp_path):
     assert temp_files(c) == [] and _ids(c) == [20, 21, 22]
 
 
-@pytest.mark.parametrize("who,removed", [
-    (lambda: f"{hostname()}-{pid_namespace()}-999999999", True),                # this host, pid gone: stale
-    (lambda: f"{hostname()}-{pid_namespace()}-{os.getppid()}", False),          # alive
-    (lambda: f"othernode-{pid_namespace()}-999999999", False),                  # another node never looks dead
-    (lambda: f"{hostname()}-{pid_namespace() + 1}-999999999", False),           # another pid namespace neither
-])
+@pytest.mark.parametrize(
+    "who,removed",
+    [
+        (lambda: f"{hostname()}-{pid_namespace()}-999999999", True),  # this host, pid gone: stale
+        (lambda: f"{hostname()}-{pid_namespace()}-{os.getppid()}", False),  # alive
+        (lambda: f"othernode-{pid_namespace()}-999999999", False),  # another node never looks dead
+        (lambda: f"{hostname()}-{pid_namespace() + 1}-999999999", False),  # another pid namespace neither
+    ],
+)
 def test_only_provably_stale_temps_are_removed(tmp_path, who, removed):
     c = tmp_path / "c"
     c.mkdir()
@@ -254,7 +268,9 @@ def test_file_output_removes_its_own_stale_temps(tmp_path):
     with RecordWriter(f, tool="t") as w:
         w.write({"id": 1})
     assert not stale.exists() and foreign.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([foreign.name, "x.jsonl.zst", "x.jsonl.zst.manifest.json"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [foreign.name, "x.jsonl.zst", "x.jsonl.zst.manifest.json"]
+    )
 
 
 def _unshare_works() -> bool:
@@ -273,11 +289,20 @@ def test_a_writer_in_another_pid_namespace_is_never_taken_for_dead(tmp_path, mon
 
     c = tmp_path / "c"
     other = subprocess.Popen(
-        ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c",
-         "import sys; from phitools.shards import RecordWriter; "
-         f"w = RecordWriter({str(c)!r}, tool='t', shard_size='1'); [w.write({{'id': i}}) for i in range(3)]; "
-         "print('ready', flush=True); sys.stdin.read(); w.close()"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        [
+            "unshare",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            sys.executable,
+            "-c",
+            "import sys; from phitools.shards import RecordWriter; "
+            f"w = RecordWriter({str(c)!r}, tool='t', shard_size='1'); [w.write({{'id': i}}) for i in range(3)]; "
+            "print('ready', flush=True); sys.stdin.read(); w.close()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
     try:
         assert other.stdout.readline().strip() == b"ready"
         theirs = temp_files(c)

@@ -41,7 +41,9 @@ def token_documents(tok: Path) -> collections.Counter:
     for m in sorted(tok.glob("manifest*.json")):
         man = json.loads(m.read_text())
         if man.get("packed"):
-            raise SystemExit(f"{m}: packed tokens drop each part's tail; compare runs made with TOKENIZE_ARGS=--no-pack")
+            raise SystemExit(
+                f"{m}: packed tokens drop each part's tail; compare runs made with TOKENIZE_ARGS=--no-pack"
+            )
         for shard in man["shards"]:
             ids = np.fromfile(tok / shard["path"], dtype=np.dtype(man["dtype"]).newbyteorder("<")).astype(np.uint32)
             ends = np.flatnonzero(ids == man["eot_id"])
@@ -78,7 +80,9 @@ def same(a: Path, b: Path) -> None:
     for name in ta:
         if (a / "tok" / name).read_bytes() != (b / "tok" / name).read_bytes():
             differ(f"tok/{name}", "bytes", "bytes")
-    print(f"same: {a} and {b}: {', '.join(RECORD_STAGES)} record for record, clf, {len(ta)} token file(s) byte for byte")
+    print(
+        f"same: {a} and {b}: {', '.join(RECORD_STAGES)} record for record, clf, {len(ta)} token file(s) byte for byte"
+    )
 
 
 def union(a: Path, c: Path) -> None:
@@ -94,8 +98,10 @@ def union(a: Path, c: Path) -> None:
     if da != dc:
         differ(f"token documents ({sum(da.values())} vs {sum(dc.values())})", len(da - dc), len(dc - da))
     ntok = sum(len(d) // 4 * n for d, n in da.items())
-    print(f"union: {a} and {c}: the same records ({', '.join(counts)}), classifier, and {sum(da.values())} "
-          f"token documents ({ntok:,} tokens)")
+    print(
+        f"union: {a} and {c}: the same records ({', '.join(counts)}), classifier, and {sum(da.values())} "
+        f"token documents ({ntok:,} tokens)"
+    )
 
 
 if __name__ == "__main__":

@@ -12,8 +12,16 @@ import pytest
 
 from phitools.errors import DataError, UsageError
 from phitools.eval import benchmarks as bm
-from phitools.steps.decontam import (BenchmarkIndex, DecontamConfig, decontaminate, function_keys, load_benchmark_file,
-                                     parse_python, resolve_benchmark)
+from phitools.steps.decontam import (
+    BenchmarkIndex,
+    DecontamConfig,
+    decontaminate,
+    function_keys,
+    load_benchmark_file,
+    parse_python,
+    resolve_benchmark,
+)
+
 
 class Rename(ast.NodeTransformer):
     """Rename every function, argument, variable and local import, and drop docstrings: what a model
@@ -122,10 +130,20 @@ def test_unrelated_stdlib_code_is_not_flagged(stdlib_small, index):
 
 
 def test_normalisation_ignores_names_docstrings_annotations_but_not_structure():
-    a = function_keys(parse_python('def f(xs: list) -> int:\n    """Sum."""\n    t = 0\n    for x in xs:\n        t += x\n    return t\n'))[0]
-    b = function_keys(parse_python("def total(values):\n    acc = 0\n    for v in values:\n        acc += v\n    return acc\n"))[0]
-    c = function_keys(parse_python("def total(values):\n    acc = 1\n    for v in values:\n        acc += v\n    return acc\n"))[0]
-    d = function_keys(parse_python("def total(values):\n    acc = 0\n    for v in values:\n        acc += v\n    return len(acc)\n"))[0]
+    a = function_keys(
+        parse_python(
+            'def f(xs: list) -> int:\n    """Sum."""\n    t = 0\n    for x in xs:\n        t += x\n    return t\n'
+        )
+    )[0]
+    b = function_keys(
+        parse_python("def total(values):\n    acc = 0\n    for v in values:\n        acc += v\n    return acc\n")
+    )[0]
+    c = function_keys(
+        parse_python("def total(values):\n    acc = 1\n    for v in values:\n        acc += v\n    return acc\n")
+    )[0]
+    d = function_keys(
+        parse_python("def total(values):\n    acc = 0\n    for v in values:\n        acc += v\n    return len(acc)\n")
+    )[0]
     assert a.exact == b.exact
     assert a.exact != c.exact  # a different constant
     assert a.exact != d.exact  # a builtin call is kept by name
@@ -138,7 +156,11 @@ def test_normalisation_ignores_names_docstrings_annotations_but_not_structure():
 def test_decontaminate_flags_or_drops_and_counts(humaneval):
     idx = BenchmarkIndex(humaneval)
     it = humaneval[3]
-    recs = [{"id": "copy", "text": it.prompt + it.solution}, {"id": "clean", "text": "print('hello world')"}, {"id": "none"}]
+    recs = [
+        {"id": "copy", "text": it.prompt + it.solution},
+        {"id": "clean", "text": "print('hello world')"},
+        {"id": "none"},
+    ]
     counts = Counter()
     out = list(decontaminate(recs, idx, counts=counts))
     assert [r["id"] for r in out] == ["copy", "clean", "none"]
@@ -151,7 +173,9 @@ def test_decontaminate_flags_or_drops_and_counts(humaneval):
 
 def test_benchmark_files(tmp_path, monkeypatch):
     he = tmp_path / "mini.jsonl"
-    he.write_text(json.dumps({"task_id": "T/1", "prompt": "def f(x):\n", "canonical_solution": "    return x\n"}) + "\n")
+    he.write_text(
+        json.dumps({"task_id": "T/1", "prompt": "def f(x):\n", "canonical_solution": "    return x\n"}) + "\n"
+    )
     items = load_benchmark_file(he)
     assert items[0].task_id == "T/1" and items[0].solution == "def f(x):\n    return x\n"
     shipped = bm.shipped_dir()

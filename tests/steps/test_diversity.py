@@ -26,10 +26,10 @@ def test_ngram_hashes_are_stable_and_order_sensitive():
 
 
 RECS = [
-    {"text": "a b c a b"},       # 1-grams 5; 2-grams ab bc ca ab; 3-grams abc bca cab
-    {"text": "A, b! d"},         # a b d: 3; ab bd; abd
-    {"text": ""},                # nothing
-    {"text": "x"},               # x: 1
+    {"text": "a b c a b"},  # 1-grams 5; 2-grams ab bc ca ab; 3-grams abc bca cab
+    {"text": "A, b! d"},  # a b d: 3; ab bd; abd
+    {"text": ""},  # nothing
+    {"text": "x"},  # x: 1
     {"id": "no text here"},
 ]
 
@@ -37,9 +37,9 @@ RECS = [
 def test_distinct_n_exact():
     rep = compute_stats(RECS, opening_words=2)
     d = rep["distinct"]
-    assert d["counts"]["1"] == {"distinct": 5, "total": 9}     # a b c d x
-    assert d["counts"]["2"] == {"distinct": 4, "total": 6}     # ab bc ca bd
-    assert d["counts"]["3"] == {"distinct": 4, "total": 4}     # abc bca cab abd
+    assert d["counts"]["1"] == {"distinct": 5, "total": 9}  # a b c d x
+    assert d["counts"]["2"] == {"distinct": 4, "total": 6}  # ab bc ca bd
+    assert d["counts"]["3"] == {"distinct": 4, "total": 4}  # abc bca cab abd
     assert d["distinct_1"] == round(5 / 9, 6)
     assert d["distinct_2"] == round(4 / 6, 6)
     assert d["distinct_3"] == 1.0
@@ -60,7 +60,12 @@ def test_repeated_openings_exact():
 
 def test_near_duplicate_rate_in_report():
     base = " ".join(f"word{i}" for i in range(60))
-    recs = [{"text": base}, {"text": base + " extra"}, {"text": " ".join(f"other{i}" for i in range(60))}, {"text": base}]
+    recs = [
+        {"text": base},
+        {"text": base + " extra"},
+        {"text": " ".join(f"other{i}" for i in range(60))},
+        {"text": base},
+    ]
     nd = compute_stats(recs)["near_duplicates"]
     assert nd["near_duplicates"] == 2 and nd["rate"] == 0.5 and nd["clusters"] == 1 and nd["largest_cluster"] == 3
     assert nd["params"]["jaccard_threshold"] == 0.8 and nd["params"]["num_perm"] == 128
@@ -83,10 +88,17 @@ def test_coverage_counts_and_never_drawn():
         cov.add_record({"synth": {"draw": {"topic": t, "style": "terse"}}})
     cov.add_record({"text": "not synthetic"})
     rep = cov.report()
-    assert rep["topic"] == {"distinct": 2, "counts": {"loops": 2, "sets": 1}, "declared": 3,
-                            "never_drawn_count": 1, "never_drawn": ["graphs"]}
+    assert rep["topic"] == {
+        "distinct": 2,
+        "counts": {"loops": 2, "sets": 1},
+        "declared": 3,
+        "never_drawn_count": 1,
+        "never_drawn": ["graphs"],
+    }
     assert rep["style"] == {"distinct": 1, "counts": {"terse": 3}}
-    assert compute_stats([{"text": "x", "synth": {"draw": {"topic": "loops"}}}])["coverage"]["topic"]["counts"] == {"loops": 1}
+    assert compute_stats([{"text": "x", "synth": {"draw": {"topic": "loops"}}}])["coverage"]["topic"]["counts"] == {
+        "loops": 1
+    }
 
 
 @pytest.mark.parametrize("field", ["body"])

@@ -11,13 +11,13 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from stacklike import expected_kept, stack_rows, write_stack
 
 from phitools.errors import DataError, UsageError
 from phitools.shards import Stats
 from phitools.shards.parquet import column_values, list_remote
 from phitools.shards.spec import ShardSpec
 from phitools.steps.ingest_parquet import Fields, ingest_parquet, list_parquet, plan
-from stacklike import expected_kept, stack_rows, write_stack
 
 
 def _records(paths, fields=Fields(), shard=None, **kw):
@@ -43,7 +43,9 @@ def test_an_fsspec_url_reads_like_a_local_folder(tmp_path):
     assert remote == local and len(local) == len(expected_kept(rows))
     assert local[0]["id"] == "python/train-00000.parquet:0"
     sources = list_remote("memory://ds/data/python/train-00001.parquet", lambda rel: True)
-    assert [s.rel for s in sources] == ["train-00001.parquet"] and sources[0].display == "memory:///ds/data/python/train-00001.parquet"
+    assert [s.rel for s in sources] == ["train-00001.parquet"] and sources[
+        0
+    ].display == "memory:///ds/data/python/train-00001.parquet"
     with pytest.raises(DataError, match="not found"):
         list_remote("memory://ds/nothing-here", lambda rel: True)
     with pytest.raises(UsageError, match="no file system"):
@@ -60,17 +62,21 @@ def test_hf_urls_use_huggingface_hubs_file_system():
 
 
 def test_arrow_types_become_json():
-    table = pa.table({
-        "dec": pa.array([decimal.Decimal("1.50"), None], pa.decimal128(5, 2)),
-        "raw": pa.array([b"caf\xc3\xa9", b"\xff\x00"], pa.binary()),
-        "ns": pa.array([dt.datetime(2020, 1, 2, 3, 4, 5, 6), None], pa.timestamp("ns")),
-        "us_tz": pa.array([dt.datetime(2020, 1, 2, tzinfo=dt.timezone.utc)] * 2, pa.timestamp("us", tz="UTC")),
-        "dur": pa.array([dt.timedelta(seconds=90), None], pa.duration("s")),
-        "m": pa.array([[("a", 1)], []], pa.map_(pa.string(), pa.int64())),
-        "cat": pa.array(["x", "y"]).dictionary_encode(),
-        "nested": pa.array([{"a": [decimal.Decimal("2.0")]}, None], pa.struct([("a", pa.list_(pa.decimal128(3, 1)))])),
-        "f16": pa.array([1.5, None], pa.float16()) if hasattr(pa, "float16") else pa.array([1.5, None]),
-    })
+    table = pa.table(
+        {
+            "dec": pa.array([decimal.Decimal("1.50"), None], pa.decimal128(5, 2)),
+            "raw": pa.array([b"caf\xc3\xa9", b"\xff\x00"], pa.binary()),
+            "ns": pa.array([dt.datetime(2020, 1, 2, 3, 4, 5, 6), None], pa.timestamp("ns")),
+            "us_tz": pa.array([dt.datetime(2020, 1, 2, tzinfo=dt.timezone.utc)] * 2, pa.timestamp("us", tz="UTC")),
+            "dur": pa.array([dt.timedelta(seconds=90), None], pa.duration("s")),
+            "m": pa.array([[("a", 1)], []], pa.map_(pa.string(), pa.int64())),
+            "cat": pa.array(["x", "y"]).dictionary_encode(),
+            "nested": pa.array(
+                [{"a": [decimal.Decimal("2.0")]}, None], pa.struct([("a", pa.list_(pa.decimal128(3, 1)))])
+            ),
+            "f16": pa.array([1.5, None], pa.float16()) if hasattr(pa, "float16") else pa.array([1.5, None]),
+        }
+    )
     got = {name: column_values(table.column(name)) for name in table.column_names}
     assert got["dec"] == ["1.50", None]  # exact, as text
     assert got["raw"] == ["café", "/wA="]  # UTF-8 as text, anything else base64
@@ -109,7 +115,9 @@ def test_plan_splits_by_file_or_by_row_group(tmp_path):
     assert all(u.row_groups is None for p in by_file for u in p)
     by_group = [plan(sources, ShardSpec(k, 4)) for k in range(4)]
     owned = sorted((u.source.rel, g) for p in by_group for u in p for g in u.row_groups)
-    assert owned == sorted([("d/0.parquet", g) for g in range(3)] + [("d/1.parquet", 0)] + [("d/2.parquet", g) for g in range(5)])
+    assert owned == sorted(
+        [("d/0.parquet", g) for g in range(3)] + [("d/1.parquet", 0)] + [("d/2.parquet", g) for g in range(5)]
+    )
     whole, _ = _records([tmp_path / "d"])
     parts = [r for k in range(4) for r in _records([tmp_path / "d"], shard=ShardSpec(k, 4))[0]]
     assert sorted(r["id"] for r in parts) == sorted(r["id"] for r in whole) and len(parts) == len(whole)

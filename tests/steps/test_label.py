@@ -8,8 +8,17 @@ import pytest
 
 from phitools.errors import ConfigError, UsageError
 from phitools.llm import LLMRequest, LLMResult
-from phitools.steps.label import (LabelDiagnostics, Labeller, Rubric, builtin_rubric_text, label_records, load_rubric,
-                                  sample_fraction, sample_n, truncate)
+from phitools.steps.label import (
+    LabelDiagnostics,
+    Labeller,
+    Rubric,
+    builtin_rubric_text,
+    label_records,
+    load_rubric,
+    sample_fraction,
+    sample_n,
+    truncate,
+)
 
 
 def recs(n: int) -> list[dict]:
@@ -47,7 +56,7 @@ def test_sample_n_is_exact_uniformish_in_input_order_and_order_independent():
 
 
 def test_truncate_prefers_a_line_break():
-    text = "\n".join("line %03d" % i for i in range(100))
+    text = "\n".join(f"line {i:03d}" for i in range(100))
     cut, t = truncate(text, 95)
     assert t and text.startswith(cut) and cut.endswith("line 009")  # 95 chars end mid-line 010: cut before it
     assert truncate("short", 95) == ("short", False)
@@ -62,7 +71,9 @@ def test_rubrics(tmp_path):
     f = tmp_path / "mine.txt"
     f.write_text("Rate {text} from 0 to 10 with {braces} kept")
     r = load_rubric(str(f), max_score=10)
-    assert r.prompt("X") == "Rate X from 0 to 10 with {braces} kept" and r.schema()["properties"]["score"]["maximum"] == 10
+    assert (
+        r.prompt("X") == "Rate X from 0 to 10 with {braces} kept" and r.schema()["properties"]["score"]["maximum"] == 10
+    )
     (tmp_path / "bad.txt").write_text("no placeholder")
     with pytest.raises(ConfigError, match="placeholder"):
         load_rubric(str(tmp_path / "bad.txt"))
@@ -83,8 +94,15 @@ def test_label_record_single_vote_failure_and_truncation():
     assert "x" * 100 in reqs[0].messages[0]["content"] and "x" * 101 not in reqs[0].messages[0]["content"]
     out = lab.finish(rec, [result(reqs[0], "Clear.\nEducational score: 4")])
     assert out["meta"] == {"path": "p"} and out["id"] == "a" and "label" not in rec
-    assert out["label"] == {"score": 4, "rationale": "Clear.", "model": "m", "rubric": "code", "attempts": 1,
-                            "truncated": True, "chars": 300}
+    assert out["label"] == {
+        "score": 4,
+        "rationale": "Clear.",
+        "model": "m",
+        "rubric": "code",
+        "attempts": 1,
+        "truncated": True,
+        "chars": 300,
+    }
     failed = lab.finish(rec, [result(reqs[0], None, error="HTTP 500 (after 5 attempts)", attempts=5)])
     assert failed["label"]["score"] is None and failed["label"]["error"].startswith("HTTP 500")
     d = lab.diagnostics.to_dict()
@@ -98,7 +116,9 @@ def test_votes_mean_spread_and_agreement():
     assert [(r.model, r.sample) for r in reqs] == [("a", 0), ("a", 1), ("b", 0), ("b", 1)]
     assert len({r.cache_key({}) for r in reqs}) == 4
     texts = ["Educational score: 2", "Educational score: 3", "Educational score: 3", None]
-    res = [result(r, t) if t else result(r, None, error="timeout after 5s (after 5 attempts)") for r, t in zip(reqs, texts)]
+    res = [
+        result(r, t) if t else result(r, None, error="timeout after 5s (after 5 attempts)") for r, t in zip(reqs, texts)
+    ]
     out = lab.finish(rec, res)["label"]
     assert out["score"] == pytest.approx(8 / 3, abs=1e-3) and out["spread"] == 1 and out["model"] == ["a", "b"]
     assert [v["score"] for v in out["votes"]] == [2, 3, 3, None] and "error" in out["votes"][3]

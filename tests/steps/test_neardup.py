@@ -81,8 +81,14 @@ def test_batching_does_not_change_results(corpus):
     texts, _, _ = corpus
     recs = [{"id": i, "text": t} for i, t in enumerate(texts)]
     dropped_1, dropped_big = [], []
-    kept_1 = [r["id"] for r in dedup_records(recs, NearDupIndex(), batch=1, on_drop=lambda r, v: dropped_1.append((r["id"], v)))]
-    kept_big = [r["id"] for r in dedup_records(recs, NearDupIndex(), batch=7, on_drop=lambda r, v: dropped_big.append((r["id"], v)))]
+    kept_1 = [
+        r["id"]
+        for r in dedup_records(recs, NearDupIndex(), batch=1, on_drop=lambda r, v: dropped_1.append((r["id"], v)))
+    ]
+    kept_big = [
+        r["id"]
+        for r in dedup_records(recs, NearDupIndex(), batch=7, on_drop=lambda r, v: dropped_big.append((r["id"], v)))
+    ]
     assert kept_1 == kept_big and dropped_1 == dropped_big
     assert kept_1 == list(range(40)) + list(range(70, 80))
     idx = NearDupIndex()

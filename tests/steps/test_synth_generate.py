@@ -24,16 +24,27 @@ def exercise_answer(body: dict) -> str:
     tag = hashlib.sha256(f"{text}|{seed}".encode()).hexdigest()[:8]
     if '"broken"' in text:
         return "Sorry, I cannot write code today."
-    return (f"Here it is.\n```python\ndef f_{tag}(n: int) -> int:\n    \"\"\"Return n squared.\n\n"
-            f"    >>> f_{tag}(3)\n    9\n    \"\"\"\n    return n * n\n```\n")
+    return (
+        f'Here it is.\n```python\ndef f_{tag}(n: int) -> int:\n    """Return n squared.\n\n'
+        f'    >>> f_{tag}(3)\n    9\n    """\n    return n * n\n```\n'
+    )
 
 
 def make_plan(topics, n=12, shard=None, seed=3, kind="exercise"):
     spec = spec_from_dict({"dimensions": {"topic": topics, "tone": ["dry", "warm"]}})
     tpl = builtin_template(kind)
     spec = merge_dimensions(spec, default_dimensions(kind, tpl, list(spec.dimensions)))
-    return SynthPlan(kind=kind, spec=spec, template=tpl, n=n, seed=seed, shard=parse_shard(shard) if shard else None,
-                     model="fake-model", temperature=0.8, max_tokens=256)
+    return SynthPlan(
+        kind=kind,
+        spec=spec,
+        template=tpl,
+        n=n,
+        seed=seed,
+        shard=parse_shard(shard) if shard else None,
+        model="fake-model",
+        temperature=0.8,
+        max_tokens=256,
+    )
 
 
 def run(plan, srv, cache=None, check=None):
@@ -89,7 +100,9 @@ def test_unparseable_answers_are_retried_then_failed_and_counted():
     assert len(failed) == n_broken
     f = failed[0]
     assert "text" not in f and f["raw"] == "Sorry, I cannot write code today."
-    assert f["synth"]["attempts"] == 3 and "unparseable" in f["synth"]["error"] and "does not parse" in f["synth"]["error"]
+    assert (
+        f["synth"]["attempts"] == 3 and "unparseable" in f["synth"]["error"] and "does not parse" in f["synth"]["error"]
+    )
 
 
 def test_shards_together_make_exactly_the_unsharded_records():
@@ -116,7 +129,9 @@ def test_rerun_with_the_cache_sends_nothing_and_writes_the_same(tmp_path):
 
 def test_check_failures_become_failed_records():
     with FakeLLMServer(answer=exercise_answer) as srv:
-        recs, failed, counters = run(make_plan(["a"], n=4), srv, check=lambda r: "doctest failed" if r["synth"]["index"] % 2 else None)
+        recs, failed, counters = run(
+            make_plan(["a"], n=4), srv, check=lambda r: "doctest failed" if r["synth"]["index"] % 2 else None
+        )
     assert [r["synth"]["index"] for r in recs] == [0, 2]
     assert counters.check == {"passed": 2, "failed": 2} and counters.failed == {"check_failed": 2}
     assert failed[0]["synth"]["error"] == "check failed: doctest failed" and failed[0]["raw"].startswith("def f_")

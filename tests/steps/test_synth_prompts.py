@@ -7,13 +7,25 @@ import ast
 import pytest
 
 from phitools.errors import ConfigError
-from phitools.steps.synth_prompts import (KIND_DEFAULTS, SynthParseError, builtin_template, check_template, code_blocks,
-                                          default_dimensions, load_template, parse_exercise, parse_template, render)
+from phitools.steps.synth_prompts import (
+    KIND_DEFAULTS,
+    SynthParseError,
+    builtin_template,
+    check_template,
+    code_blocks,
+    default_dimensions,
+    load_template,
+    parse_exercise,
+    parse_template,
+    render,
+)
 from phitools.steps.synth_spec import KINDS
 
 
 def test_template_sections_and_placeholders():
-    t = parse_template("[system]\nYou teach {audience}.\n[user]\nExplain {topic}; keep {{braces}}.\n{constraints}\n", id="t")
+    t = parse_template(
+        "[system]\nYou teach {audience}.\n[user]\nExplain {topic}; keep {{braces}}.\n{constraints}\n", id="t"
+    )
     assert t.system == "You teach {audience}."
     assert t.placeholders == ("audience", "topic", "constraints")
     msgs = render(t, {"audience": "kids", "topic": "loops", "name_rule": "ends in _x", "tone": "warm"})
@@ -108,16 +120,19 @@ def test_parse_exercise_without_fences_and_async():
     assert ex.entry_point == "f" and ex.solution == "    return 2 * x\n"
 
 
-@pytest.mark.parametrize("answer,reason", [
-    ("", "empty completion"),
-    ("I would rather not.", "does not parse"),
-    ("```python\ndef f(x:\n    return x\n```", "does not parse"),
-    ("```python\ndef f(x):\n    return x\n```", "no function with a docstring"),
-    ("```python\nx = 1\n```", "no function definition"),
-    ('```python\ndef f(x):\n    """Doc."""\n```', "no body after its docstring"),
-    ('```python\ndef f(x):\n    """Doc."""\n    pass\n```', "no body after its docstring"),
-    ('```python\ndef f(x):\n    """Doc."""\n    return (x +\n', "does not parse"),  # cut off by max_tokens
-])
+@pytest.mark.parametrize(
+    "answer,reason",
+    [
+        ("", "empty completion"),
+        ("I would rather not.", "does not parse"),
+        ("```python\ndef f(x:\n    return x\n```", "does not parse"),
+        ("```python\ndef f(x):\n    return x\n```", "no function with a docstring"),
+        ("```python\nx = 1\n```", "no function definition"),
+        ('```python\ndef f(x):\n    """Doc."""\n```', "no body after its docstring"),
+        ('```python\ndef f(x):\n    """Doc."""\n    pass\n```', "no body after its docstring"),
+        ('```python\ndef f(x):\n    """Doc."""\n    return (x +\n', "does not parse"),  # cut off by max_tokens
+    ],
+)
 def test_parse_exercise_rejects_unusable_answers(answer, reason):
     with pytest.raises(SynthParseError, match=reason):
         parse_exercise(answer)

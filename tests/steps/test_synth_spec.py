@@ -64,14 +64,19 @@ def test_adding_a_dimension_keeps_the_earlier_draws(tmp_path):
 
 
 def test_conditional_dimension_and_fallback(tmp_path):
-    spec = load_spec(write(tmp_path, """
+    spec = load_spec(
+        write(
+            tmp_path,
+            """
         [dimensions.subtopic]
         by = "topic"
         values = { "recursion" = ["base cases", "call stack"], "*" = ["examples"] }
 
         [dimensions]
         topic = ["recursion", "loops"]
-    """))
+    """,
+        )
+    )
     assert list(spec.dimensions) == ["topic", "subtopic"]  # drawn after what it depends on
     seen = Counter()
     for i in range(300):
@@ -88,7 +93,9 @@ def test_conditional_dimension_and_fallback(tmp_path):
 def test_values_files_are_relative_to_the_spec_and_skip_comments(tmp_path):
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "aud.txt").write_text("# audiences\nkids\n\n  adults  \n", encoding="utf-8")
-    spec = load_spec(write(tmp_path, '[dimensions]\naudience = { file = "aud.txt", weights = { kids = 2 } }\n', "sub/spec.toml"))
+    spec = load_spec(
+        write(tmp_path, '[dimensions]\naudience = { file = "aud.txt", weights = { kids = 2 } }\n', "sub/spec.toml")
+    )
     assert spec.declared_values() == {"audience": ["kids", "adults"]}
     c = Counter(spec.draw(0, i)["audience"] for i in range(3000))
     assert abs(c["kids"] / 3000 - 2 / 3) < 0.03
@@ -109,21 +116,36 @@ def test_examples_spec_loads():
     assert len(spec.declared_values()["topic"]) >= 30
 
 
-@pytest.mark.parametrize("text,line,needle", [
-    ('[dimensions]\na = ["x", "y"]\nb = { values = ["p", "q"], weights = [1, 2, 3] }\n', 3, "weights has 3 entries but there are 2 values"),
-    ('[dimensions]\n\n[dimensions.style]\nvalues = ["a"]\nweight = [1]\n', 5, "unknown key 'weight'"),
-    ('[dimensions]\ntopic = { file = "nope.txt" }\n', 2, "file 'nope.txt' not found"),
-    ('[dimensions]\ntopic = ["a"]\n[dimensions.sub]\nby = "topik"\nvalues = { a = ["x"] }\n', 4, "names no declared dimension"),
-    ('[dimensions]\ntopic = ["a", "b"]\n[dimensions.sub]\nby = "topic"\nvalues = { a = ["x"] }\n', 5, "no values for topic = 'b'"),
-    ('[dimensions]\ntopic = ["a", \n', 2, "invalid TOML"),
-    ('[dimensions]\n\ntopic = "topics.txt"\n', 3, "is a string"),
-    ('[dimensions]\nconstraints = ["a"]\n', 2, "reserved"),
-    ('[dimensions]\nx = { values = ["a", "b"], weights = [1, -1] }\n', 2, "must be a finite number >= 0"),
-    ('[dimensions]\nx = []\n', 2, "must be a non-empty list"),
-    ('[dimensions]\n"bad name" = ["a"]\n', 2, "not an identifier"),
-    ('[synth]\nkind = "novel"\n', None, "is not one of textbook, exercise, story"),
-    ('[sinth]\nkind = "story"\n', 1, "unknown section or key 'sinth'"),
-])
+@pytest.mark.parametrize(
+    "text,line,needle",
+    [
+        (
+            '[dimensions]\na = ["x", "y"]\nb = { values = ["p", "q"], weights = [1, 2, 3] }\n',
+            3,
+            "weights has 3 entries but there are 2 values",
+        ),
+        ('[dimensions]\n\n[dimensions.style]\nvalues = ["a"]\nweight = [1]\n', 5, "unknown key 'weight'"),
+        ('[dimensions]\ntopic = { file = "nope.txt" }\n', 2, "file 'nope.txt' not found"),
+        (
+            '[dimensions]\ntopic = ["a"]\n[dimensions.sub]\nby = "topik"\nvalues = { a = ["x"] }\n',
+            4,
+            "names no declared dimension",
+        ),
+        (
+            '[dimensions]\ntopic = ["a", "b"]\n[dimensions.sub]\nby = "topic"\nvalues = { a = ["x"] }\n',
+            5,
+            "no values for topic = 'b'",
+        ),
+        ('[dimensions]\ntopic = ["a", \n', 2, "invalid TOML"),
+        ('[dimensions]\n\ntopic = "topics.txt"\n', 3, "is a string"),
+        ('[dimensions]\nconstraints = ["a"]\n', 2, "reserved"),
+        ('[dimensions]\nx = { values = ["a", "b"], weights = [1, -1] }\n', 2, "must be a finite number >= 0"),
+        ("[dimensions]\nx = []\n", 2, "must be a non-empty list"),
+        ('[dimensions]\n"bad name" = ["a"]\n', 2, "not an identifier"),
+        ('[synth]\nkind = "novel"\n', None, "is not one of textbook, exercise, story"),
+        ('[sinth]\nkind = "story"\n', 1, "unknown section or key 'sinth'"),
+    ],
+)
 def test_spec_errors_say_where_and_what(tmp_path, text, line, needle):
     p = write(tmp_path, text)
     with pytest.raises(ConfigError) as ei:
@@ -139,9 +161,14 @@ def test_shards_partition_the_indices(tmp_path):
     spec = load_spec(write(tmp_path, BASIC))
     tpl = builtin_template("textbook")
     full = list(SynthPlan(kind="textbook", spec=spec, template=tpl, n=23).indices())
-    parts = [list(SynthPlan(kind="textbook", spec=spec, template=tpl, n=23, shard=parse_shard(f"{k}/4")).indices()) for k in range(4)]
+    parts = [
+        list(SynthPlan(kind="textbook", spec=spec, template=tpl, n=23, shard=parse_shard(f"{k}/4")).indices())
+        for k in range(4)
+    ]
     assert sorted(i for p in parts for i in p) == full == list(range(23))
-    assert [SynthPlan(kind="textbook", spec=spec, template=tpl, n=23, shard=parse_shard(f"{k}/4")).count() for k in range(4)] == [len(p) for p in parts]
+    assert [
+        SynthPlan(kind="textbook", spec=spec, template=tpl, n=23, shard=parse_shard(f"{k}/4")).count() for k in range(4)
+    ] == [len(p) for p in parts]
     # a record's sampling seed does not depend on the shard either
     plan = SynthPlan(kind="textbook", spec=spec, template=tpl, n=23, seed=5)
     sharded = SynthPlan(kind="textbook", spec=spec, template=tpl, n=23, seed=5, shard=parse_shard("1/4"))

@@ -38,7 +38,7 @@ def test_pieces_give_the_same_ids(long_text, trained, which, monkeypatch):
     docs = [{"text": long_text}, {"text": "short"}, {"text": long_text[7:50000]}]
     got = list(T.encode_records(tok, docs, eot=eot, batch_size=8))
     assert [r for r, _ in got] == docs
-    for (r, ids) in got:
+    for r, ids in got:
         assert np.array_equal(ids, _whole(tok, r["text"], eot))
 
 
@@ -80,8 +80,22 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, file=sys.stderr
 def _peak(tmp_path, name, text) -> int:
     src = tmp_path / f"{name}.jsonl"
     src.write_text(json.dumps({"id": name, "text": text}) + "\n")
-    p = subprocess.run([sys.executable, "-c", _PEAK, "tokenize", str(src), "-o", str(tmp_path / f"tok-{name}"), "--workers", "1", "-q"],
-                       capture_output=True, timeout=600)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _PEAK,
+            "tokenize",
+            str(src),
+            "-o",
+            str(tmp_path / f"tok-{name}"),
+            "--workers",
+            "1",
+            "-q",
+        ],
+        capture_output=True,
+        timeout=600,
+    )
     assert p.returncode == 0, p.stderr.decode()
     return int(p.stderr.decode().strip().splitlines()[-1])
 

@@ -11,7 +11,9 @@ import pytest
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 
 
-def make_token_dir(out: Path, *, n_files: int = 40, vocab_size: int = 512, seq_len: int = 64, shard_tokens: int = 20_000) -> Path:
+def make_token_dir(
+    out: Path, *, n_files: int = 40, vocab_size: int = 512, seq_len: int = 64, shard_tokens: int = 20_000
+) -> Path:
     """tokenizer.json + tokens-*.bin + manifest.json, as `phitools tokenize -o` writes them, from stdlib files."""
     from phitools.shards import write_manifest
     from phitools.shards.tokens import TokenShardWriter
@@ -26,9 +28,22 @@ def make_token_dir(out: Path, *, n_files: int = 40, vocab_size: int = 512, seq_l
     for enc in tok.encode_batch(texts):
         w.add(np.array(enc.ids + [eot], dtype=np.int64))
     w.close()
-    w.commit(lambda path, fields: write_manifest(path, tool="tokenize", argv=["test"], seed=0, outputs=w.shards,
-                                                 extra={**fields, "vocab_size": vocab, "eot_id": eot, "documents": len(texts),
-                                                        "tokenizer_sha256": T.tokenizer_sha256(tok)}))
+    w.commit(
+        lambda path, fields: write_manifest(
+            path,
+            tool="tokenize",
+            argv=["test"],
+            seed=0,
+            outputs=w.shards,
+            extra={
+                **fields,
+                "vocab_size": vocab,
+                "eot_id": eot,
+                "documents": len(texts),
+                "tokenizer_sha256": T.tokenizer_sha256(tok),
+            },
+        )
+    )
     return out
 
 

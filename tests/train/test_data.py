@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from phitools.errors import CheckpointError, DataError
-from phitools.train.data import TokenData, TokenStream, WindowSampler, Windows, rank_slice
+from phitools.train.data import TokenData, TokenStream, Windows, WindowSampler, rank_slice
 
 
 @settings(max_examples=60, deadline=None)
@@ -23,7 +23,7 @@ def test_stream_reads_across_shards_like_one_array(lengths, data):
         return
     start = data.draw(st.integers(0, len(flat) - 1))
     n = data.draw(st.integers(0, len(flat) - start))
-    assert np.array_equal(s.read(start, n), flat[start:start + n])
+    assert np.array_equal(s.read(start, n), flat[start : start + n])
 
 
 def test_windows_are_inputs_plus_shifted_targets():

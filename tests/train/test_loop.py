@@ -15,8 +15,18 @@ SMALL = {"n_layer": 1, "d_model": 32, "n_head": 2, "d_mlp": 64}
 
 
 def cfg(token_dir, out, **kw):
-    base = {"data": str(token_dir), "output": str(out), "model": dict(SMALL), "seq_len": 16, "batch_size": 4, "max_steps": 6,
-            "eval_every": 3, "eval_batches": 2, "save_every": 3, "seed": 5}
+    base = {
+        "data": str(token_dir),
+        "output": str(out),
+        "model": dict(SMALL),
+        "seq_len": 16,
+        "batch_size": 4,
+        "max_steps": 6,
+        "eval_every": 3,
+        "eval_batches": 2,
+        "save_every": 3,
+        "seed": 5,
+    }
     base.update(kw)
     return resolve(base)
 
@@ -65,7 +75,14 @@ def test_nan_loss_stops_before_the_optimizer_step(token_dir, tmp_path):
     with pytest.raises(DivergedError, match="nan at step 2.*not updated"):
         t.train_step()
     after = t.raw_model.state_dict()
-    assert all(torch.equal(before[k], after[k], ) or torch.isnan(before[k]).any() for k in before)
+    assert all(
+        torch.equal(
+            before[k],
+            after[k],
+        )
+        or torch.isnan(before[k]).any()
+        for k in before
+    )
     assert all(torch.equal(moments[id(p)], s["exp_avg"]) for p, s in t.optimizer.state.items())
     assert t.step == 1
 
@@ -84,7 +101,10 @@ def test_resume_in_process_is_bitwise_and_run_is_a_checkpoint(token_dir, tmp_pat
     a = read_metrics(tmp_path / "full" / "metrics.jsonl")
     b = read_metrics(tmp_path / "half" / "metrics.jsonl")
     assert [r["loss"] for r in a][3:] == [r["loss"] for r in b]  # the resumed run logs steps 4..6
-    ea, eb = read_metrics(tmp_path / "full" / "metrics.jsonl", "eval"), read_metrics(tmp_path / "half" / "metrics.jsonl", "eval")
+    ea, eb = (
+        read_metrics(tmp_path / "full" / "metrics.jsonl", "eval"),
+        read_metrics(tmp_path / "half" / "metrics.jsonl", "eval"),
+    )
     assert ea[-1]["eval_loss"] == eb[-1]["eval_loss"]
     m1, c1, meta = load_checkpoint(tmp_path / "full")  # RUN itself is the final model
     m2, _, _ = load_checkpoint(tmp_path / "half")

@@ -17,7 +17,14 @@ def test_no_decay_on_biases_norms_embeddings():
     dn, nn_ = set(decay["names"]), set(no_decay["names"])
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
     assert "wte.weight" in nn_
-    assert {"h.0.ln.weight", "h.0.ln.bias", "ln_f.weight", "h.1.attn.q_ln.weight", "lm_head.bias", "h.0.mlp.fc1.bias"} <= nn_
+    assert {
+        "h.0.ln.weight",
+        "h.0.ln.bias",
+        "ln_f.weight",
+        "h.1.attn.q_ln.weight",
+        "lm_head.bias",
+        "h.0.mlp.fc1.bias",
+    } <= nn_
     assert {"h.0.attn.q_proj.weight", "h.1.mlp.fc2.weight", "h.0.attn.dense.weight", "lm_head.weight"} <= dn
     names = [n for n, _ in model.named_parameters()]
     assert sorted(dn | nn_) == sorted(names) and not (dn & nn_)  # every parameter exactly once

@@ -13,15 +13,54 @@ import sys
 import orjson
 import pytest
 
-SAME = {"preset": "tiny", "model": {"n_layer": 2, "d_model": 32, "n_head": 2, "d_mlp": 64}, "seq_len": 32, "batch_size": 8,
-        "micro_batch_size": 2, "max_steps": 5, "save_every": 3, "eval_every": 5, "eval_batches": 1, "seed": 3}
-FLAGS = ["--preset", "tiny", "--n-layer", "2", "--d-model", "32", "--n-head", "2", "--d-mlp", "64", "--seq-len", "32",
-         "--batch-size", "8", "--micro-batch-size", "2", "--max-steps", "5", "--save-every", "3", "--eval-every", "5",
-         "--eval-batches", "1", "--seed", "3", "--quiet"]
+SAME = {
+    "preset": "tiny",
+    "model": {"n_layer": 2, "d_model": 32, "n_head": 2, "d_mlp": 64},
+    "seq_len": 32,
+    "batch_size": 8,
+    "micro_batch_size": 2,
+    "max_steps": 5,
+    "save_every": 3,
+    "eval_every": 5,
+    "eval_batches": 1,
+    "seed": 3,
+}
+FLAGS = [
+    "--preset",
+    "tiny",
+    "--n-layer",
+    "2",
+    "--d-model",
+    "32",
+    "--n-head",
+    "2",
+    "--d-mlp",
+    "64",
+    "--seq-len",
+    "32",
+    "--batch-size",
+    "8",
+    "--micro-batch-size",
+    "2",
+    "--max-steps",
+    "5",
+    "--save-every",
+    "3",
+    "--eval-every",
+    "5",
+    "--eval-batches",
+    "1",
+    "--seed",
+    "3",
+    "--quiet",
+]
 
 
 def _losses(run):
-    return [(r["type"], r["step"], r.get("loss", r.get("eval_loss"))) for r in map(orjson.loads, (run / "metrics.jsonl").read_bytes().splitlines())]
+    return [
+        (r["type"], r["step"], r.get("loss", r.get("eval_loss")))
+        for r in map(orjson.loads, (run / "metrics.jsonl").read_bytes().splitlines())
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +84,24 @@ def one_process(token_dir, tmp_path_factory):
 @pytest.mark.parametrize("mode", ["ddp", "fsdp"])
 def test_two_gloo_processes_match_one(mode, token_dir, tmp_path, one_process):
     run = tmp_path / mode
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "phitools", "train", "--data", str(token_dir), *FLAGS, "--parallel", mode, "-o", str(run)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "phitools",
+        "train",
+        "--data",
+        str(token_dir),
+        *FLAGS,
+        "--parallel",
+        mode,
+        "-o",
+        str(run),
+    ]
     p = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, timeout=300)
     assert p.returncode == 0, p.stderr.decode()[-3000:]
     two = _losses(run)

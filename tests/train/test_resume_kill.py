@@ -12,11 +12,44 @@ import time
 import orjson
 import pytest
 
-FLAGS = ["--preset", "tiny", "--n-layer", "1", "--d-model", "32", "--n-head", "2", "--d-mlp", "64", "--seq-len", "64",
-         "--batch-size", "8", "--max-steps", "24", "--save-every", "8", "--eval-every", "10", "--eval-batches", "2",
-         "--seed", "7", "--quiet"]
-SAME = {"preset": "tiny", "model": {"n_layer": 1, "d_model": 32, "n_head": 2, "d_mlp": 64}, "seq_len": 64, "batch_size": 8,
-        "max_steps": 24, "save_every": 8, "eval_every": 10, "eval_batches": 2, "seed": 7}
+FLAGS = [
+    "--preset",
+    "tiny",
+    "--n-layer",
+    "1",
+    "--d-model",
+    "32",
+    "--n-head",
+    "2",
+    "--d-mlp",
+    "64",
+    "--seq-len",
+    "64",
+    "--batch-size",
+    "8",
+    "--max-steps",
+    "24",
+    "--save-every",
+    "8",
+    "--eval-every",
+    "10",
+    "--eval-batches",
+    "2",
+    "--seed",
+    "7",
+    "--quiet",
+]
+SAME = {
+    "preset": "tiny",
+    "model": {"n_layer": 1, "d_model": 32, "n_head": 2, "d_mlp": 64},
+    "seq_len": 64,
+    "batch_size": 8,
+    "max_steps": 24,
+    "save_every": 8,
+    "eval_every": 10,
+    "eval_batches": 2,
+    "seed": 7,
+}
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PHITOOLS_NO_PROGRESS": "1"}
 
 
@@ -60,8 +93,9 @@ def test_kill9_then_resume_gives_bitwise_identical_losses(token_dir, tmp_path):
     resumed = subprocess.run(_train(token_dir, run, "--resume"), env=ENV, capture_output=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr.decode()
     a, b = _lines(tmp_path / "straight" / "metrics.jsonl"), _lines(metrics)
-    assert [(r["type"], r["step"], r.get("loss"), r.get("eval_loss")) for r in a] == \
-           [(r["type"], r["step"], r.get("loss"), r.get("eval_loss")) for r in b]
+    assert [(r["type"], r["step"], r.get("loss"), r.get("eval_loss")) for r in a] == [
+        (r["type"], r["step"], r.get("loss"), r.get("eval_loss")) for r in b
+    ]
     assert len([r for r in b if r["type"] == "train"]) == 24
     assert (run / "model.safetensors").read_bytes() == (tmp_path / "straight" / "model.safetensors").read_bytes()
     man = orjson.loads((run / "manifest.json").read_bytes())

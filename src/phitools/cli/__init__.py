@@ -13,7 +13,7 @@ app = typer.Typer(
     name="phitools",
     help="Make small language models the Phi way: label -> classify -> synth -> tokenize -> train -> grow -> eval.\n\n"
     "Every tool reads and writes JSONL / zstd-JSONL records and pipes into the next:\n\n"
-    "    phitools ingest \"$STDLIB\" | phitools tokenize --train-tokenizer --vocab-size 8192 -o tok/",
+    '    phitools ingest "$STDLIB" | phitools tokenize --train-tokenizer --vocab-size 8192 -o tok/',
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -22,7 +22,21 @@ app = typer.Typer(
 )
 
 # Order is the recipe's order; each module has register(app).
-COMMAND_MODULES = ["ingest", "label", "classify", "synth", "decontam", "tokenize", "train", "grow", "export", "eval", "cat", "stats", "verify"]
+COMMAND_MODULES = [
+    "ingest",
+    "label",
+    "classify",
+    "synth",
+    "decontam",
+    "tokenize",
+    "train",
+    "grow",
+    "export",
+    "eval",
+    "cat",
+    "stats",
+    "verify",
+]
 
 
 def _version(value: bool) -> None:
@@ -32,7 +46,11 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit.")) -> None:
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
     """phitools: Phi-style small language models from the command line."""
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import List, Optional
-
 import typer
 
 from phitools.runtime import console
@@ -12,7 +10,7 @@ from phitools.runtime import console
 def not_built(app: typer.Typer, name: str, summary: str, issue: str) -> None:
     """Register a placeholder command that explains it is not built yet (exit 1)."""
 
-    def cmd(args: Optional[List[str]] = typer.Argument(None, hidden=True)) -> None:
+    def cmd(args: list[str] | None = typer.Argument(None, hidden=True)) -> None:
         console.error(f"phitools {name}: not built yet ({issue}); this command produces no output")
         raise typer.Exit(1)
 

@@ -3,26 +3,72 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import List, Optional
+from typing import Annotated
 
 import typer
-from typing_extensions import Annotated
 
-from phitools.cli.common import AllowPartial, Inputs, Limit, Output, ProgressEvery, Quiet, Seed, Shard, ShardSize, SkipBad, ToolIO, handle_errors, setup
+from phitools.cli.common import (
+    AllowPartial,
+    Inputs,
+    Limit,
+    Output,
+    ProgressEvery,
+    Quiet,
+    Seed,
+    Shard,
+    ShardSize,
+    SkipBad,
+    ToolIO,
+    handle_errors,
+    setup,
+)
 from phitools.runtime import console
 
 
 @handle_errors("decontam")
 def decontam(
     inputs: Inputs = None,
-    benchmark: Annotated[List[str], typer.Option("--benchmark", "-b", help="humaneval, humaneval+, mbpp, mbpp-sanitized, mbpp+, or a FILE (JSONL in the human-eval or MBPP schema, .gz/.zst, or a JSON array). Repeat for several.", show_default=False)] = ["humaneval"],  # noqa: B006
-    data_dir: Annotated[Optional[str], typer.Option("--data-dir", help="Folder laid out like humaneval/HumanEval.jsonl, mbpp/mbpp.jsonl (.gz accepted) whose copies win over the rest (else $PHITOOLS_DATA, ~/.cache/phitools/data, the copies shipped with phitools, a download), as for `phitools eval`.", show_default=False)] = None,
-    download: Annotated[bool, typer.Option("--download/--no-download", help="Fetch a named benchmark from its public source (sha256-checked) when no copy is found (phitools ships every named one).")] = True,
-    drop: Annotated[bool, typer.Option("--drop", help="Drop contaminated records (default: keep them and add `decontam: {...}`).")] = False,
-    ngram: Annotated[int, typer.Option("--ngram", min=1, help="Word n-gram length for the overlap test (phi-1: 13).")] = 13,
+    benchmark: Annotated[
+        list[str],
+        typer.Option(
+            "--benchmark",
+            "-b",
+            help="humaneval, humaneval+, mbpp, mbpp-sanitized, mbpp+, or a FILE (JSONL in the human-eval or MBPP schema, .gz/.zst, or a JSON array). Repeat for several.",
+            show_default=False,
+        ),
+    ] = ["humaneval"],  # noqa: B006
+    data_dir: Annotated[
+        str | None,
+        typer.Option(
+            "--data-dir",
+            help="Folder laid out like humaneval/HumanEval.jsonl, mbpp/mbpp.jsonl (.gz accepted) whose copies win over the rest (else $PHITOOLS_DATA, ~/.cache/phitools/data, the copies shipped with phitools, a download), as for `phitools eval`.",
+            show_default=False,
+        ),
+    ] = None,
+    download: Annotated[
+        bool,
+        typer.Option(
+            "--download/--no-download",
+            help="Fetch a named benchmark from its public source (sha256-checked) when no copy is found (phitools ships every named one).",
+        ),
+    ] = True,
+    drop: Annotated[
+        bool, typer.Option("--drop", help="Drop contaminated records (default: keep them and add `decontam: {...}`).")
+    ] = False,
+    ngram: Annotated[
+        int, typer.Option("--ngram", min=1, help="Word n-gram length for the overlap test (phi-1: 13).")
+    ] = 13,
     min_hits: Annotated[int, typer.Option("--min-hits", min=1, help="Shared n-grams needed to flag a record.")] = 1,
-    ast_check: Annotated[bool, typer.Option("--ast/--no-ast", help="Also compare functions after AST normalisation (renaming-insensitive).")] = True,
-    min_nodes: Annotated[int, typer.Option("--min-nodes", min=1, help="Benchmark functions smaller than this many AST nodes are too generic to match.")] = 20,
+    ast_check: Annotated[
+        bool,
+        typer.Option("--ast/--no-ast", help="Also compare functions after AST normalisation (renaming-insensitive)."),
+    ] = True,
+    min_nodes: Annotated[
+        int,
+        typer.Option(
+            "--min-nodes", min=1, help="Benchmark functions smaller than this many AST nodes are too generic to match."
+        ),
+    ] = 20,
     field: Annotated[str, typer.Option("--field", help="The record field to check.")] = "text",
     output: Output = None,
     shard: Shard = None,
@@ -60,8 +106,19 @@ def decontam(
     index = BenchmarkIndex(items, cfg)
     counts: Counter = Counter()
     extra: dict = {"decontam": {}}
-    with ToolIO("decontam", inputs, output, shard=shard, skip_bad=skip_bad, required=(), seed=seed, limit=limit,
-                shard_size=shard_size, manifest_extra=extra, allow_partial=allow_partial) as io:
+    with ToolIO(
+        "decontam",
+        inputs,
+        output,
+        shard=shard,
+        skip_bad=skip_bad,
+        required=(),
+        seed=seed,
+        limit=limit,
+        shard_size=shard_size,
+        manifest_extra=extra,
+        allow_partial=allow_partial,
+    ) as io:
         with console.progress("decontam", stats=io.stats) as bar:
             for rec in decontaminate(io.records(), index, field=field, drop=drop, counts=counts):
                 io.writer.write(rec)
@@ -73,22 +130,30 @@ def decontam(
     n = counts["contaminated"]
     msg = f"phitools decontam: {n} of {counts['checked']} records overlap {', '.join(benchmark)}"
     if n:
-        msg += f" ({counts['by_ngram']} by {ngram}-gram, {counts['by_ast']} by AST){'; dropped' if drop else '; flagged'}"
+        msg += (
+            f" ({counts['by_ngram']} by {ngram}-gram, {counts['by_ast']} by AST){'; dropped' if drop else '; flagged'}"
+        )
         console.warn(msg) if not quiet else None
     else:
         console.info(msg)
 
 
-def summary(counts: Counter, index, benchmarks: List[str], drop: bool) -> dict:
+def summary(counts: Counter, index, benchmarks: list[str], drop: bool) -> dict:
     """The manifest entry: parameters, benchmark sizes and the tallies."""
     tasks = {k[5:]: v for k, v in counts.items() if k.startswith("task:")}
     top = sorted(tasks.items(), key=lambda kv: (-kv[1], kv[0]))
     return {
-        "benchmarks": list(benchmarks), "index": index.describe(), "method": index.config.describe(),
+        "benchmarks": list(benchmarks),
+        "index": index.describe(),
+        "method": index.config.describe(),
         "action": "drop" if drop else "flag",
-        "checked": counts["checked"], "contaminated": counts["contaminated"], "by_ngram": counts["by_ngram"],
-        "by_ast": counts["by_ast"], "without_field": counts["no_text"],
-        "tasks_hit": len(tasks), "top_tasks": [[t, c] for t, c in top[:20]],
+        "checked": counts["checked"],
+        "contaminated": counts["contaminated"],
+        "by_ngram": counts["by_ngram"],
+        "by_ast": counts["by_ast"],
+        "without_field": counts["no_text"],
+        "tasks_hit": len(tasks),
+        "top_tasks": [[t, c] for t, c in top[:20]],
     }
 
 

@@ -1,6 +1,6 @@
 """Generate docs/cli.md from the commands' --help (a test fails when the file is stale).
 
-    python -m phitools.cli.docgen > docs/cli.md
+python -m phitools.cli.docgen > docs/cli.md
 """
 
 from __future__ import annotations
@@ -21,8 +21,12 @@ def render() -> str:
     from phitools.cli import app
 
     root = typer.main.get_command(app)
-    out = ["# phitools command-line reference", "",
-           "Generated from `--help` by `python -m phitools.cli.docgen > docs/cli.md` (`make docs`); a test keeps it current.", ""]
+    out = [
+        "# phitools command-line reference",
+        "",
+        "Generated from `--help` by `python -m phitools.cli.docgen > docs/cli.md` (`make docs`); a test keeps it current.",
+        "",
+    ]
     root_ctx = click.Context(root, info_name="phitools", terminal_width=WIDTH, max_content_width=WIDTH)
     out += ["## phitools", "", "```", root.get_help(root_ctx), "```", ""]
 
@@ -34,7 +38,11 @@ def render() -> str:
             p = path + [name]
             out.extend([f"## {' '.join(p)}", "", "```", _help(cmd, p, ctx), "```", ""])
             if isinstance(cmd, click.Group):
-                walk(cmd, p, click.Context(cmd, info_name=name, parent=ctx, terminal_width=WIDTH, max_content_width=WIDTH))
+                walk(
+                    cmd,
+                    p,
+                    click.Context(cmd, info_name=name, parent=ctx, terminal_width=WIDTH, max_content_width=WIDTH),
+                )
 
     walk(root, ["phitools"], root_ctx)
     return "\n".join(out).rstrip() + "\n"

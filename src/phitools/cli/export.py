@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Annotated
 
 import typer
-from typing_extensions import Annotated
 
 from phitools.cli.common import Quiet, handle_errors, setup
 
@@ -14,10 +13,22 @@ _DTYPES = ("float32", "bfloat16", "float16")
 
 @handle_errors("export")
 def export(
-    src: Annotated[str, typer.Argument(help="Source: a phitools checkpoint or a Hugging Face Phi directory.", show_default=False)],
+    src: Annotated[
+        str, typer.Argument(help="Source: a phitools checkpoint or a Hugging Face Phi directory.", show_default=False)
+    ],
     output: Annotated[str, typer.Option("-o", "--output", help="Output directory.", show_default=False)],
-    fmt: Annotated[str, typer.Option("--format", help="'hf' (config.json + model.safetensors for transformers' PhiForCausalLM) or 'phitools'.")] = "hf",
-    dtype: Annotated[Optional[str], typer.Option("--dtype", help="Store weights as float32, bfloat16 or float16 (default: as stored).", show_default=False)] = None,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format", help="'hf' (config.json + model.safetensors for transformers' PhiForCausalLM) or 'phitools'."
+        ),
+    ] = "hf",
+    dtype: Annotated[
+        str | None,
+        typer.Option(
+            "--dtype", help="Store weights as float32, bfloat16 or float16 (default: as stored).", show_default=False
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing checkpoint at -o.")] = False,
     quiet: Quiet = False,
 ) -> None:

@@ -3,21 +3,53 @@
 from __future__ import annotations
 
 import itertools
-from typing import Optional
+from typing import Annotated
 
 import typer
-from typing_extensions import Annotated
 
-from phitools.cli.common import AllowPartial, Inputs, Limit, Output, ProgressEvery, Quiet, Seed, Shard, ShardSize, SkipBad, ToolIO, handle_errors, setup
-from phitools.cli.llm_options import (API_KEY_ENV, MAX_ATTEMPTS, REQUEST_TIMEOUT_S, STRUCTURED, ApiBaseOpt, ApiKeyEnvOpt,
-                                      BackendOpt, CacheOpt, ConcurrencyOpt, LLMOptions, MaxAttemptsOpt, MaxTokensOpt,
-                                      ModelOpt, PriceOpt, RequestTimeoutOpt, RpmOpt, StructuredOpt, TemperatureOpt,
-                                      TpmOpt)
+from phitools.cli.common import (
+    AllowPartial,
+    Inputs,
+    Limit,
+    Output,
+    ProgressEvery,
+    Quiet,
+    Seed,
+    Shard,
+    ShardSize,
+    SkipBad,
+    ToolIO,
+    handle_errors,
+    setup,
+)
+from phitools.cli.llm_options import (
+    API_KEY_ENV,
+    MAX_ATTEMPTS,
+    REQUEST_TIMEOUT_S,
+    STRUCTURED,
+    ApiBaseOpt,
+    ApiKeyEnvOpt,
+    BackendOpt,
+    CacheOpt,
+    ConcurrencyOpt,
+    LLMOptions,
+    MaxAttemptsOpt,
+    MaxTokensOpt,
+    ModelOpt,
+    PriceOpt,
+    RequestTimeoutOpt,
+    RpmOpt,
+    StructuredOpt,
+    TemperatureOpt,
+    TpmOpt,
+)
 from phitools.errors import UsageError
 from phitools.runtime import console
 
-LOCAL_NOTE = ("the embedded SmolLM2-135M model proves the plumbing, not the judgement: its scores carry next to no "
-              "signal. For real labels point --api-base at a capable model (see docs/label.md)")
+LOCAL_NOTE = (
+    "the embedded SmolLM2-135M model proves the plumbing, not the judgement: its scores carry next to no "
+    "signal. For real labels point --api-base at a capable model (see docs/label.md)"
+)
 
 
 MAX_CHARS_DEFAULT = 8000
@@ -29,12 +61,50 @@ LOCAL_PREFILL = "Educational score:"
 def label(
     inputs: Inputs = None,
     output: Output = None,
-    rubric: Annotated[str, typer.Option("--rubric", help="code (phi-1: educational value for a student learning basic coding concepts), web (FineWeb-Edu-style additive 0-5), or a template FILE containing {text}.")] = "code",
-    fraction: Annotated[Optional[float], typer.Option("--fraction", help="Label a deterministic fraction F of the records (hash of --seed and the record id/text; streaming).", show_default=False)] = None,
-    sample: Annotated[Optional[int], typer.Option("--sample", min=0, help="Label a uniform sample of N records (a seeded reservoir; output in input order, after the input ends). With --shard K/N each part reads the whole input and labels its share of the same N records: N in all, not N per part.", show_default=False)] = None,
-    max_chars: Annotated[Optional[int], typer.Option("--max-chars", min=100, help="Truncate documents to this many characters in the prompt (recorded in label.truncated/chars). Default 8000; 1500 with the embedded model.", show_default=False)] = None,
-    max_score: Annotated[int, typer.Option("--max-score", min=1, help="Top of the score scale the rubric asks for (scores are 0..N).")] = 5,
-    votes: Annotated[int, typer.Option("--votes", min=1, help="Samples per record and per --model; with several, label.score is their mean and agreement is reported.")] = 1,
+    rubric: Annotated[
+        str,
+        typer.Option(
+            "--rubric",
+            help="code (phi-1: educational value for a student learning basic coding concepts), web (FineWeb-Edu-style additive 0-5), or a template FILE containing {text}.",
+        ),
+    ] = "code",
+    fraction: Annotated[
+        float | None,
+        typer.Option(
+            "--fraction",
+            help="Label a deterministic fraction F of the records (hash of --seed and the record id/text; streaming).",
+            show_default=False,
+        ),
+    ] = None,
+    sample: Annotated[
+        int | None,
+        typer.Option(
+            "--sample",
+            min=0,
+            help="Label a uniform sample of N records (a seeded reservoir; output in input order, after the input ends). With --shard K/N each part reads the whole input and labels its share of the same N records: N in all, not N per part.",
+            show_default=False,
+        ),
+    ] = None,
+    max_chars: Annotated[
+        int | None,
+        typer.Option(
+            "--max-chars",
+            min=100,
+            help="Truncate documents to this many characters in the prompt (recorded in label.truncated/chars). Default 8000; 1500 with the embedded model.",
+            show_default=False,
+        ),
+    ] = None,
+    max_score: Annotated[
+        int, typer.Option("--max-score", min=1, help="Top of the score scale the rubric asks for (scores are 0..N).")
+    ] = 5,
+    votes: Annotated[
+        int,
+        typer.Option(
+            "--votes",
+            min=1,
+            help="Samples per record and per --model; with several, label.score is their mean and agreement is reported.",
+        ),
+    ] = 1,
     backend: BackendOpt = None,
     api_base: ApiBaseOpt = None,
     model: ModelOpt = None,
@@ -82,9 +152,22 @@ def label(
 
     if fraction is not None and sample is not None:
         raise UsageError("--fraction and --sample are exclusive", hint="pick one")
-    opts = LLMOptions(backend=backend, api_base=api_base, model=model, api_key_env=api_key_env, concurrency=concurrency,
-                      rpm=rpm, tpm=tpm, request_timeout=request_timeout, max_attempts=max_attempts, cache=cache,
-                      price_per_1k=price_per_1k, temperature=temperature, max_tokens=max_tokens, structured=structured)
+    opts = LLMOptions(
+        backend=backend,
+        api_base=api_base,
+        model=model,
+        api_key_env=api_key_env,
+        concurrency=concurrency,
+        rpm=rpm,
+        tpm=tpm,
+        request_timeout=request_timeout,
+        max_attempts=max_attempts,
+        cache=cache,
+        price_per_1k=price_per_1k,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        structured=structured,
+    )
     kind = opts.kind
     rub = load_rubric(rubric, max_score=max_score)
     models = opts.models
@@ -92,8 +175,10 @@ def label(
         if votes > 1 or len(models) > 1:
             raise UsageError("--backend heuristic is deterministic: --votes and several --model make no sense")
     elif len(models) > 1 and kind != "openai":
-        raise UsageError("several --model values need an OpenAI-compatible server (--api-base)",
-                         hint="the embedded backend runs one model")
+        raise UsageError(
+            "several --model values need an OpenAI-compatible server (--api-base)",
+            hint="the embedded backend runs one model",
+        )
     n_req = votes * len(models)
     temp = opts.temperature if opts.temperature is not None else (0.0 if votes == 1 else 0.7)
     if votes > 1 and temp == 0.0:
@@ -108,23 +193,44 @@ def label(
     if sample is not None:
         sampling["sample"] = sample
     extra: dict = {"label": {}}
-    with ToolIO("label", inputs, output, shard=shard, skip_bad=skip_bad, required=("text",), seed=seed, limit=limit,
-                shard_size=shard_size, manifest_extra=extra, allow_partial=allow_partial) as io:
+    with ToolIO(
+        "label",
+        inputs,
+        output,
+        shard=shard,
+        skip_bad=skip_bad,
+        required=("text",),
+        seed=seed,
+        limit=limit,
+        shard_size=shard_size,
+        manifest_extra=extra,
+        allow_partial=allow_partial,
+    ) as io:
         recs = io.records()
         if fraction is not None:
             recs = sample_fraction(recs, fraction, seed)
         elif sample is not None and io.shard and io.shard.count > 1:
             # every part reads the whole input to find the unsharded sample, and labels only its share of it
             tagged = io.reader.tagged()
-            recs = sample_n_of_part(itertools.islice(tagged, limit) if limit is not None else tagged, sample, seed, stats=sampling)
+            recs = sample_n_of_part(
+                itertools.islice(tagged, limit) if limit is not None else tagged, sample, seed, stats=sampling
+            )
             sampling["scope"] = f"the unsharded sample of {sample}; part {io.shard} labels its share"
         elif sample is not None:
             recs = sample_n(recs, sample, seed, stats=sampling)
         backend_obj = build_backend(opts, models[0], allowed=("local", "openai", "heuristic"))
         resolved_models = [backend_obj.model] if (kind == "local" or models == [None]) else list(models)
-        labeller = Labeller(rub, models=resolved_models, votes=votes, temperature=temp, max_tokens=max_tok,
-                            max_chars=max_chars, seed=seed, structured=opts.structured != "text",
-                            prefill=LOCAL_PREFILL if kind == "local" else None)
+        labeller = Labeller(
+            rub,
+            models=resolved_models,
+            votes=votes,
+            temperature=temp,
+            max_tokens=max_tok,
+            max_chars=max_chars,
+            seed=seed,
+            structured=opts.structured != "text",
+            prefill=LOCAL_PREFILL if kind == "local" else None,
+        )
         if kind == "local":
             console.warn(LOCAL_NOTE)
         runner = None
@@ -145,14 +251,23 @@ def label(
                 cache_obj.close()
         diag = labeller.diagnostics
         extra["label"] = {
-            "rubric": rub.describe(), "backend": kind, "models": resolved_models, "votes": votes,
-            "requests_per_record": n_req, "temperature": temp, "max_tokens": max_tok, "max_chars": max_chars,
-            "sampling": sampling, "diagnostics": diag.to_dict(),
+            "rubric": rub.describe(),
+            "backend": kind,
+            "models": resolved_models,
+            "votes": votes,
+            "requests_per_record": n_req,
+            "temperature": temp,
+            "max_tokens": max_tok,
+            "max_chars": max_chars,
+            "sampling": sampling,
+            "diagnostics": diag.to_dict(),
         }
         if kind == "local":
             extra["label"]["note"] = LOCAL_NOTE
         if kind == "heuristic":
-            extra["label"]["note"] = "scores from the deterministic heuristic in phitools.llm.heuristic, not from an LLM"
+            extra["label"]["note"] = (
+                "scores from the deterministic heuristic in phitools.llm.heuristic, not from an LLM"
+            )
         if runner is not None:
             extra["llm"] = llm_manifest(runner)
         io.writer.manifest_extra.update(extra)
@@ -162,8 +277,10 @@ def label(
             console.info(usage_summary(runner, "label"))
         if not diag.discriminates():
             top = max(diag.histogram, key=diag.histogram.get)
-            console.warn(f"the labeller does not discriminate: {diag.top_share:.0%} of {diag.labelled} labelled records "
-                         f"scored {top}; check the rubric and use a capable model")
+            console.warn(
+                f"the labeller does not discriminate: {diag.top_share:.0%} of {diag.labelled} labelled records "
+                f"scored {top}; check the rubric and use a capable model"
+            )
         if diag.failed:
             console.warn(f"{diag.failed} record(s) could not be labelled (label.score is null; see label.error)")
 

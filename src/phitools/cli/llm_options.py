@@ -17,30 +17,146 @@ on the tool (temperature, max_tokens; eval's longer request timeout) are the too
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator, List, Optional
+from typing import Annotated
 
 import typer
-from typing_extensions import Annotated
 
 from phitools.errors import UsageError
 
 _P = "LLM"  # help panel name
 
-BackendOpt = Annotated[Optional[str], typer.Option("--backend", help="local (embedded SmolLM2-135M, offline; the default without --api-base), openai (any OpenAI-compatible server: OpenAI, vLLM, llama.cpp, Ollama, TGI) or heuristic (a documented non-LLM scorer; label only).", show_default=False, rich_help_panel=_P)]
-ApiBaseOpt = Annotated[Optional[str], typer.Option("--api-base", help="Base URL of an OpenAI-compatible server, with its version path, e.g. http://localhost:8080/v1. Implies --backend openai.", show_default=False, rich_help_panel=_P)]
-ModelOpt = Annotated[Optional[List[str]], typer.Option("--model", help="Model name on the server; for --backend local a .gguf file, model directory or Hub id (default: the embedded SmolLM2-135M-Instruct). Repeat where a tool accepts several.", show_default=False, rich_help_panel=_P)]
-ApiKeyEnvOpt = Annotated[str, typer.Option("--api-key-env", help="Name of the environment variable holding the API key (the key itself is never written anywhere).", rich_help_panel=_P)]
-ConcurrencyOpt = Annotated[Optional[int], typer.Option("--concurrency", min=1, help="Requests in flight at once (default 8; llama.cpp's server answers one at a time unless started with --parallel).", show_default=False, rich_help_panel=_P)]
-RpmOpt = Annotated[Optional[float], typer.Option("--rpm", min=0.001, help="Client-side limit: requests per minute (server x-ratelimit-* headers are obeyed as well).", show_default=False, rich_help_panel=_P)]
-TpmOpt = Annotated[Optional[float], typer.Option("--tpm", min=1, help="Client-side limit: tokens per minute (prompt estimate + max_tokens, corrected by reported usage).", show_default=False, rich_help_panel=_P)]
-RequestTimeoutOpt = Annotated[float, typer.Option("--request-timeout", "--timeout", min=0.1, help="Seconds to wait for one answer (per attempt; a timeout is retried like any transport error).", rich_help_panel=_P)]
-MaxAttemptsOpt = Annotated[int, typer.Option("--max-attempts", min=1, help="Tries per request (429, 5xx, timeouts, dropped connections, malformed or unparseable answers); then the record is written as failed with the reason.", rich_help_panel=_P)]
-CacheOpt = Annotated[Optional[str], typer.Option("--cache", help="Request cache (SQLite): PATH, or 'off'. Default: llm-cache.sqlite in the -o directory (or next to the -o file; ~/.cache/phitools/ for stdout). A re-run sends only unanswered requests.", show_default=False, rich_help_panel=_P)]
-PriceOpt = Annotated[Optional[str], typer.Option("--price-per-1k", help="Price per 1000 tokens, 'P' or 'PROMPT,COMPLETION', to report the cost in the manifest and on stderr.", show_default=False, rich_help_panel=_P)]
-TemperatureOpt = Annotated[Optional[float], typer.Option("--temperature", min=0.0, help="Sampling temperature (the tool's default when not given).", show_default=False, rich_help_panel=_P)]
-MaxTokensOpt = Annotated[Optional[int], typer.Option("--max-tokens", min=1, help="Maximum tokens per answer (the tool's default when not given).", show_default=False, rich_help_panel=_P)]
-StructuredOpt = Annotated[str, typer.Option("--structured", help="Structured output: auto (json_schema, falling back to json_object+schema, then text), json_schema, json_object, or text (prompt + tolerant parser only).", rich_help_panel=_P)]
+BackendOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--backend",
+        help="local (embedded SmolLM2-135M, offline; the default without --api-base), openai (any OpenAI-compatible server: OpenAI, vLLM, llama.cpp, Ollama, TGI) or heuristic (a documented non-LLM scorer; label only).",
+        show_default=False,
+        rich_help_panel=_P,
+    ),
+]
+ApiBaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--api-base",
+        help="Base URL of an OpenAI-compatible server, with its version path, e.g. http://localhost:8080/v1. Implies --backend openai.",
+        show_default=False,
+        rich_help_panel=_P,
+    ),
+]
+ModelOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--model",
+        help="Model name on the server; for --backend local a .gguf file, model directory or Hub id (default: the embedded SmolLM2-135M-Instruct). Repeat where a tool accepts several.",
+        show_default=False,
+        rich_help_panel=_P,
+    ),
+]
+ApiKeyEnvOpt = Annotated[
+    str,
+    typer.Option(
+        "--api-key-env",
+        help="Name of the environment variable holding the API key (the key itself is never written anywhere).",
+        rich_help_panel=_P,
+    ),
+]
+ConcurrencyOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--concurrency",
+        min=1,
+        help="Requests in flight at once (default 8; llama.cpp's server answers one at a time unless started with --parallel).",
+        show_default=False,
+        rich_help_panel=_P,
+    ),
+]
+RpmOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--rpm",
+        min=0.001,
+        help="Client-side limit: requests per minute (server x-ratelimit-* headers are obeyed as well).",
+        show_default=False,
+        rich_help_panel=_P,
+    ),
+]
+TpmOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--tpm",
+        min=1,
+        help="Client-side limit: tokens per minute (prompt estimate + max_tokens, corrected by reported usage).",
+        show_default=False,
+        rich_help_panel=_P,
+    ),
+]
+RequestTimeoutOpt = Annotated[
+    float,
+    typer.Option(
+        "--request-timeout",
+        "--timeout",
+        min=0.1,
+        help="Seconds to wait for one answer (per attempt; a timeout is retried like any transport error).",
+        rich_help_panel=_P,
+    ),
+]
+MaxAttemptsOpt = Annotated[
+    int,
+    typer.Option(
+        "--max-attempts",
+        min=1,
+        help="Tries per request (429, 5xx, timeouts, dropped connections, malformed or unparseable answers); then the record is written as failed with the reason.",
+        rich_help_panel=_P,
+    ),
+]
+CacheOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--cache",
+        help="Request cache (SQLite): PATH, or 'off'. Default: llm-cache.sqlite in the -o directory (or next to the -o file; ~/.cache/phitools/ for stdout). A re-run sends only unanswered requests.",
+        show_default=False,
+        rich_help_panel=_P,
+    ),
+]
+PriceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--price-per-1k",
+        help="Price per 1000 tokens, 'P' or 'PROMPT,COMPLETION', to report the cost in the manifest and on stderr.",
+        show_default=False,
+        rich_help_panel=_P,
+    ),
+]
+TemperatureOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--temperature",
+        min=0.0,
+        help="Sampling temperature (the tool's default when not given).",
+        show_default=False,
+        rich_help_panel=_P,
+    ),
+]
+MaxTokensOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-tokens",
+        min=1,
+        help="Maximum tokens per answer (the tool's default when not given).",
+        show_default=False,
+        rich_help_panel=_P,
+    ),
+]
+StructuredOpt = Annotated[
+    str,
+    typer.Option(
+        "--structured",
+        help="Structured output: auto (json_schema, falling back to json_object+schema, then text), json_schema, json_object, or text (prompt + tolerant parser only).",
+        rich_help_panel=_P,
+    ),
+]
 
 
 API_KEY_ENV = "OPENAI_API_KEY"
@@ -59,19 +175,19 @@ STRUCTURED = "auto"
 class LLMOptions:
     """The values of the shared LLM options."""
 
-    backend: Optional[str] = None
-    api_base: Optional[str] = None
-    model: List[str] = field(default_factory=list)
+    backend: str | None = None
+    api_base: str | None = None
+    model: list[str] = field(default_factory=list)
     api_key_env: str = API_KEY_ENV
-    concurrency: Optional[int] = None
-    rpm: Optional[float] = None
-    tpm: Optional[float] = None
+    concurrency: int | None = None
+    rpm: float | None = None
+    tpm: float | None = None
     request_timeout: float = REQUEST_TIMEOUT_S
     max_attempts: int = MAX_ATTEMPTS
-    cache: Optional[str] = None
-    price_per_1k: Optional[str] = None
-    temperature: Optional[float] = None
-    max_tokens: Optional[int] = None
+    cache: str | None = None
+    price_per_1k: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
     structured: str = STRUCTURED
 
     def __post_init__(self) -> None:
@@ -95,8 +211,15 @@ def build_backend(opts: LLMOptions, model: str | None = None, *, allowed: tuple[
     if opts.structured not in ("auto", "json_schema", "json_object", "text"):
         raise UsageError(f"--structured {opts.structured!r}: expected auto, json_schema, json_object or text")
     model = model if model is not None else opts.models[0]
-    return make_backend(opts.kind, api_base=opts.api_base, model=model, api_key_env=opts.api_key_env,
-                        concurrency=concurrency_for(opts), structured=opts.structured, allowed=allowed)
+    return make_backend(
+        opts.kind,
+        api_base=opts.api_base,
+        model=model,
+        api_key_env=opts.api_key_env,
+        concurrency=concurrency_for(opts),
+        structured=opts.structured,
+        allowed=allowed,
+    )
 
 
 def concurrency_for(opts: LLMOptions) -> int:
@@ -123,13 +246,28 @@ def build_runner(opts: LLMOptions, backend, *, cache=None, seed: int | None = No
     except ValueError as e:
         raise UsageError(str(e)) from None
     limiter = RateLimiter(opts.rpm, opts.tpm) if (opts.rpm or opts.tpm or backend.kind == "openai") else None
-    return LLMRunner(backend, concurrency=concurrency_for(opts), max_attempts=opts.max_attempts, timeout=opts.request_timeout,
-                     limiter=limiter, cache=cache, usage=Usage(price_in_per_1k=pin, price_out_per_1k=pout), seed=seed)
+    return LLMRunner(
+        backend,
+        concurrency=concurrency_for(opts),
+        max_attempts=opts.max_attempts,
+        timeout=opts.request_timeout,
+        limiter=limiter,
+        cache=cache,
+        usage=Usage(price_in_per_1k=pin, price_out_per_1k=pout),
+        seed=seed,
+    )
 
 
 @contextlib.contextmanager
-def open_runner(opts: LLMOptions, *, output: str | None, seed: int | None = None, model: str | None = None,
-                allowed: tuple[str, ...] = ("local", "openai"), cache=None) -> Iterator[tuple]:
+def open_runner(
+    opts: LLMOptions,
+    *,
+    output: str | None,
+    seed: int | None = None,
+    model: str | None = None,
+    allowed: tuple[str, ...] = ("local", "openai"),
+    cache=None,
+) -> Iterator[tuple]:
     """Context manager yielding (runner, backend); closes both. `cache` overrides the default cache."""
     backend = build_backend(opts, model, allowed=allowed)
     if cache is None:
@@ -145,8 +283,13 @@ def open_runner(opts: LLMOptions, *, output: str | None, seed: int | None = None
 
 def llm_manifest(runner) -> dict:
     """What goes into the manifest about the model calls: backend, limits, cache, usage and cost. No key."""
-    d = {"backend": runner.backend.describe(), "usage": runner.usage.to_dict(),
-         "concurrency": runner.concurrency, "max_attempts": runner.max_attempts, "timeout_s": runner.timeout}
+    d = {
+        "backend": runner.backend.describe(),
+        "usage": runner.usage.to_dict(),
+        "concurrency": runner.concurrency,
+        "max_attempts": runner.max_attempts,
+        "timeout_s": runner.timeout,
+    }
     if runner.limiter is not None:
         d["rate_limit"] = runner.limiter.describe()
     if runner.cache is not None:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import sys
-from typing import Optional
+from typing import Annotated
 
 import orjson
 import typer
-from typing_extensions import Annotated
 
 from phitools.cli.common import AllowPartial, Inputs, Limit, Quiet, Shard, ShardSize, SkipBad, handle_errors, setup
 from phitools.runtime import console
@@ -16,18 +15,51 @@ from phitools.runtime import console
 @handle_errors("stats")
 def stats(
     inputs: Inputs = None,
-    output: Annotated[Optional[str], typer.Option("-o", "--output", help="Write the JSON report to this file instead of stdout.", show_default=False)] = None,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "-o", "--output", help="Write the JSON report to this file instead of stdout.", show_default=False
+        ),
+    ] = None,
     field: Annotated[str, typer.Option("--field", help="The record field holding the text.")] = "text",
-    opening_words: Annotated[int, typer.Option("--opening-words", min=1, help="k: an opening is a record's first k words.")] = 5,
+    opening_words: Annotated[
+        int, typer.Option("--opening-words", min=1, help="k: an opening is a record's first k words.")
+    ] = 5,
     top: Annotated[int, typer.Option("--top", min=0, help="List this many most common repeated openings.")] = 10,
-    near_dup: Annotated[bool, typer.Option("--near-dup/--no-near-dup", help="Compute the MinHash near-duplicate rate.")] = True,
-    threshold: Annotated[float, typer.Option("--threshold", min=0.01, max=1.0, help="Jaccard similarity at which two texts are near-duplicates.")] = 0.8,
+    near_dup: Annotated[
+        bool, typer.Option("--near-dup/--no-near-dup", help="Compute the MinHash near-duplicate rate.")
+    ] = True,
+    threshold: Annotated[
+        float,
+        typer.Option(
+            "--threshold", min=0.01, max=1.0, help="Jaccard similarity at which two texts are near-duplicates."
+        ),
+    ] = 0.8,
     shingle: Annotated[int, typer.Option("--shingle", min=1, help="Words per shingle.")] = 5,
     num_perm: Annotated[int, typer.Option("--num-perm", min=1, help="MinHash permutations (= bands x rows).")] = 128,
     bands: Annotated[int, typer.Option("--bands", min=1, help="LSH bands.")] = 32,
-    spec: Annotated[Optional[str], typer.Option("--spec", help="The synth spec: coverage then also lists declared values never drawn.", show_default=False)] = None,
-    dedup: Annotated[Optional[str], typer.Option("--dedup", help="Also write the records without near-duplicates (keeping the first) to PATH ('-' for stdout; then the report needs -o).", show_default=False)] = None,
-    table: Annotated[Optional[bool], typer.Option("--table/--no-table", help="Print a table on stderr (default: when stderr is a terminal).", show_default=False)] = None,
+    spec: Annotated[
+        str | None,
+        typer.Option(
+            "--spec", help="The synth spec: coverage then also lists declared values never drawn.", show_default=False
+        ),
+    ] = None,
+    dedup: Annotated[
+        str | None,
+        typer.Option(
+            "--dedup",
+            help="Also write the records without near-duplicates (keeping the first) to PATH ('-' for stdout; then the report needs -o).",
+            show_default=False,
+        ),
+    ] = None,
+    table: Annotated[
+        bool | None,
+        typer.Option(
+            "--table/--no-table",
+            help="Print a table on stderr (default: when stderr is a terminal).",
+            show_default=False,
+        ),
+    ] = None,
     shard: Shard = None,
     shard_size: ShardSize = "100000",
     skip_bad: SkipBad = False,
@@ -57,7 +89,9 @@ def stats(
     from phitools.steps.stats import DiversityStats
 
     if num_perm % bands:
-        raise UsageError(f"--num-perm {num_perm} is not a multiple of --bands {bands}", hint="e.g. --num-perm 128 --bands 32")
+        raise UsageError(
+            f"--num-perm {num_perm} is not a multiple of --bands {bands}", hint="e.g. --num-perm 128 --bands 32"
+        )
     params = MinHashParams(num_perm=num_perm, bands=bands, rows=num_perm // bands, shingle=shingle, threshold=threshold)
     if dedup is not None and dedup == "-" and output in (None, "-"):
         raise UsageError("--dedup - writes records to stdout, so the report needs -o FILE", hint="e.g. -o report.json")
@@ -69,8 +103,14 @@ def stats(
     st = Stats()
     sh = parse_shard(shard)
     reader = RecordReader(inputs, shard=sh, skip_bad=skip_bad, stats=st, allow_partial=allow_partial)
-    ds = DiversityStats(field=field, opening_words=opening_words, top=top, near_dup=near_dup and dedup is None,
-                        params=params, declared=declared)
+    ds = DiversityStats(
+        field=field,
+        opening_words=opening_words,
+        top=top,
+        near_dup=near_dup and dedup is None,
+        params=params,
+        declared=declared,
+    )
     recs = iter(reader)
     if limit is not None:
         import itertools
@@ -87,13 +127,27 @@ def stats(
 
         index = NearDupIndex(params)
         if sh and sh.count > 1:
-            console.warn(f"--dedup with --shard {sh}: near-duplicates are dropped within this part only; run it unsharded "
-                         "on the union for the global answer")
-        with RecordWriter(dedup, tool="stats", shard_size=shard_size, shard=sh, stats=st, inputs=reader.inputs,
-                          manifest_extra={"dedup": {}}) as w:
-            for rec in dedup_records(observed(recs), index, field=field, on_drop=lambda r, v: st.drop("near_duplicate")):
+            console.warn(
+                f"--dedup with --shard {sh}: near-duplicates are dropped within this part only; run it unsharded "
+                "on the union for the global answer"
+            )
+        with RecordWriter(
+            dedup,
+            tool="stats",
+            shard_size=shard_size,
+            shard=sh,
+            stats=st,
+            inputs=reader.inputs,
+            manifest_extra={"dedup": {}},
+        ) as w:
+            for rec in dedup_records(
+                observed(recs), index, field=field, on_drop=lambda r, v: st.drop("near_duplicate")
+            ):
                 w.write(rec)
-            w.manifest_extra["dedup"] = {**index.report(), "scope": f"per shard: part {sh} only" if sh and sh.count > 1 else "all records"}
+            w.manifest_extra["dedup"] = {
+                **index.report(),
+                "scope": f"per shard: part {sh} only" if sh and sh.count > 1 else "all records",
+            }
         report = ds.report()
         report["near_duplicates"] = index.report()
     else:
@@ -131,15 +185,26 @@ def print_table(report: dict, *, force: bool = False) -> None:
     d = report.get("distinct", {})
     for k in (1, 2, 3):
         c = d.get("counts", {}).get(str(k), {})
-        t.add_row(f"distinct-{k}", f"{d.get(f'distinct_{k}', 0):.4f}", f"{c.get('distinct', 0):,} / {c.get('total', 0):,} word {k}-grams")
+        t.add_row(
+            f"distinct-{k}",
+            f"{d.get(f'distinct_{k}', 0):.4f}",
+            f"{c.get('distinct', 0):,} / {c.get('total', 0):,} word {k}-grams",
+        )
     o = report.get("openings", {})
-    t.add_row("repeated openings", f"{o.get('repeated_opening_rate', 0):.4f}", f"first {o.get('k_words')} words; {o.get('distinct_openings', 0):,} distinct")
+    t.add_row(
+        "repeated openings",
+        f"{o.get('repeated_opening_rate', 0):.4f}",
+        f"first {o.get('k_words')} words; {o.get('distinct_openings', 0):,} distinct",
+    )
     nd = report.get("near_duplicates")
     if nd:
         p = nd.get("params", {})
-        t.add_row("near-duplicates", f"{nd.get('rate', 0):.4f}",
-                  f"{nd.get('near_duplicates', 0):,} near-duplicate texts; Jaccard >= {p.get('jaccard_threshold')} on {p.get('shingle')}-word shingles, "
-                  f"{p.get('num_perm')} perms, {p.get('bands')}x{p.get('rows')} LSH")
+        t.add_row(
+            "near-duplicates",
+            f"{nd.get('rate', 0):.4f}",
+            f"{nd.get('near_duplicates', 0):,} near-duplicate texts; Jaccard >= {p.get('jaccard_threshold')} on {p.get('shingle')}-word shingles, "
+            f"{p.get('num_perm')} perms, {p.get('bands')}x{p.get('rows')} LSH",
+        )
     for dim, c in (report.get("coverage") or {}).items():
         counts = c.get("counts", {})
         desc = f"{c.get('distinct', 0)} values drawn"

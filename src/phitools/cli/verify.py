@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Annotated
 
 import orjson
 import typer
-from typing_extensions import Annotated
 
 from phitools.cli.common import handle_errors
 from phitools.errors import UsageError
@@ -14,9 +13,25 @@ from phitools.errors import UsageError
 
 @handle_errors("verify")
 def verify(
-    dirs: Annotated[List[str], typer.Argument(metavar="DIR", help="Output directories written by -o DIR (records or token shards).", show_default=False)],
-    json: Annotated[bool, typer.Option("--json", help="Print the report as JSON (one object per DIR, one per line).")] = False,
-    parts: Annotated[Optional[int], typer.Option("--parts", metavar="N", min=1, help="The number of --shard K/N parts expected (e.g. a Slurm array's size); default: what the manifests say.", show_default=False)] = None,
+    dirs: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="DIR", help="Output directories written by -o DIR (records or token shards).", show_default=False
+        ),
+    ],
+    json: Annotated[
+        bool, typer.Option("--json", help="Print the report as JSON (one object per DIR, one per line).")
+    ] = False,
+    parts: Annotated[
+        int | None,
+        typer.Option(
+            "--parts",
+            metavar="N",
+            min=1,
+            help="The number of --shard K/N parts expected (e.g. a Slurm array's size); default: what the manifests say.",
+            show_default=False,
+        ),
+    ] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Check sizes only, not sha256.")] = False,
 ) -> None:
     """Check that DIR holds one complete output: every --shard part, every listed file with its size and sha256,
@@ -53,7 +68,9 @@ def verify(
                 lines.append(f"  running now: --shard K = {', '.join(map(str, rep.running))}")
             stale = [t for t in rep.temps if t.stale()]
             if rep.temps:
-                lines.append(f"  temp files: {len(rep.temps)} ({len(stale)} provably stale, removed by the next run of that part)")
+                lines.append(
+                    f"  temp files: {len(rep.temps)} ({len(stale)} provably stale, removed by the next run of that part)"
+                )
             if not rep.complete and rep.kind not in ("plain", "empty", "missing"):
                 lines.append(f"  hint: {rep.hint()}")
             out.append("\n".join(lines))

@@ -50,7 +50,7 @@ def _own_paths() -> dict[str, str]:
             for line in f:
                 parts = line.rstrip("\n").split(":", 2)
                 if len(parts) == 3:
-                    for c in (parts[1].split(",") if parts[1] else [""]):
+                    for c in parts[1].split(",") if parts[1] else [""]:
                         out[c] = parts[2]
     except OSError:
         pass
@@ -85,11 +85,11 @@ class _Dir:
     """One cgroup directory in one hierarchy (held as a directory fd)."""
 
     def __init__(self, kind: str, path: str, fd: int):
-        self.kind = kind        # "v2" or a v1 controller name
+        self.kind = kind  # "v2" or a v1 controller name
         self.path = path
         self.fd = fd
 
-    def child(self, name: str) -> "_Dir":
+    def child(self, name: str) -> _Dir:
         try:
             os.mkdir(name, 0o755, dir_fd=self.fd)
         except FileExistsError:
@@ -228,7 +228,7 @@ class RunCgroups:
         """Features in force, and the run's directories (for the summary and for tests)."""
         return {**self.features, "paths": sorted(d.path for d in self.dirs.values())}
 
-    def slot(self, n: int) -> "SlotCgroup":
+    def slot(self, n: int) -> SlotCgroup:
         """The cgroup of slot `n` (created on first use)."""
         return SlotCgroup({k: d.child(f"slot-{n}") for k, d in self.dirs.items()}, self.features)
 

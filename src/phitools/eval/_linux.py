@@ -18,8 +18,16 @@ CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
-CLONE_NEW_ANY = (CLONE_NEWTIME | CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER
-                 | CLONE_NEWPID | CLONE_NEWNET)
+CLONE_NEW_ANY = (
+    CLONE_NEWTIME
+    | CLONE_NEWNS
+    | CLONE_NEWCGROUP
+    | CLONE_NEWUTS
+    | CLONE_NEWIPC
+    | CLONE_NEWUSER
+    | CLONE_NEWPID
+    | CLONE_NEWNET
+)
 
 MS_RDONLY = 1
 MS_NOSUID = 2
@@ -101,12 +109,19 @@ def pivot_root(new_root: str, put_old: str) -> None:
 def set_name(name: str) -> None:
     """The process's name as `ps` and `top` show it (PR_SET_NAME; at most 15 bytes)."""
     buf = ctypes.create_string_buffer(name.encode()[:15])
-    _check(libc().prctl(ctypes.c_int(PR_SET_NAME), buf, ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)), "prctl")
+    _check(
+        libc().prctl(ctypes.c_int(PR_SET_NAME), buf, ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)), "prctl"
+    )
 
 
 def prctl(option: int, arg2: int = 0) -> None:
     """prctl(2) with one argument."""
-    _check(libc().prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)), "prctl")
+    _check(
+        libc().prctl(
+            ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)
+        ),
+        "prctl",
+    )
 
 
 class _CapHeader(ctypes.Structure):
@@ -138,10 +153,28 @@ def write_id_maps(uid: int, gid: int) -> None:
 # Audit architecture and the numbers of the system calls the filter names, per machine.
 _AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7, "arm64": 0xC00000B7}
 _SYSCALLS = {
-    "x86_64": {"add_key": 248, "request_key": 249, "keyctl": 250, "unshare": 272, "setns": 308, "clone": 56,
-               "clone3": 435, "memfd_create": 319, "memfd_secret": 447},
-    "aarch64": {"add_key": 217, "request_key": 218, "keyctl": 219, "unshare": 97, "setns": 268, "clone": 220,
-                "clone3": 435, "memfd_create": 279, "memfd_secret": 447},
+    "x86_64": {
+        "add_key": 248,
+        "request_key": 249,
+        "keyctl": 250,
+        "unshare": 272,
+        "setns": 308,
+        "clone": 56,
+        "clone3": 435,
+        "memfd_create": 319,
+        "memfd_secret": 447,
+    },
+    "aarch64": {
+        "add_key": 217,
+        "request_key": 218,
+        "keyctl": 219,
+        "unshare": 97,
+        "setns": 268,
+        "clone": 220,
+        "clone3": 435,
+        "memfd_create": 279,
+        "memfd_secret": 447,
+    },
 }
 _SYSCALLS["arm64"] = _SYSCALLS["aarch64"]
 _X32_BIT = 0x40000000
@@ -166,18 +199,24 @@ def seccomp_program(deny: dict[str, int], clone_namespaces_errno: int | None, ma
     nrs = _SYSCALLS[machine]
     LD_W_ABS, JEQ, JGE, JSET, RET = 0x20, 0x15, 0x35, 0x45, 0x06
     ALLOW, ERRNO = 0x7FFF0000, 0x00050000
-    prog = [(LD_W_ABS, 0, 0, 4),                        # seccomp_data.arch
-            (JEQ, 1, 0, _AUDIT_ARCH[machine]),
-            (RET, 0, 0, ERRNO | 38),                    # another ABI: ENOSYS
-            (LD_W_ABS, 0, 0, 0)]                        # seccomp_data.nr
+    prog = [
+        (LD_W_ABS, 0, 0, 4),  # seccomp_data.arch
+        (JEQ, 1, 0, _AUDIT_ARCH[machine]),
+        (RET, 0, 0, ERRNO | 38),  # another ABI: ENOSYS
+        (LD_W_ABS, 0, 0, 0),
+    ]  # seccomp_data.nr
     if machine == "x86_64":
         prog += [(JGE, 0, 1, _X32_BIT), (RET, 0, 0, ERRNO | 38)]
     for name, err in deny.items():
         prog += [(JEQ, 0, 1, nrs[name]), (RET, 0, 0, ERRNO | err)]
     if clone_namespaces_errno is not None:
         # clone's flags are its first argument; the namespace bits are in its low 32 bits (little-endian)
-        prog += [(JEQ, 0, 3, nrs["clone"]), (LD_W_ABS, 0, 0, 16), (JSET, 0, 1, CLONE_NEW_ANY),
-                 (RET, 0, 0, ERRNO | clone_namespaces_errno)]
+        prog += [
+            (JEQ, 0, 3, nrs["clone"]),
+            (LD_W_ABS, 0, 0, 16),
+            (JSET, 0, 1, CLONE_NEW_ANY),
+            (RET, 0, 0, ERRNO | clone_namespaces_errno),
+        ]
     prog.append((RET, 0, 0, ALLOW))
     return prog
 
@@ -192,5 +231,13 @@ def seccomp_fprog(prog: list) -> _SockFprog:
 
 def install_seccomp(fprog: _SockFprog) -> None:
     """Install a seccomp filter on this thread (inherited by every child; no_new_privs must be set)."""
-    _check(libc().prctl(ctypes.c_int(PR_SET_SECCOMP), ctypes.c_ulong(SECCOMP_MODE_FILTER), ctypes.byref(fprog),
-                        ctypes.c_ulong(0), ctypes.c_ulong(0)), "seccomp")
+    _check(
+        libc().prctl(
+            ctypes.c_int(PR_SET_SECCOMP),
+            ctypes.c_ulong(SECCOMP_MODE_FILTER),
+            ctypes.byref(fprog),
+            ctypes.c_ulong(0),
+            ctypes.c_ulong(0),
+        ),
+        "seccomp",
+    )

@@ -30,7 +30,7 @@ def _stat_fields(pid: int) -> list[bytes] | None:
         data = read_proc(f"{pid}/stat")
     except OSError:
         return None
-    return data[data.rfind(b")") + 2:].split()
+    return data[data.rfind(b")") + 2 :].split()
 
 
 def proc_cpu(pid: int) -> float:
@@ -128,8 +128,14 @@ def candidate_rlimits(lim: dict) -> list[tuple[int, int]]:
     """The candidate's per-process limits: address space, file size, open files, processes, no core dumps, and a
     CPU-time backstop a little above the check's CPU budget (the supervisor enforces the budget itself)."""
     cpu = int(math.ceil(lim["cpu"])) + 1
-    out = [(resource.RLIMIT_CPU, cpu), (resource.RLIMIT_AS, lim["memory"]), (resource.RLIMIT_FSIZE, lim["fsize"]),
-           (resource.RLIMIT_CORE, 0), (resource.RLIMIT_NOFILE, 256), (resource.RLIMIT_NPROC, lim["nproc"])]
+    out = [
+        (resource.RLIMIT_CPU, cpu),
+        (resource.RLIMIT_AS, lim["memory"]),
+        (resource.RLIMIT_FSIZE, lim["fsize"]),
+        (resource.RLIMIT_CORE, 0),
+        (resource.RLIMIT_NOFILE, 256),
+        (resource.RLIMIT_NPROC, lim["nproc"]),
+    ]
     if hasattr(resource, "RLIMIT_MSGQUEUE"):
         out.append((resource.RLIMIT_MSGQUEUE, 1 << 20))
     return out
@@ -137,8 +143,15 @@ def candidate_rlimits(lim: dict) -> list[tuple[int, int]]:
 
 def reset_signals() -> None:
     """Default dispositions for a process that will run someone else's code."""
-    for s in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGXFSZ, signal.SIGXCPU,
-              signal.SIGALRM):
+    for s in (
+        signal.SIGCHLD,
+        signal.SIGINT,
+        signal.SIGTERM,
+        signal.SIGHUP,
+        signal.SIGXFSZ,
+        signal.SIGXCPU,
+        signal.SIGALRM,
+    ):
         try:
             signal.signal(s, signal.SIG_DFL)
         except (OSError, ValueError):
@@ -188,4 +201,5 @@ def die_with_parent() -> None:
 
 def rmtree(path: str) -> None:
     import shutil
+
     shutil.rmtree(path, ignore_errors=True)

@@ -18,8 +18,15 @@ STAGE = "/tmp/phitools-root"
 # Directories the root never takes from the host: made fresh below, or none of a candidate's business.
 _NEVER = ("proc", "dev", "run", "sys")
 
-_ST_TO_MS = ((1, lx.MS_RDONLY), (2, lx.MS_NOSUID), (4, lx.MS_NODEV), (8, lx.MS_NOEXEC), (1024, 1024), (2048, 2048),
-             (4096, 1 << 21))
+_ST_TO_MS = (
+    (1, lx.MS_RDONLY),
+    (2, lx.MS_NOSUID),
+    (4, lx.MS_NODEV),
+    (8, lx.MS_NOEXEC),
+    (1024, 1024),
+    (2048, 2048),
+    (4096, 1 << 21),
+)
 
 
 def _mount_flags(path: str) -> int:
@@ -47,8 +54,9 @@ def bind_sources() -> list[str]:
 
 def _bind_ro(src: str, dst: str, flags_of: str) -> None:
     lx.mount(src, dst, None, lx.MS_BIND | lx.MS_REC)
-    lx.mount(None, dst, None, lx.MS_REMOUNT | lx.MS_BIND | lx.MS_RDONLY | lx.MS_NOSUID | lx.MS_NODEV
-             | _mount_flags(flags_of))
+    lx.mount(
+        None, dst, None, lx.MS_REMOUNT | lx.MS_BIND | lx.MS_RDONLY | lx.MS_NOSUID | lx.MS_NODEV | _mount_flags(flags_of)
+    )
 
 
 def under_tmp(sources: list[str]) -> list[str]:
@@ -96,8 +104,12 @@ def build(hide: list[str]) -> list[str]:
             open(new + "/dev/" + dev, "w").close()
             lx.mount("/dev/" + dev, new + "/dev/" + dev, None, lx.MS_BIND)
     os.symlink("/tmp", new + "/dev/shm")  # POSIX shared memory lands in the check's private /tmp
-    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
-                         ("stderr", "/proc/self/fd/2")):
+    for name, target in (
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ):
         os.symlink(target, new + "/dev/" + name)
     os.makedirs(new + "/proc", exist_ok=True)
     lx.mount("/proc", new + "/proc", None, lx.MS_BIND | lx.MS_REC)

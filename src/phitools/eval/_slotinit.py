@@ -43,12 +43,12 @@ class SlotInit:
         self.is_init = os.getpid() == 1
         # background reaping: only where a pid namespace holds the check and a cgroup counts its CPU time
         self.background = self.is_init and cg is not None and "cpu" in cg.features
-        self.tmp: str | None = None      # a per-check /tmp this process made (when candidates cannot make one)
+        self.tmp: str | None = None  # a per-check /tmp this process made (when candidates cannot make one)
         self.tmp_mounted = False
         self.child: int | None = None
         self.child_status: tuple | None = None  # (wait status, rusage) once collected
         self.collected0 = 0.0  # CPU time collected from children before this check's candidate started
-        self.reaping = False   # a check was killed; its processes are still being collected
+        self.reaping = False  # a check was killed; its processes are still being collected
         self.queued: tuple | None = None  # a spawn request waiting for the reaping to end
 
     def serve(self) -> None:
@@ -65,7 +65,9 @@ class SlotInit:
                 except OSError:
                     pass
             try:  # the judges' working directories are none of the candidate's business
-                lx.mount("tmpfs", "/run/phitools", "tmpfs", lx.MS_RDONLY | lx.MS_NOSUID | lx.MS_NODEV, "size=4k,mode=555")
+                lx.mount(
+                    "tmpfs", "/run/phitools", "tmpfs", lx.MS_RDONLY | lx.MS_NOSUID | lx.MS_NODEV, "size=4k,mode=555"
+                )
             except OSError:
                 pass
         pr.not_dumpable()
@@ -129,6 +131,7 @@ class SlotInit:
 
     def _spawn(self, req: dict, fds: list[int]) -> None:
         from phitools.eval import _candidate
+
         lim = req["limits"]
         self.child_status = None
         self.collected0 = _collected_cpu()
@@ -164,6 +167,7 @@ class SlotInit:
             except OSError:
                 pass
         import tempfile
+
         self.tmp = tempfile.mkdtemp(prefix="phitools-sandbox-")
         if self.caps["uid_drop"]:
             os.chown(self.tmp, self.cand_uid, self.cand_uid)

@@ -32,9 +32,9 @@ from phitools.eval import _process as pr
 from phitools.eval import _wire as wire
 from phitools.eval._slotinit import SlotInit
 
-TICK = 0.05          # how often limits are looked at while waiting
-SCAN_EVERY = 0.5     # without a cgroup: how often the whole pid namespace is walked for CPU time
-JUDGE_GRACE = 2.0    # after the candidate is killed, how long a busy judge may take to answer before it is killed
+TICK = 0.05  # how often limits are looked at while waiting
+SCAN_EVERY = 0.5  # without a cgroup: how often the whole pid namespace is walked for CPU time
+JUDGE_GRACE = 2.0  # after the candidate is killed, how long a busy judge may take to answer before it is killed
 JUDGE_MIN_MEMORY = 1 << 30
 
 
@@ -108,9 +108,9 @@ class Supervisor:
         self.judge_memory = 0
         self.workdir = ""
         self.retire = False
-        self.ready: _Candidate | None = None   # the next check's candidate, set up and waiting
+        self.ready: _Candidate | None = None  # the next check's candidate, set up and waiting
         self.ready_limits: dict | None = None
-        self.unborn: list[_Candidate] = []     # asked of the slot init, pid not reported yet (in order)
+        self.unborn: list[_Candidate] = []  # asked of the slot init, pid not reported yet (in order)
 
     # -- the slot's init -----------------------------------------------------------------------------------
     def _start_init(self) -> None:
@@ -125,7 +125,9 @@ class Supervisor:
                 mine.close()
                 os.close(r)
                 os.close(self.chan)
-                flags = (lx.CLONE_NEWPID if self.caps["pid_ns"] else 0) | (lx.CLONE_NEWNS if self.caps["fs_hidden"] else 0)
+                flags = (lx.CLONE_NEWPID if self.caps["pid_ns"] else 0) | (
+                    lx.CLONE_NEWNS if self.caps["fs_hidden"] else 0
+                )
                 if flags:
                     lx.unshare(flags)
                 pid = os.fork()
@@ -138,6 +140,7 @@ class Supervisor:
                 os.write(w, str(pid).encode())
             except BaseException:  # noqa: BLE001
                 import traceback
+
                 traceback.print_exc()
             os._exit(0)
         theirs.close()
@@ -199,8 +202,11 @@ class Supervisor:
         limits = self._spawn_limits(lim)
         limits["nproc"] = self._nproc(lim["nproc"])
         try:
-            socket.send_fds(self.init_sock, [json.dumps({"op": "spawn", "limits": limits,
-                                                         "tmp_size": lim["fsize"] * 2 + (8 << 20)}).encode()], theirs)
+            socket.send_fds(
+                self.init_sock,
+                [json.dumps({"op": "spawn", "limits": limits, "tmp_size": lim["fsize"] * 2 + (8 << 20)}).encode()],
+                theirs,
+            )
         except OSError:
             for f in (ctl_w, st_r, req_w, resp_r, out_r):
                 os.close(f)
@@ -279,6 +285,7 @@ class Supervisor:
             os.mkdir(d, 0o700)
         else:
             import tempfile
+
             d = tempfile.mkdtemp(prefix="phitools-judge-")
         if self.caps["uid_drop"]:
             os.chown(d, self.judge_uid, self.judge_uid)
@@ -309,7 +316,7 @@ class Supervisor:
         memory = max(JUDGE_MIN_MEMORY, int(spec["limits"]["memory"]))
         if self.judge_sock is not None and memory > self.judge_memory:
             self._stop_judge()
-        for attempt in range(2):
+        for _attempt in range(2):
             if self.judge_sock is None:
                 self._start_judge(memory)
             try:
@@ -385,8 +392,12 @@ class Supervisor:
             cand = self._candidate(lim)
         except RuntimeError as e:
             self.retire = True
-            return {"status": "error", "reason": f"sandbox: {e}", "retry": True,
-                    "wall_s": round(time.monotonic() - t0, 4)}
+            return {
+                "status": "error",
+                "reason": f"sandbox: {e}",
+                "retry": True,
+                "wall_s": round(time.monotonic() - t0, 4),
+            }
         watch = _Watch(self, cand, lim, t0, cpu0)
         try:
             if spec.get("inprocess"):
@@ -397,8 +408,11 @@ class Supervisor:
         finally:
             cand.close()
         if result.get("status") != "passed" and self.cg is not None and self.cg.oom_kills() > oom0:
-            result.update(status="failed", reason=f"out of memory: the check's processes used more than "
-                                                  f"{lim['memory'] / (1 << 20):g} MiB together (the kernel killed one)")
+            result.update(
+                status="failed",
+                reason=f"out of memory: the check's processes used more than "
+                f"{lim['memory'] / (1 << 20):g} MiB together (the kernel killed one)",
+            )
         result["wall_s"] = round(time.monotonic() - t0, 4)
         return result
 
@@ -408,7 +422,7 @@ class Supervisor:
         except OSError:
             pass  # the candidate died during setup: its status pipe says why
 
-    def _finish(self, cand: _Candidate, watch: "_Watch", need_status: bool = True) -> dict:
+    def _finish(self, cand: _Candidate, watch: _Watch, need_status: bool = True) -> dict:
         """Kill and reap everything of the check; its CPU time, P's exit status, its output."""
         info = watch.killed if watch.killed is not None else self._kill_all(status=need_status)
         watch.out.drain(cand.out, final=True)
@@ -419,7 +433,7 @@ class Supervisor:
             watch.why = "cpu"  # over between two looks (say, orphans still burning after the last answer)
         return info
 
-    def _run_rpc(self, spec, lim, cand: _Candidate, watch: "_Watch") -> dict:
+    def _run_rpc(self, spec, lim, cand: _Candidate, watch: _Watch) -> dict:
         res: dict = {"isolation": "rpc"}
         self._send_program(cand, spec, "rpc")
         verdict = None
@@ -451,10 +465,15 @@ class Supervisor:
         if watch.why == "cpu":
             res.update(status="timed_out", reason=f"CPU time limit ({lim['cpu']:g} s) exceeded", limit="cpu")
         elif watch.why == "wall":
-            busy = {"killed": " while the judge was still running the test (killed)",
-                    "ended": " and the judge, still running the test, went over its CPU-time limit"}.get(judge_end, "")
-            res.update(status="timed_out", limit="wall", reason=f"wall-clock limit ({lim['wall']:g} s) exceeded "
-                                                                f"(CPU used {cpu_used:.2f} s){busy}")
+            busy = {
+                "killed": " while the judge was still running the test (killed)",
+                "ended": " and the judge, still running the test, went over its CPU-time limit",
+            }.get(judge_end, "")
+            res.update(
+                status="timed_out",
+                limit="wall",
+                reason=f"wall-clock limit ({lim['wall']:g} s) exceeded (CPU used {cpu_used:.2f} s){busy}",
+            )
         elif st == "passed":
             res.update(status="passed", reason="")
         elif st == "needs_inprocess":
@@ -464,13 +483,16 @@ class Supervisor:
         elif st == "failed":
             res.update(status="failed", reason=verdict.get("reason", "failed"))
         elif st == "judge_lost":
-            res.update(status="error", reason="the judge process ended without a verdict (it went over its "
-                                              "memory or CPU limit, or crashed); a new one takes its place")
+            res.update(
+                status="error",
+                reason="the judge process ended without a verdict (it went over its "
+                "memory or CPU limit, or crashed); a new one takes its place",
+            )
         else:
             res.update(status="error", reason=verdict.get("reason", "judge error"))
         return res
 
-    def _run_inprocess(self, spec, lim, cand: _Candidate, watch: "_Watch") -> dict:
+    def _run_inprocess(self, spec, lim, cand: _Candidate, watch: _Watch) -> dict:
         """Fallback: the test runs inside the candidate's process (weaker guarantee; see docs/eval.md)."""
         nonce = secrets.token_hex(16)
         res: dict = {"isolation": "inprocess"}
@@ -520,8 +542,8 @@ class _Watch:
         self.out = _Output(int(lim.get("output", 1 << 16)))
         self.setup = None
         self.status_open = True
-        self.why: str | None = None         # "cpu" or "wall" once a limit ended the check
-        self.killed: dict | None = None     # what the slot init reported when it killed the check
+        self.why: str | None = None  # "cpu" or "wall" once a limit ended the check
+        self.killed: dict | None = None  # what the slot init reported when it killed the check
         self._scan_at = 0.0
         self._scanned = 0.0
         init = sup.init_pid
@@ -581,8 +603,11 @@ class _Watch:
         grace_until = None
         out_open = True
         while True:
-            fds = [jfd] + ([self.cand.out] if out_open else []) + ([self.cand.status] if self.setup is None
-                                                                   and self.status_open else [])
+            fds = (
+                [jfd]
+                + ([self.cand.out] if out_open else [])
+                + ([self.cand.status] if self.setup is None and self.status_open else [])
+            )
             now = time.monotonic()
             until = grace_until if grace_until is not None else self.deadline
             ready = self._select(fds, until)
@@ -643,8 +668,8 @@ class _Watch:
                 n = int.from_bytes(buf[:4], "big")
                 if len(buf) < 4 + n:
                     continue
-                self.setup = json.loads(buf[4:4 + n])
-                buf = buf[4 + n:]
+                self.setup = json.loads(buf[4 : 4 + n])
+                buf = buf[4 + n :]
                 if "setup_error" in self.setup:
                     break
             *lines, buf = buf.split(b"\n")
@@ -675,14 +700,19 @@ def _explain_death(p_info: dict, lim: dict, reason: str) -> dict:
     if sig in (signal.SIGXCPU, signal.SIGKILL) and cpu >= lim["cpu"] * 0.95:
         return {"status": "timed_out", "reason": f"CPU time limit ({lim['cpu']:g} s) exceeded", "limit": "cpu"}
     if sig is not None and sig != signal.SIGKILL:
-        return {"status": "failed", "reason": f"the candidate's process was killed by {signal.Signals(sig).name}"
-                                              + (" (file size limit)" if sig == signal.SIGXFSZ else "")}
+        return {
+            "status": "failed",
+            "reason": f"the candidate's process was killed by {signal.Signals(sig).name}"
+            + (" (file size limit)" if sig == signal.SIGXFSZ else ""),
+        }
     if sig == signal.SIGKILL:
         return {"status": "failed", "reason": "the candidate's process was killed (SIGKILL)"}
     code = p_info.get("exit_code")
     if code is not None:
-        return {"status": "failed", "reason": f"the candidate's process exited (status {code}) before the test "
-                                              "finished"}
+        return {
+            "status": "failed",
+            "reason": f"the candidate's process exited (status {code}) before the test finished",
+        }
     return {"status": "failed", "reason": reason or "the candidate's process ended before the test finished"}
 
 

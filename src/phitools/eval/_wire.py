@@ -32,9 +32,9 @@ import os
 import struct
 import sys
 
-MAX_MSG = 64 << 20      # one message; a bigger one is a protocol error (a flood, not an answer)
-MAX_DEPTH = 200         # nesting depth of one value
-_BIG_INT = 1 << 512     # ints this large travel as hexadecimal
+MAX_MSG = 64 << 20  # one message; a bigger one is a protocol error (a flood, not an answer)
+MAX_DEPTH = 200  # nesting depth of one value
+_BIG_INT = 1 << 512  # ints this large travel as hexadecimal
 _HDR = struct.Struct(">I")
 
 
@@ -207,7 +207,7 @@ def decode(j, handle=None, _depth: int = 0):
         return handle(j)
     if len(j) != 1:
         raise WireError("malformed tagged value")
-    (tag, v), = j.items()
+    ((tag, v),) = j.items()
     try:
         if tag == "$t":
             return tuple(decode(x, handle, d) for x in _arr(v))

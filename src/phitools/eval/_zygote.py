@@ -23,12 +23,55 @@ from phitools.eval import _linux as lx
 from phitools.eval import _process as pr
 
 # Modules candidates commonly import: imported once here so a forked check finds them ready.
-PRELOAD = ("math", "re", "string", "collections", "itertools", "functools", "heapq", "bisect", "typing", "random",
-           "hashlib", "copy", "operator", "statistics", "fractions", "decimal", "datetime", "json", "array",
-           "cmath", "textwrap", "unicodedata", "struct", "time", "numbers", "dataclasses", "enum", "ast",
-           "symtable", "base64", "traceback", "io", "importlib", "contextlib", "types", "queue",
-           "collections.abc", "difflib", "calendar", "pprint", "copyreg", "weakref", "locale", "glob", "shutil",
-           "tempfile", "secrets")
+PRELOAD = (
+    "math",
+    "re",
+    "string",
+    "collections",
+    "itertools",
+    "functools",
+    "heapq",
+    "bisect",
+    "typing",
+    "random",
+    "hashlib",
+    "copy",
+    "operator",
+    "statistics",
+    "fractions",
+    "decimal",
+    "datetime",
+    "json",
+    "array",
+    "cmath",
+    "textwrap",
+    "unicodedata",
+    "struct",
+    "time",
+    "numbers",
+    "dataclasses",
+    "enum",
+    "ast",
+    "symtable",
+    "base64",
+    "traceback",
+    "io",
+    "importlib",
+    "contextlib",
+    "types",
+    "queue",
+    "collections.abc",
+    "difflib",
+    "calendar",
+    "pprint",
+    "copyreg",
+    "weakref",
+    "locale",
+    "glob",
+    "shutil",
+    "tempfile",
+    "secrets",
+)
 
 
 def main(fd: int) -> None:
@@ -47,8 +90,10 @@ def main(fd: int) -> None:
             pass
     # Every module a role needs, imported before the root changes (the checkout may be anywhere, /tmp included)
     from phitools.eval import _candidate, _judge, _slotinit, _supervisor  # noqa: F401
+
     caps, cgroups = setup(cfg)
     import gc
+
     gc.collect()
     gc.freeze()  # forked children never traverse (and so never copy-on-write) what the zygote holds
     sock.send(json.dumps(caps).encode())
@@ -78,6 +123,7 @@ def main(fd: int) -> None:
                 _supervisor.Supervisor(fds[0], int(req.get("slot", 0)), cfg, caps, cgroups).run()
             except BaseException:  # noqa: BLE001 - a supervisor must never return into the zygote loop
                 import traceback
+
                 traceback.print_exc()  # to the zygote's stderr: shown with PHITOOLS_SANDBOX_DEBUG=1
                 code = 1
             finally:
@@ -117,9 +163,21 @@ def setup(cfg: dict) -> tuple[dict, object]:
     Whatever the mode, candidate code never runs as root: as root, every candidate gets a dedicated
     unprivileged uid (`uid_drop`); without root, it runs in a user namespace with no capabilities.
     """
-    caps = {"mode": "none", "uid_drop": False, "user_ns": False, "net_ns": False, "pid_ns": False,
-            "mount_ns": False, "fs_hidden": False, "ipc_ns": False, "ns_per_check": False, "seccomp": False,
-            "cgroup": {}, "tmp_sources": [], "warnings": []}
+    caps = {
+        "mode": "none",
+        "uid_drop": False,
+        "user_ns": False,
+        "net_ns": False,
+        "pid_ns": False,
+        "mount_ns": False,
+        "fs_hidden": False,
+        "ipc_ns": False,
+        "ns_per_check": False,
+        "seccomp": False,
+        "cgroup": {},
+        "tmp_sources": [],
+        "warnings": [],
+    }
     warn = caps["warnings"].append
     want = cfg.get("mode", "auto")
     if not lx.available():
@@ -132,17 +190,24 @@ def setup(cfg: dict) -> tuple[dict, object]:
     cgroups = _cgroups(caps, owner=outside)
     caps["seccomp"] = _seccomp_works()
     if not caps["seccomp"]:
-        warn("seccomp filters unavailable: candidate code can use kernel keyrings (shared by every process of its "
-             "uid), create namespaces of its own and memfd files")
+        warn(
+            "seccomp filters unavailable: candidate code can use kernel keyrings (shared by every process of its "
+            "uid), create namespaces of its own and memfd files"
+        )
     if want == "none":
-        warn("sandbox namespaces disabled (--sandbox-mode none): only resource limits" +
-             (" and a dedicated uid" if root else "") + " isolate candidate code")
+        warn(
+            "sandbox namespaces disabled (--sandbox-mode none): only resource limits"
+            + (" and a dedicated uid" if root else "")
+            + " isolate candidate code"
+        )
         return caps, cgroups
     if root:
         caps["mode"] = "root"
-        for flag, key, what in ((lx.CLONE_NEWNET, "net_ns", "candidate code can reach the network"),
-                                (lx.CLONE_NEWNS, "mount_ns", "the filesystem is not hidden from candidate code"),
-                                (lx.CLONE_NEWIPC | lx.CLONE_NEWUTS, "ipc_ns", None)):
+        for flag, key, what in (
+            (lx.CLONE_NEWNET, "net_ns", "candidate code can reach the network"),
+            (lx.CLONE_NEWNS, "mount_ns", "the filesystem is not hidden from candidate code"),
+            (lx.CLONE_NEWIPC | lx.CLONE_NEWUTS, "ipc_ns", None),
+        ):
             try:
                 lx.unshare(flag)
                 caps[key] = True
@@ -156,12 +221,15 @@ def setup(cfg: dict) -> tuple[dict, object]:
             lx.write_id_maps(uid, gid)
             caps.update(mode="userns", user_ns=True, net_ns=True, mount_ns=True, ipc_ns=True)
         except OSError as e:
-            warn(f"unprivileged user namespaces refused ({e}): candidate code runs as you, with network access, "
-                 "can see your files and signal your processes; only resource limits, a private session and "
-                 "a temporary directory isolate it (run as root, or allow user namespaces, for the full sandbox)")
+            warn(
+                f"unprivileged user namespaces refused ({e}): candidate code runs as you, with network access, "
+                "can see your files and signal your processes; only resource limits, a private session and "
+                "a temporary directory isolate it (run as root, or allow user namespaces, for the full sandbox)"
+            )
             return caps, cgroups
     if caps["mount_ns"]:
         from phitools.eval import _root
+
         caps["tmp_sources"] = _root.under_tmp(_root.bind_sources())
         try:
             caps["tmp_sources"] = _root.build(cfg.get("hide", []))
@@ -178,17 +246,24 @@ def setup(cfg: dict) -> tuple[dict, object]:
     caps["pid_ns"] = _probe(lx.CLONE_NEWPID, pid_one=True)
     if not caps["pid_ns"]:
         warn("no pid namespaces: leftover processes are found through the slot's cgroup or by walking /proc")
-    caps["ns_per_check"] = caps["ipc_ns"] and caps["net_ns"] and caps["mount_ns"] and _probe(
-        lx.CLONE_NEWIPC | lx.CLONE_NEWNET | lx.CLONE_NEWNS)
+    caps["ns_per_check"] = (
+        caps["ipc_ns"]
+        and caps["net_ns"]
+        and caps["mount_ns"]
+        and _probe(lx.CLONE_NEWIPC | lx.CLONE_NEWNET | lx.CLONE_NEWNS)
+    )
     if not caps["ns_per_check"]:
-        warn("no fresh IPC/network namespaces per check: SysV IPC objects, POSIX message queues and abstract "
-             "unix sockets a check leaves can be seen by later checks of the same slot")
+        warn(
+            "no fresh IPC/network namespaces per check: SysV IPC objects, POSIX message queues and abstract "
+            "unix sockets a check leaves can be seen by later checks of the same slot"
+        )
     return caps, cgroups
 
 
 def _cgroups(caps: dict, owner: int | None):
     """The run's cgroups, and a warning for each bound that falls back to a weaker one."""
     from phitools.eval._cgroup import RunCgroups
+
     try:
         cg = RunCgroups(owner=owner)
     except OSError as e:
@@ -201,11 +276,15 @@ def _cgroups(caps: dict, owner: int | None):
         for p in cg.problems:
             warn(p)
     if "memory" not in feats:
-        warn("no memory cgroup (needs root or a delegated cgroup with the memory controller): --memory bounds "
-             "each process's address space, the check's /tmp and SysV shared memory; memfd files are refused")
+        warn(
+            "no memory cgroup (needs root or a delegated cgroup with the memory controller): --memory bounds "
+            "each process's address space, the check's /tmp and SysV shared memory; memfd files are refused"
+        )
     if "cpu" not in feats:
-        warn("no cgroup CPU accounting: a check's CPU time is summed over its live processes and those already "
-             "collected by a parent; children of a process that ignores SIGCHLD are not counted once they exit")
+        warn(
+            "no cgroup CPU accounting: a check's CPU time is summed over its live processes and those already "
+            "collected by a parent; children of a process that ignores SIGCHLD are not counted once they exit"
+        )
     if not feats:
         return None
     return cg
@@ -215,6 +294,7 @@ def _seccomp_works() -> bool:
     """Can this process install the sandbox's seccomp filter? (Tried in a throwaway child; both variants are
     built here, once, for every candidate to inherit.)"""
     from phitools.eval._candidate import seccomp_filter
+
     try:
         seccomp_filter(deny_memfd=False)
         seccomp_filter(deny_memfd=True)

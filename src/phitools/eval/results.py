@@ -17,8 +17,8 @@ import fcntl
 import hashlib
 import json
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 from phitools.errors import UsageError
 from phitools.records import RecordParseError, dumps_record, loads_record
@@ -28,8 +28,20 @@ RESULTS = "results.jsonl"
 CHECK_ID_VERSION = 1
 # What a result record adds to the sample's own fields. These names belong to eval: a sample that carries them
 # (say, a results.jsonl scored again) has them replaced, never mixed with the new verdict.
-RESULT_FIELDS = ("check_id", "completion_id", "passed", "status", "result", "reason", "limit", "isolation",
-                 "cpu_s", "wall_s", "retried", "output")
+RESULT_FIELDS = (
+    "check_id",
+    "completion_id",
+    "passed",
+    "status",
+    "result",
+    "reason",
+    "limit",
+    "isolation",
+    "cpu_s",
+    "wall_s",
+    "retried",
+    "output",
+)
 VERDICT_FIELDS = RESULT_FIELDS[2:]
 STATUSES = ("passed", "failed", "timed_out", "error")
 
@@ -50,8 +62,9 @@ def run_fingerprint(benchmark: str, data_sha256: str, limits: dict, seed: int, m
 
 def task_fingerprint(job) -> str:
     """The trusted half of a check: the test the judge runs and what it binds (computed once per task)."""
-    return _h(job.test, job.judge_prelude, json.dumps(list(job.remote)), job.inprocess_prelude,
-              str(job.allow_inprocess))
+    return _h(
+        job.test, job.judge_prelude, json.dumps(list(job.remote)), job.inprocess_prelude, str(job.allow_inprocess)
+    )
 
 
 def check_id(run_fp: str, task_id: str, task_fp: str, program: str) -> str:
@@ -73,15 +86,19 @@ class ResultsLog:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(self._lock)
-            raise UsageError(f"-o {self.dir}: another phitools eval is writing there",
-                             hint="wait for it to finish, or choose another output directory") from None
+            raise UsageError(
+                f"-o {self.dir}: another phitools eval is writing there",
+                hint="wait for it to finish, or choose another output directory",
+            ) from None
         self.previous: list[dict] = []
         self.dropped_lines = 0
         if self.path.exists():
             self.previous, self.dropped_lines = read_previous(self.path)
             if self.dropped_lines and warn:
-                warn(f"{self.path}: dropped {self.dropped_lines} incomplete or unreadable line(s) (an interrupted "
-                     "run); those checks run again")
+                warn(
+                    f"{self.path}: dropped {self.dropped_lines} incomplete or unreadable line(s) (an interrupted "
+                    "run); those checks run again"
+                )
         for name in ("manifest.json", "summary.json"):
             (self.dir / name).unlink(missing_ok=True)
         # start from a clean journal: the previous records, whole lines only
@@ -129,7 +146,7 @@ class ResultsLog:
             os.close(self._lock)
             self._lock = None  # type: ignore[assignment]
 
-    def __enter__(self) -> "ResultsLog":
+    def __enter__(self) -> ResultsLog:
         return self
 
     def __exit__(self, *exc) -> None:

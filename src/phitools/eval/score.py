@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Sequence
 
 from phitools.errors import DataError
 from phitools.eval.benchmarks import Benchmark, Problem
@@ -62,9 +62,20 @@ def read_samples(path: str) -> Iterator[dict]:
             while True:
                 try:
                     line = stream.readline()
-                except (TruncatedStreamError, zstandard.ZstdError, EOFError, gzip.BadGzipFile, zlib.error, OSError) as e:
-                    raise DataError(f"corrupt or truncated file ({e})", source=source, line=lineno + 1,
-                                    hint="re-create the samples file") from None
+                except (
+                    TruncatedStreamError,
+                    zstandard.ZstdError,
+                    EOFError,
+                    gzip.BadGzipFile,
+                    zlib.error,
+                    OSError,
+                ) as e:
+                    raise DataError(
+                        f"corrupt or truncated file ({e})",
+                        source=source,
+                        line=lineno + 1,
+                        hint="re-create the samples file",
+                    ) from None
                 if not line:
                     break
                 lineno += 1
@@ -75,8 +86,12 @@ def read_samples(path: str) -> Iterator[dict]:
                 except RecordParseError as e:
                     rec = _loads_undecodable(line)
                     if rec is None:
-                        raise DataError(str(e), source=source, line=lineno,
-                                        hint="samples are JSONL records {\"task_id\": ..., \"completion\": ...}") from None
+                        raise DataError(
+                            str(e),
+                            source=source,
+                            line=lineno,
+                            hint='samples are JSONL records {"task_id": ..., "completion": ...}',
+                        ) from None
                 seen += 1
                 yield rec
         finally:
@@ -99,8 +114,14 @@ def _loads_undecodable(line: bytes) -> dict | None:
     return rec if isinstance(rec, dict) else None
 
 
-def collect_samples(records: Iterable[dict], bench: Benchmark, *, source: str = "samples",
-                    problems: dict[str, Problem] | None = None, dropped: Counter | None = None) -> list[Sample]:
+def collect_samples(
+    records: Iterable[dict],
+    bench: Benchmark,
+    *,
+    source: str = "samples",
+    problems: dict[str, Problem] | None = None,
+    dropped: Counter | None = None,
+) -> list[Sample]:
     """Validate sample records and number them per task. Samples for tasks outside `problems` (e.g. beyond
     --limit) are counted in `dropped`; a task the benchmark does not have at all is an error."""
     known = bench.by_id()
@@ -112,12 +133,18 @@ def collect_samples(records: Iterable[dict], bench: Benchmark, *, source: str = 
         field_name = "solution" if whole else "completion"
         if "task_id" not in rec or field_name not in rec:
             missing = "task_id" if "task_id" not in rec else "completion"
-            raise DataError(f"sample {i} has no {missing!r} field", source=source,
-                            hint="samples are JSONL records {\"task_id\": ..., \"completion\": ...}")
+            raise DataError(
+                f"sample {i} has no {missing!r} field",
+                source=source,
+                hint='samples are JSONL records {"task_id": ..., "completion": ...}',
+            )
         tid = normalise_task_id(rec["task_id"], bench)
         if tid not in known:
-            raise DataError(f"sample {i}: task_id {rec['task_id']!r} is not in {bench.name}", source=source,
-                            hint="check --benchmark (humaneval, mbpp, mbpp-sanitized, ...) and the task ids")
+            raise DataError(
+                f"sample {i}: task_id {rec['task_id']!r} is not in {bench.name}",
+                source=source,
+                hint="check --benchmark (humaneval, mbpp, mbpp-sanitized, ...) and the task ids",
+            )
         if not isinstance(rec[field_name], str):
             raise DataError(f"sample {i}: {field_name} is not a string", source=source)
         if tid not in selected:
@@ -169,10 +196,20 @@ def result_record(s: Sample, check: str, verdict: dict) -> dict:
     return rec
 
 
-def score(samples: Sequence[Sample], problems: dict[str, Problem], sandbox: Sandbox, *, limits: Limits,
-          workers: int, ks: Sequence[int], on_result: Callable[[Verdict], None] | None = None,
-          keep_output: int = 2000, run_fp: str = "", done: dict[str, list[dict]] | None = None,
-          on_record: Callable[[int, dict], None] | None = None) -> tuple[list[dict], dict]:
+def score(
+    samples: Sequence[Sample],
+    problems: dict[str, Problem],
+    sandbox: Sandbox,
+    *,
+    limits: Limits,
+    workers: int,
+    ks: Sequence[int],
+    on_result: Callable[[Verdict], None] | None = None,
+    keep_output: int = 2000,
+    run_fp: str = "",
+    done: dict[str, list[dict]] | None = None,
+    on_record: Callable[[int, dict], None] | None = None,
+) -> tuple[list[dict], dict]:
     """Check every sample; returns (per-sample result records in task/completion order, summary).
 
     `done`: verdicts of a previous run by check_id (results.ResultsLog.done); a sample whose check is there

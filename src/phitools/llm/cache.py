@@ -48,8 +48,9 @@ class RequestCache:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(_SCHEMA)
         except sqlite3.DatabaseError as e:
-            raise ConfigError(f"cannot open the request cache {self.path}: {e}",
-                              hint="pass --cache PATH elsewhere, or --cache off") from None
+            raise ConfigError(
+                f"cannot open the request cache {self.path}: {e}", hint="pass --cache PATH elsewhere, or --cache off"
+            ) from None
         self._lock = threading.Lock()
         self.hits = 0
         self.writes = 0
@@ -61,13 +62,23 @@ class RequestCache:
         with self._lock:
             row = self._db.execute(
                 "SELECT model, text, finish_reason, prompt_tokens, completion_tokens, attempts, error FROM answers WHERE key=?",
-                (key,)).fetchone()
+                (key,),
+            ).fetchone()
         if row is None:
             return None
         self.hits += 1
         model, text, finish, pt, ct, attempts, error = row
-        return LLMResult(request=None, text=text, model=model, finish_reason=finish, prompt_tokens=pt,  # type: ignore[arg-type]
-                         completion_tokens=ct, attempts=attempts, error=error, cached=True)
+        return LLMResult(
+            request=None,
+            text=text,
+            model=model,
+            finish_reason=finish,
+            prompt_tokens=pt,  # type: ignore[arg-type]
+            completion_tokens=ct,
+            attempts=attempts,
+            error=error,
+            cached=True,
+        )
 
     def put(self, key: str, res) -> None:
         """Store (or replace) the answer for `key` and commit at once."""
@@ -75,8 +86,18 @@ class RequestCache:
             self._db.execute(
                 "INSERT OR REPLACE INTO answers (key, created, model, text, finish_reason, prompt_tokens, completion_tokens, attempts, error)"
                 " VALUES (?,?,?,?,?,?,?,?,?)",
-                (key, time.time(), res.model, res.text, res.finish_reason, res.prompt_tokens, res.completion_tokens,
-                 res.attempts, res.error))
+                (
+                    key,
+                    time.time(),
+                    res.model,
+                    res.text,
+                    res.finish_reason,
+                    res.prompt_tokens,
+                    res.completion_tokens,
+                    res.attempts,
+                    res.error,
+                ),
+            )
             self.writes += 1
 
     def __len__(self) -> int:

@@ -34,8 +34,9 @@ import hashlib
 import random
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Tuple, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 
@@ -65,18 +66,18 @@ class LLMRequest:
     - tag: anything the caller wants back on the result (not sent).
     """
 
-    messages: Optional[Sequence[dict]] = None
-    prompt: Optional[str] = None
-    model: Optional[str] = None
+    messages: Sequence[dict] | None = None
+    prompt: str | None = None
+    model: str | None = None
     temperature: float = 0.0
-    top_p: Optional[float] = None
+    top_p: float | None = None
     max_tokens: int = 256
-    stop: Optional[Sequence[str]] = None
-    seed: Optional[int] = None
-    json_schema: Optional[dict] = None
+    stop: Sequence[str] | None = None
+    seed: int | None = None
+    json_schema: dict | None = None
     sample: int = 0
-    extra: Optional[dict] = None
-    parse: Optional[Callable[[str], Any]] = field(default=None, compare=False, repr=False)
+    extra: dict | None = None
+    parse: Callable[[str], Any] | None = field(default=None, compare=False, repr=False)
     tag: Any = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -89,7 +90,7 @@ class LLMRequest:
         return "chat/completions" if self.messages is not None else "completions"
 
     @property
-    def effective_seed(self) -> Optional[int]:
+    def effective_seed(self) -> int | None:
         """The seed for this sample: seed + sample index (so samples differ but stay reproducible)."""
         return None if self.seed is None else self.seed + self.sample
 
@@ -130,7 +131,7 @@ class LLMRequest:
         return n // 4 + 1
 
 
-def attempt_seed(req: LLMRequest, variant: int) -> Optional[int]:
+def attempt_seed(req: LLMRequest, variant: int) -> int | None:
     """The seed to send: the sample's seed, shifted after each unparseable answer so a retry can differ."""
     s = req.effective_seed
     return None if s is None else s + 7919 * variant
@@ -141,14 +142,14 @@ class LLMResult:
     """The outcome of one request. `ok` is False when all attempts failed; `error` then says why."""
 
     request: LLMRequest
-    text: Optional[str] = None
+    text: str | None = None
     parsed: Any = None
-    finish_reason: Optional[str] = None
-    model: Optional[str] = None
+    finish_reason: str | None = None
+    model: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
     attempts: int = 0
-    error: Optional[str] = None
+    error: str | None = None
     cached: bool = False
     latency_s: float = 0.0
 
@@ -167,8 +168,8 @@ class Answer:
     """A backend's answer to one attempt."""
 
     text: str
-    finish_reason: Optional[str] = None
-    model: Optional[str] = None
+    finish_reason: str | None = None
+    model: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
     headers: dict = field(default_factory=dict)  # response headers, lower-cased (rate-limit info)
@@ -177,8 +178,16 @@ class Answer:
 class TransientError(Exception):
     """One attempt failed in a way worth retrying (429, 5xx, timeout, dropped connection, malformed body)."""
 
-    def __init__(self, reason: str, *, retry_after: float | None = None, status: int | None = None,
-                 headers: dict | None = None, rate_limited: bool = False, kind: str | None = None):
+    def __init__(
+        self,
+        reason: str,
+        *,
+        retry_after: float | None = None,
+        status: int | None = None,
+        headers: dict | None = None,
+        rate_limited: bool = False,
+        kind: str | None = None,
+    ):
         super().__init__(reason)
         self.reason = reason
         #: a short category for the usage counters: http_<status>, timeout, connection, malformed, ...
@@ -232,15 +241,15 @@ class Backend:
 class Usage:
     """Counters for one run; `to_dict()` goes into the manifest, `summary()` to stderr."""
 
-    requests: int = 0          # results handed back (one per LLMRequest)
-    sent: int = 0              # attempts actually sent to the backend
-    retries: int = 0           # attempts beyond the first
-    failures: int = 0          # requests that failed after all attempts
-    unparseable: int = 0       # answers rejected by LLMRequest.parse (each one retried or failed)
-    cached: int = 0            # answered from the request cache
+    requests: int = 0  # results handed back (one per LLMRequest)
+    sent: int = 0  # attempts actually sent to the backend
+    retries: int = 0  # attempts beyond the first
+    failures: int = 0  # requests that failed after all attempts
+    unparseable: int = 0  # answers rejected by LLMRequest.parse (each one retried or failed)
+    cached: int = 0  # answered from the request cache
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    rate_limited: int = 0      # 429 answers
+    rate_limited: int = 0  # 429 answers
     errors: collections.Counter = field(default_factory=collections.Counter)  # reason kind -> count
     price_in_per_1k: float | None = None
     price_out_per_1k: float | None = None
@@ -255,19 +264,35 @@ class Usage:
         return self.prompt_tokens / 1000 * self.price_in_per_1k + self.completion_tokens / 1000 * pout
 
     def to_dict(self) -> dict:
-        d = {k: getattr(self, k) for k in ("requests", "sent", "retries", "failures", "unparseable", "cached",
-                                            "prompt_tokens", "completion_tokens", "rate_limited")}
+        d = {
+            k: getattr(self, k)
+            for k in (
+                "requests",
+                "sent",
+                "retries",
+                "failures",
+                "unparseable",
+                "cached",
+                "prompt_tokens",
+                "completion_tokens",
+                "rate_limited",
+            )
+        }
         d["errors"] = dict(sorted(self.errors.items()))
         d["wall_s"] = round(self.wall_s, 3)
         if self.cost is not None:
-            d["price_per_1k"] = {"prompt": self.price_in_per_1k,
-                                 "completion": self.price_out_per_1k if self.price_out_per_1k is not None else self.price_in_per_1k}
+            d["price_per_1k"] = {
+                "prompt": self.price_in_per_1k,
+                "completion": self.price_out_per_1k if self.price_out_per_1k is not None else self.price_in_per_1k,
+            }
             d["cost"] = round(self.cost, 6)
         return d
 
     def summary(self) -> str:
-        s = (f"{self.requests} requests ({self.cached} cached, {self.sent} sent, {self.retries} retries, "
-             f"{self.failures} failed), {self.prompt_tokens:,} prompt + {self.completion_tokens:,} completion tokens")
+        s = (
+            f"{self.requests} requests ({self.cached} cached, {self.sent} sent, {self.retries} retries, "
+            f"{self.failures} failed), {self.prompt_tokens:,} prompt + {self.completion_tokens:,} completion tokens"
+        )
         if self.cost is not None:
             s += f", cost {self.cost:.4f}"
         return s
@@ -305,10 +330,22 @@ class LLMRunner:
     - on_result: optional callback(LLMResult) called in the caller's thread as results are yielded.
     """
 
-    def __init__(self, backend: Backend, *, concurrency: int = 8, max_attempts: int = 5, timeout: float = 60.0,
-                 limiter=None, cache=None, usage: Usage | None = None, backoff_base: float = 0.5,
-                 backoff_max: float = 30.0, max_retry_after: float = 300.0, abort_after: int | None = 32,
-                 seed: int | None = None):
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        concurrency: int = 8,
+        max_attempts: int = 5,
+        timeout: float = 60.0,
+        limiter=None,
+        cache=None,
+        usage: Usage | None = None,
+        backoff_base: float = 0.5,
+        backoff_max: float = 30.0,
+        max_retry_after: float = 300.0,
+        abort_after: int | None = 32,
+        seed: int | None = None,
+    ):
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
         if max_attempts < 1:
@@ -334,7 +371,7 @@ class LLMRunner:
         self._t0: float | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------------------
-    def __enter__(self) -> "LLMRunner":
+    def __enter__(self) -> LLMRunner:
         self.start()
         return self
 
@@ -417,8 +454,9 @@ class LLMRunner:
             for f in pending:
                 f.cancel()
 
-    def run_groups(self, groups: Iterable[Tuple[T, Sequence[LLMRequest]]], *, window: int | None = None
-                   ) -> Iterator[Tuple[T, list[LLMResult]]]:
+    def run_groups(
+        self, groups: Iterable[tuple[T, Sequence[LLMRequest]]], *, window: int | None = None
+    ) -> Iterator[tuple[T, list[LLMResult]]]:
         """Like run(), for items that each need several requests (votes, samples): yields (item, results)."""
         sizes: collections.deque[tuple[T, int]] = collections.deque()
 
@@ -461,7 +499,8 @@ class LLMRunner:
             raise EndpointError(
                 f"{self._consecutive_transport_failures} requests in a row failed after {self.max_attempts} attempts each "
                 f"(last: {res.error}) at {where}",
-                hint="is the server up and the URL right? answered requests are cached; re-run the same command to resume")
+                hint="is the server up and the URL right? answered requests are cached; re-run the same command to resume",
+            )
 
     def _backoff(self, attempt: int) -> float:
         return self._rng.uniform(0, min(self.backoff_max, self.backoff_base * (2 ** (attempt - 1))))
@@ -518,8 +557,9 @@ class LLMRunner:
             usage.sent += 1
             try:
                 if backend.uses_timeout:
-                    ans = await asyncio.wait_for(backend.send(req, timeout=self.timeout, variant=variant),
-                                                 timeout=self.timeout + 5.0)
+                    ans = await asyncio.wait_for(
+                        backend.send(req, timeout=self.timeout, variant=variant), timeout=self.timeout + 5.0
+                    )
                 else:
                     ans = await backend.send(req, timeout=self.timeout, variant=variant)
             except TransientError as e:
@@ -551,7 +591,10 @@ class LLMRunner:
             usage.prompt_tokens += ans.prompt_tokens
             usage.completion_tokens += ans.completion_tokens
             if limiter is not None:
-                limiter.settle(est, ans.prompt_tokens + ans.completion_tokens if ans.prompt_tokens or ans.completion_tokens else est)
+                limiter.settle(
+                    est,
+                    ans.prompt_tokens + ans.completion_tokens if ans.prompt_tokens or ans.completion_tokens else est,
+                )
                 if ans.headers:
                     limiter.observe(ans.headers)
             last_answer = ans
@@ -566,11 +609,23 @@ class LLMRunner:
                     last_error = f"unparseable answer: {e}"
                     variant += 1
                     continue  # the server is fine; ask again at once (with a shifted seed if one was set)
-            return LLMResult(request=req, text=ans.text, parsed=parsed, finish_reason=ans.finish_reason,
-                             model=ans.model, prompt_tokens=ans.prompt_tokens, completion_tokens=ans.completion_tokens,
-                             attempts=attempt, latency_s=time.monotonic() - t_start)
-        res = LLMResult(request=req, attempts=attempt, error=f"{last_error} (after {attempt} attempts)",
-                        latency_s=time.monotonic() - t_start)
+            return LLMResult(
+                request=req,
+                text=ans.text,
+                parsed=parsed,
+                finish_reason=ans.finish_reason,
+                model=ans.model,
+                prompt_tokens=ans.prompt_tokens,
+                completion_tokens=ans.completion_tokens,
+                attempts=attempt,
+                latency_s=time.monotonic() - t_start,
+            )
+        res = LLMResult(
+            request=req,
+            attempts=attempt,
+            error=f"{last_error} (after {attempt} attempts)",
+            latency_s=time.monotonic() - t_start,
+        )
         if last_answer is not None:
             res.text = last_answer.text
             res.finish_reason = last_answer.finish_reason

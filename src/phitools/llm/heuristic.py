@@ -41,8 +41,13 @@ from phitools.llm.client import Backend, LLMRequest, RequestFailed
 NAME = "heuristic"
 _SHORT_OK = {"i", "j", "k", "n", "x", "y", "z", "_", "f", "e", "s", "t", "a", "b", "m", "p", "c"}
 _WORDY = re.compile(r"^[a-z]{3,}|[A-Z][a-z]{2,}")
-_OBFUSCATED = re.compile(r"(b64decode|exec\s*\(|eval\s*\(|marshal\.loads|\\x[0-9a-f]{2}(?:\\x[0-9a-f]{2}){8,}|[A-Za-z0-9+/]{120,}={0,2})")
-_CODE_HINT = re.compile(r"^\s*(def |class |import |from \S+ import |for .+:|if .+:|return\b|#include|function |public |const |let |var )", re.M)
+_OBFUSCATED = re.compile(
+    r"(b64decode|exec\s*\(|eval\s*\(|marshal\.loads|\\x[0-9a-f]{2}(?:\\x[0-9a-f]{2}){8,}|[A-Za-z0-9+/]{120,}={0,2})"
+)
+_CODE_HINT = re.compile(
+    r"^\s*(def |class |import |from \S+ import |for .+:|if .+:|return\b|#include|function |public |const |let |var )",
+    re.M,
+)
 
 
 def _clip(x: float) -> float:
@@ -85,8 +90,12 @@ def code_features(text: str) -> dict[str, float]:
                 names.append(n.arg)
             elif isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
                 names.append(n.id)
-            elif isinstance(n, ast.If) and isinstance(n.test, ast.Compare) and isinstance(n.test.left, ast.Name) \
-                    and n.test.left.id == "__name__":
+            elif (
+                isinstance(n, ast.If)
+                and isinstance(n.test, ast.Compare)
+                and isinstance(n.test.left, ast.Name)
+                and n.test.left.id == "__name__"
+            ):
                 examples = 1.0
     else:
         try:  # still count names in code that does not parse (other languages, fragments)
@@ -107,8 +116,15 @@ def code_features(text: str) -> dict[str, float]:
     }
 
 
-CODE_WEIGHTS = {"syntax": 0.20, "documentation": 0.20, "comments": 0.15, "names": 0.15, "size": 0.15,
-                "examples": 0.10, "readability": 0.05}
+CODE_WEIGHTS = {
+    "syntax": 0.20,
+    "documentation": 0.20,
+    "comments": 0.15,
+    "names": 0.15,
+    "size": 0.15,
+    "examples": 0.10,
+    "readability": 0.05,
+}
 PROSE_WEIGHTS = {"sentences": 0.30, "vocabulary": 0.25, "size": 0.25, "structure": 0.20}
 
 
@@ -131,7 +147,9 @@ def looks_like_code(text: str) -> bool:
     """Python that parses with at least one statement, or many code-looking lines."""
     try:
         tree = ast.parse(text)
-        if tree.body and not all(isinstance(s, ast.Expr) and isinstance(getattr(s, "value", None), ast.Name) for s in tree.body):
+        if tree.body and not all(
+            isinstance(s, ast.Expr) and isinstance(getattr(s, "value", None), ast.Name) for s in tree.body
+        ):
             return True
     except (SyntaxError, ValueError, MemoryError, RecursionError):
         pass

@@ -33,8 +33,9 @@ import os
 import queue
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from phitools.errors import ConfigError, EndpointError
 from phitools.llm.client import Answer, Backend, LLMRequest, RequestFailed, attempt_seed
@@ -69,15 +70,19 @@ def resolve_model(model: str | None) -> tuple[str, str | None, str]:
     p = Path(model).expanduser()
     if p.is_file():
         if p.suffix != ".gguf":
-            raise ConfigError(f"--model {model}: a model file must be a .gguf", hint="or give a model directory / Hub id")
+            raise ConfigError(
+                f"--model {model}: a model file must be a .gguf", hint="or give a model directory / Hub id"
+            )
         return str(p.parent), p.name, p.stem
     if p.is_dir():
         ggufs = sorted(p.glob("*.gguf"))
         if not (p / "config.json").exists() and len(ggufs) == 1:
             return str(p), ggufs[0].name, ggufs[0].stem
         if not (p / "config.json").exists():
-            raise ConfigError(f"--model {model}: directory has no config.json and not exactly one .gguf file",
-                              hint="point at a Hugging Face model directory or at one .gguf file")
+            raise ConfigError(
+                f"--model {model}: directory has no config.json and not exactly one .gguf file",
+                hint="point at a Hugging Face model directory or at one .gguf file",
+            )
         return str(p), None, p.name
     if os.sep in model and not model.count("/") == 1:
         raise ConfigError(f"--model {model}: no such file or directory", hint="check the path")
@@ -155,7 +160,9 @@ class LocalModel:
             import transformers
             from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
         except ImportError as e:  # pragma: no cover - dev installs have them
-            raise ConfigError(f"the local backend needs torch and transformers ({e})", hint="pip install 'phitools[local]'") from None
+            raise ConfigError(
+                f"the local backend needs torch and transformers ({e})", hint="pip install 'phitools[local]'"
+            ) from None
         transformers.utils.logging.set_verbosity_error()
         transformers.utils.logging.disable_progress_bar()
         if self.threads:
@@ -170,22 +177,27 @@ class LocalModel:
                     cfg = AutoConfig.from_pretrained(self.source, gguf_file=self.gguf_file)
                     with _no_init():  # every weight is overwritten from the file just below
                         model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
-                    tensors = gguf_utils.load_gguf_checkpoint(os.path.join(self.source, self.gguf_file),
-                                                              return_tensors=True, model_to_load=model)["tensors"]
+                    tensors = gguf_utils.load_gguf_checkpoint(
+                        os.path.join(self.source, self.gguf_file), return_tensors=True, model_to_load=model
+                    )["tensors"]
                 missing, unexpected = model.load_state_dict(tensors, strict=False)
                 if getattr(cfg, "tie_word_embeddings", False):
                     model.tie_weights()
                     missing = [m for m in missing if m != "lm_head.weight"]
                 if missing:
-                    raise ConfigError(f"--model {self.source}/{self.gguf_file}: weights missing from the GGUF file: {missing[:3]}")
+                    raise ConfigError(
+                        f"--model {self.source}/{self.gguf_file}: weights missing from the GGUF file: {missing[:3]}"
+                    )
             else:
                 tok = AutoTokenizer.from_pretrained(self.source)
                 model = AutoModelForCausalLM.from_pretrained(self.source, dtype=torch.float32)
         except ConfigError:
             raise
         except OSError as e:
-            raise ConfigError(f"cannot load local model {self.source!r}: {e}".split("\n")[0],
-                              hint="give a .gguf file, a model directory, or a Hub id (needs internet)") from None
+            raise ConfigError(
+                f"cannot load local model {self.source!r}: {e}".split("\n")[0],
+                hint="give a .gguf file, a model directory, or a Hub id (needs internet)",
+            ) from None
         model.eval()
         tok.padding_side = "left"
         if tok.pad_token is None:
@@ -250,8 +262,15 @@ class LocalModel:
                 if cut >= 0:
                     text = text[:cut]
                     finish = "stop"
-            answers.append(Answer(text=text, finish_reason=finish, model=self.name,
-                                  prompt_tokens=int(enc["attention_mask"][i].sum()), completion_tokens=len(ids)))
+            answers.append(
+                Answer(
+                    text=text,
+                    finish_reason=finish,
+                    model=self.name,
+                    prompt_tokens=int(enc["attention_mask"][i].sum()),
+                    completion_tokens=len(ids),
+                )
+            )
         return answers
 
 
@@ -284,8 +303,13 @@ class LocalBackend(Backend):
 
     def describe(self) -> dict:
         d = self.identity()
-        d.update(batch_size=self.batch_size, batches=self.batches, sequences=self.sequences,
-                 structured_mode="text", note="embedded model: proves the plumbing, not the judgement")
+        d.update(
+            batch_size=self.batch_size,
+            batches=self.batches,
+            sequences=self.sequences,
+            structured_mode="text",
+            note="embedded model: proves the plumbing, not the judgement",
+        )
         return d
 
     def _ensure_thread(self) -> None:

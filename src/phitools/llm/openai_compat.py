@@ -41,8 +41,16 @@ class OpenAIBackend(Backend):
 
     kind = "openai"
 
-    def __init__(self, api_base: str, model: str, *, api_key: str | None = None, concurrency: int = 8,
-                 structured: str = "auto", user_agent: str | None = None):
+    def __init__(
+        self,
+        api_base: str,
+        model: str,
+        *,
+        api_key: str | None = None,
+        concurrency: int = 8,
+        structured: str = "auto",
+        user_agent: str | None = None,
+    ):
         self.api_base = api_base.rstrip("/")
         self.model = model
         self._key = api_key or None
@@ -89,9 +97,14 @@ class OpenAIBackend(Backend):
             n = max(1, self._concurrency)
             k = -(-n // POOL_SIZE)
             per = -(-n // k)
-            self._clients = [httpx.AsyncClient(headers=headers, timeout=None,  # per request below
-                                               limits=httpx.Limits(max_connections=per, max_keepalive_connections=per))
-                             for _ in range(k)]
+            self._clients = [
+                httpx.AsyncClient(
+                    headers=headers,
+                    timeout=None,  # per request below
+                    limits=httpx.Limits(max_connections=per, max_keepalive_connections=per),
+                )
+                for _ in range(k)
+            ]
             self._busy = [0] * k
         i = min(range(len(self._busy)), key=self._busy.__getitem__)
         self._busy[i] += 1
@@ -113,7 +126,11 @@ class OpenAIBackend(Backend):
     # -- request body -----------------------------------------------------------------------------------
     def body(self, req: LLMRequest, *, mode: str, variant: int = 0) -> dict:
         """The JSON body for `req` in structured `mode`."""
-        b: dict[str, Any] = {"model": req.model or self.model, "temperature": req.temperature, "max_tokens": req.max_tokens}
+        b: dict[str, Any] = {
+            "model": req.model or self.model,
+            "temperature": req.temperature,
+            "max_tokens": req.max_tokens,
+        }
         if req.top_p is not None:
             b["top_p"] = req.top_p
         if req.stop:
@@ -124,7 +141,10 @@ class OpenAIBackend(Backend):
         if req.messages is not None:
             b["messages"] = list(req.messages)
             if req.json_schema is not None and mode == "json_schema":
-                b["response_format"] = {"type": "json_schema", "json_schema": {"name": "answer", "schema": req.json_schema}}
+                b["response_format"] = {
+                    "type": "json_schema",
+                    "json_schema": {"name": "answer", "schema": req.json_schema},
+                }
             elif req.json_schema is not None and mode == "json_object":
                 b["response_format"] = {"type": "json_object", "schema": req.json_schema}
         else:
@@ -156,7 +176,7 @@ class OpenAIBackend(Backend):
         # The server may not support this mode (llama.cpp: json_schema -> 500). Answer this request with the
         # next mode that works; adopt that mode for the run once the better one has failed twice and never
         # worked, so one unlucky 503 does not downgrade a whole run.
-        for nxt in STRUCTURED_MODES[STRUCTURED_MODES.index(mode) + 1:]:
+        for nxt in STRUCTURED_MODES[STRUCTURED_MODES.index(mode) + 1 :]:
             try:
                 ans = await self._post(req, nxt, timeout, variant)
             except (TransientError, RequestFailed):
@@ -179,9 +199,13 @@ class OpenAIBackend(Backend):
         except httpx.TimeoutException:
             raise TransientError(f"timeout after {timeout:g}s", kind="timeout") from None
         except httpx.ConnectError as e:
-            raise TransientError(self._scrub(f"connection failed: {e or type(e).__name__}"), kind="connection") from None
+            raise TransientError(
+                self._scrub(f"connection failed: {e or type(e).__name__}"), kind="connection"
+            ) from None
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as e:
-            raise TransientError(self._scrub(f"connection dropped: {e or type(e).__name__}"), kind="connection") from None
+            raise TransientError(
+                self._scrub(f"connection dropped: {e or type(e).__name__}"), kind="connection"
+            ) from None
         except httpx.TransportError as e:
             raise TransientError(self._scrub(f"transport error: {type(e).__name__}: {e}"), kind="connection") from None
         finally:
@@ -201,11 +225,18 @@ class OpenAIBackend(Backend):
                     retry_after = float(r.headers["retry-after-ms"]) / 1000
                 except ValueError:
                     pass
-            raise TransientError(f"HTTP {status}: {detail}" if detail else f"HTTP {status}", status=status,
-                                 retry_after=retry_after, headers=headers, rate_limited=status == 429)
+            raise TransientError(
+                f"HTTP {status}: {detail}" if detail else f"HTTP {status}",
+                status=status,
+                retry_after=retry_after,
+                headers=headers,
+                rate_limited=status == 429,
+            )
         if status in (401, 403):
-            raise EndpointError(f"HTTP {status} from {url}: {detail or 'not authorised'}",
-                                hint="check the API key in the environment variable named by --api-key-env (default OPENAI_API_KEY)")
+            raise EndpointError(
+                f"HTTP {status} from {url}: {detail or 'not authorised'}",
+                hint="check the API key in the environment variable named by --api-key-env (default OPENAI_API_KEY)",
+            )
         if status == 404:
             hint = "check --api-base (it usually ends in /v1) and --model"
             if not self.api_base.endswith("/v1"):
@@ -232,9 +263,14 @@ class OpenAIBackend(Backend):
         except (KeyError, IndexError, TypeError, AttributeError):
             raise TransientError("malformed response: no choices[0] text", headers=headers, kind="malformed") from None
         usage = data.get("usage") or {}
-        return Answer(text=text, finish_reason=choice.get("finish_reason"), model=data.get("model") or self.model,
-                      prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                      completion_tokens=int(usage.get("completion_tokens") or 0), headers=headers)
+        return Answer(
+            text=text,
+            finish_reason=choice.get("finish_reason"),
+            model=data.get("model") or self.model,
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            headers=headers,
+        )
 
 
 def _error_detail(r: httpx.Response) -> str:

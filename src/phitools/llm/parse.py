@@ -15,11 +15,18 @@ import orjson
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.S)
 _SCORE_LINE = re.compile(
     r"(?:educational\s+)?(?:score|rating|points|total|grade)\s*(?:is|of|=|:|-)?\s*[*_`\"']*\s*(-?\d+(?:\.\d+)?)\s*[*_`\"']*"
-    r"(?:\s*(?:/|out\s+of)\s*(\d+))?", re.I)
+    r"(?:\s*(?:/|out\s+of)\s*(\d+))?",
+    re.I,
+)
 _FRACTION = re.compile(r"(?<![\w.])(-?\d+(?:\.\d+)?)\s*(?:/|out\s+of)\s*(\d+)(?!\w|\.\d)", re.I)
-_VALUE_IS = re.compile(r"educational\s+value[^.\d\n]{0,40}?\b(?:is|of|at|as|=|:)\s*(-?\d+(?:\.\d+)?)(?!\w|\.\d|\s*%)", re.I)
+_VALUE_IS = re.compile(
+    r"educational\s+value[^.\d\n]{0,40}?\b(?:is|of|at|as|=|:)\s*(-?\d+(?:\.\d+)?)(?!\w|\.\d|\s*%)", re.I
+)
 _BARE = re.compile(r"^\s*[*_`\"']*(-?\d+(?:\.\d+)?)[*_`\"']*\s*\.?\s*$")
-_SCORE_ONLY = re.compile(r"^\s*[*_#>`\"']*\s*(?:educational\s+)?score\s*[:=]?\s*[*_`\"']*\s*-?\d+(?:\.\d+)?\s*(?:/\s*\d+)?[*_`\"'.]*\s*$", re.I)
+_SCORE_ONLY = re.compile(
+    r"^\s*[*_#>`\"']*\s*(?:educational\s+)?score\s*[:=]?\s*[*_`\"']*\s*-?\d+(?:\.\d+)?\s*(?:/\s*\d+)?[*_`\"'.]*\s*$",
+    re.I,
+)
 SCORE_KEYS = ("score", "educational_score", "educational score", "rating", "points", "total")
 
 
@@ -29,7 +36,7 @@ def find_json_object(text: str) -> dict | None:
     candidates += [m.group(1).strip() for m in _FENCE.finditer(text)]
     i, j = text.find("{"), text.rfind("}")
     if 0 <= i < j:
-        candidates.append(text[i:j + 1])
+        candidates.append(text[i : j + 1])
     for c in candidates:
         if not c.startswith("{"):
             continue
@@ -72,7 +79,13 @@ def parse_score(text: str, lo: float = 0, hi: float = 5) -> tuple[int | float, s
                 v = _number(obj[k])
                 if v is None:
                     raise ValueError(f"JSON field {k!r} is not a number")
-                rationale = obj.get("rationale") or obj.get("reason") or obj.get("justification") or obj.get("explanation") or ""
+                rationale = (
+                    obj.get("rationale")
+                    or obj.get("reason")
+                    or obj.get("justification")
+                    or obj.get("explanation")
+                    or ""
+                )
                 return _check(v, lo, hi), str(rationale).strip()
     matches = list(_SCORE_LINE.finditer(text))
     if matches:

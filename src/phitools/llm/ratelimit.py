@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 
@@ -74,7 +74,9 @@ def _int(value: str | None) -> int | None:
 class RateLimiter:
     """RPM/TPM limiter for one asyncio loop. `acquire(tokens)` before a request; `settle` and `observe` after."""
 
-    def __init__(self, rpm: float | None = None, tpm: float | None = None, *, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, rpm: float | None = None, tpm: float | None = None, *, clock: Callable[[], float] = time.monotonic
+    ):
         if rpm is not None and rpm <= 0:
             raise ValueError("rpm must be > 0")
         if tpm is not None and tpm <= 0:

@@ -35,13 +35,19 @@ import hashlib
 import sys
 import threading
 import time
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 import orjson
 
 FAULTS = ("ok", "429", "500", "503", "slow", "drop", "malformed", "no_choices", "wrong_schema", "hang")
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests", 500: "Internal Server Error",
-            503: "Service Unavailable"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
 
 
 def body_key(body: dict) -> str:
@@ -69,11 +75,22 @@ def default_answer(body: dict) -> str:
 class FakeLLMServer:
     """See the module docstring."""
 
-    def __init__(self, *, latency: float = 0.0, answer: Callable[[dict], str] | str = default_answer,
-                 faults: Optional[Sequence[str]] = None, fault_fn: Optional[Callable[[int, dict], Optional[str]]] = None,
-                 retry_after: float = 1.0, slow_s: float = 30.0, serial: bool = False, reject_json_schema: bool = False,
-                 rate_headers: Optional[Callable[[int], dict]] = None, hang_after: Optional[int] = None,
-                 model: str = "fake-model", port: int = 0):
+    def __init__(
+        self,
+        *,
+        latency: float = 0.0,
+        answer: Callable[[dict], str] | str = default_answer,
+        faults: Sequence[str] | None = None,
+        fault_fn: Callable[[int, dict], str | None] | None = None,
+        retry_after: float = 1.0,
+        slow_s: float = 30.0,
+        serial: bool = False,
+        reject_json_schema: bool = False,
+        rate_headers: Callable[[int], dict] | None = None,
+        hang_after: int | None = None,
+        model: str = "fake-model",
+        port: int = 0,
+    ):
         for f in faults or ():
             if f not in FAULTS:
                 raise ValueError(f"unknown fault {f!r}; one of {FAULTS}")
@@ -109,7 +126,7 @@ class FakeLLMServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def start(self) -> "FakeLLMServer":
+    def start(self) -> FakeLLMServer:
         ready = threading.Event()
         err: list[BaseException] = []
 
@@ -153,7 +170,7 @@ class FakeLLMServer:
             self._thread.join(timeout=10)
             self._loop = None
 
-    def __enter__(self) -> "FakeLLMServer":
+    def __enter__(self) -> FakeLLMServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -196,10 +213,14 @@ class FakeLLMServer:
             except Exception:
                 pass
 
-    async def _send(self, writer, status: int, payload: bytes, extra: dict | None = None,
-                    ctype: str = "application/json") -> None:
-        hdr = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}", f"Content-Type: {ctype}",
-               f"Content-Length: {len(payload)}"]
+    async def _send(
+        self, writer, status: int, payload: bytes, extra: dict | None = None, ctype: str = "application/json"
+    ) -> None:
+        hdr = [
+            f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}",
+            f"Content-Type: {ctype}",
+            f"Content-Length: {len(payload)}",
+        ]
         for k, v in (extra or {}).items():
             hdr.append(f"{k}: {v}")
         writer.write(("\r\n".join(hdr) + "\r\n\r\n").encode() + payload)
@@ -207,7 +228,9 @@ class FakeLLMServer:
 
     async def _respond(self, method: str, path: str, headers: dict, raw: bytes, writer) -> bool:
         if method == "GET" and path.rstrip("/").endswith("/models"):
-            await self._send(writer, 200, orjson.dumps({"object": "list", "data": [{"id": self.model, "object": "model"}]}))
+            await self._send(
+                writer, 200, orjson.dumps({"object": "list", "data": [{"id": self.model, "object": "model"}]})
+            )
             return True
         route = path.split("?")[0].rstrip("/")
         if method != "POST" or not (route.endswith("/chat/completions") or route.endswith("/completions")):
@@ -257,7 +280,9 @@ class FakeLLMServer:
             status = int(fault)
             self.statuses[status] += 1
             extra = {"Retry-After": f"{self.retry_after:g}"} if status in (429, 503) else {}
-            await self._send(writer, status, orjson.dumps({"error": {"message": f"injected {status}", "type": "fault"}}), extra)
+            await self._send(
+                writer, status, orjson.dumps({"error": {"message": f"injected {status}", "type": "fault"}}), extra
+            )
             return True
         if fault == "malformed":
             self.statuses["malformed"] += 1
@@ -266,14 +291,23 @@ class FakeLLMServer:
         rf = body.get("response_format") or {}
         if self.reject_json_schema and rf.get("type") == "json_schema":
             self.statuses[500] += 1
-            await self._send(writer, 500, orjson.dumps({"error": {"code": 500, "message": "JSON schema conversion failed", "type": "server_error"}}))
+            await self._send(
+                writer,
+                500,
+                orjson.dumps(
+                    {"error": {"code": 500, "message": "JSON schema conversion failed", "type": "server_error"}}
+                ),
+            )
             return True
         if fault == "no_choices":
             self.statuses["no_choices"] += 1
             await self._send(writer, 200, orjson.dumps({"id": "x", "object": "chat.completion", "choices": []}))
             return True
-        text = "I cannot rate this." if fault == "wrong_schema" else (
-            self.answer(body) if callable(self.answer) else str(self.answer))
+        text = (
+            "I cannot rate this."
+            if fault == "wrong_schema"
+            else (self.answer(body) if callable(self.answer) else str(self.answer))
+        )
         prompt = request_text(body)
         usage = {"prompt_tokens": len(prompt.split()) + 1, "completion_tokens": len(text.split()) + 1}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
@@ -283,8 +317,16 @@ class FakeLLMServer:
         else:
             choice = {"index": 0, "text": text, "finish_reason": "stop"}
             obj = "text_completion"
-        payload = orjson.dumps({"id": f"fake-{self.n}", "object": obj, "created": int(time.time()),
-                                "model": body.get("model") or self.model, "choices": [choice], "usage": usage})
+        payload = orjson.dumps(
+            {
+                "id": f"fake-{self.n}",
+                "object": obj,
+                "created": int(time.time()),
+                "model": body.get("model") or self.model,
+                "choices": [choice],
+                "usage": usage,
+            }
+        )
         extra = self.rate_headers(self.n) if self.rate_headers else None
         self.statuses[200] += 1
         self.answered[body_key(body)] += 1

@@ -47,8 +47,15 @@ STATE_TENSORS = "state.safetensors"
 STATE_JSON = "state.json"
 HF_INDEX = "model.safetensors.index.json"
 # tokenizer files a checkpoint carries along (grow and export copy them; HF directories have them)
-SIDECAR_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt",
-                 "added_tokens.json", "generation_config.json")
+SIDECAR_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.json",
+    "merges.txt",
+    "added_tokens.json",
+    "generation_config.json",
+)
 _RESERVED = {CONFIG_FILE, MODEL_FILE, STATE_TENSORS, STATE_JSON, HF_INDEX}
 
 
@@ -86,25 +93,40 @@ def inspect_checkpoint(path: str | os.PathLike) -> CheckpointInfo:
     if path.is_file() and (path.name == CONFIG_FILE or path.suffix == ".safetensors"):
         path = path.parent
     if not path.exists():
-        raise CheckpointError(f"{path}: no such checkpoint" + _leftovers(path), hint="give a checkpoint directory (config.json + model.safetensors)")
+        raise CheckpointError(
+            f"{path}: no such checkpoint" + _leftovers(path),
+            hint="give a checkpoint directory (config.json + model.safetensors)",
+        )
     if not path.is_dir():
-        raise CheckpointError(f"{path}: not a checkpoint directory", hint="a checkpoint is a directory with config.json and model.safetensors")
+        raise CheckpointError(
+            f"{path}: not a checkpoint directory",
+            hint="a checkpoint is a directory with config.json and model.safetensors",
+        )
     cfg_path = path / CONFIG_FILE
     if not cfg_path.is_file():
         if list(path.glob("*.bin")) or list(path.glob("*.pt")) or list(path.glob("*.ckpt")):
-            raise CheckpointError(f"{path}: only pickle weights found and no config.json", hint="phitools loads safetensors only; re-save with save_pretrained(safe_serialization=True)")
-        raise CheckpointError(f"{cfg_path}: missing; {path} is not a complete checkpoint" + _leftovers(path),
-                              hint="expected a phitools checkpoint or a Hugging Face Phi directory")
+            raise CheckpointError(
+                f"{path}: only pickle weights found and no config.json",
+                hint="phitools loads safetensors only; re-save with save_pretrained(safe_serialization=True)",
+            )
+        raise CheckpointError(
+            f"{cfg_path}: missing; {path} is not a complete checkpoint" + _leftovers(path),
+            hint="expected a phitools checkpoint or a Hugging Face Phi directory",
+        )
     try:
         raw = json.loads(cfg_path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{cfg_path}: not valid JSON ({e})", hint="the checkpoint is damaged; use another copy") from None
+        raise CheckpointError(
+            f"{cfg_path}: not valid JSON ({e})", hint="the checkpoint is damaged; use another copy"
+        ) from None
     if not isinstance(raw, dict):
         raise CheckpointError(f"{cfg_path}: expected a JSON object")
     if raw.get("format") == FORMAT:
         if raw.get("format_version", 0) > FORMAT_VERSION:
-            raise CheckpointError(f"{cfg_path}: checkpoint format_version {raw.get('format_version')} is newer than this phitools ({FORMAT_VERSION})",
-                                  hint="upgrade phitools")
+            raise CheckpointError(
+                f"{cfg_path}: checkpoint format_version {raw.get('format_version')} is newer than this phitools ({FORMAT_VERSION})",
+                hint="upgrade phitools",
+            )
         try:
             config = PhiConfig.from_dict(raw.get("model") or {})
         except ConfigError as e:
@@ -114,10 +136,16 @@ def inspect_checkpoint(path: str | os.PathLike) -> CheckpointInfo:
         config = hf.config_from_hf(raw, source=str(cfg_path))
         prev = _read_json_quiet(path / hf.META_FILE)  # our metadata, when phitools exported this directory
         meta = {k: prev[k] for k in ("steps", "tokens_seen", "data") if k in prev}
-        meta["provenance"] = {"operation": "import", "params": {"format": "hf"}, "parent": {"path": str(path.resolve()), "meta": prev or None}}
+        meta["provenance"] = {
+            "operation": "import",
+            "params": {"format": "hf"},
+            "parent": {"path": str(path.resolve()), "meta": prev or None},
+        }
         meta["hf_config"] = hf.hf_extra(raw)
         return CheckpointInfo(path, "hf", config, meta, raw)
-    raise CheckpointError(f"{cfg_path}: neither a phitools checkpoint nor a Hugging Face config (no 'format' or 'model_type')")
+    raise CheckpointError(
+        f"{cfg_path}: neither a phitools checkpoint nor a Hugging Face config (no 'format' or 'model_type')"
+    )
 
 
 def _read_json_quiet(p: Path) -> dict:
@@ -147,7 +175,10 @@ def replaceable(path: str | os.PathLike) -> bool:
     if not is_checkpoint(path):
         return False
     known = _RESERVED | set(SIDECAR_FILES) | {hf.META_FILE}
-    return all(p.is_file() and (p.name in known or re.fullmatch(r"model-\d+-of-\d+\.safetensors", p.name)) for p in path.iterdir())
+    return all(
+        p.is_file() and (p.name in known or re.fullmatch(r"model-\d+-of-\d+\.safetensors", p.name))
+        for p in path.iterdir()
+    )
 
 
 def _verify(path: Path, recorded: Mapping[str, Any], name: str) -> None:
@@ -159,11 +190,15 @@ def _verify(path: Path, recorded: Mapping[str, Any], name: str) -> None:
         return
     size = f.stat().st_size
     if size != rec.get("bytes"):
-        raise CheckpointError(f"{f}: {size} bytes, config.json records {rec.get('bytes')} (truncated or replaced)",
-                              hint="the checkpoint is damaged; use another copy")
+        raise CheckpointError(
+            f"{f}: {size} bytes, config.json records {rec.get('bytes')} (truncated or replaced)",
+            hint="the checkpoint is damaged; use another copy",
+        )
     if rec.get("sha256") and file_digest(f)["sha256"] != rec["sha256"]:
-        raise CheckpointError(f"{f}: sha256 does not match config.json (the file was altered or corrupted)",
-                              hint="the checkpoint is damaged; use another copy")
+        raise CheckpointError(
+            f"{f}: sha256 does not match config.json (the file was altered or corrupted)",
+            hint="the checkpoint is damaged; use another copy",
+        )
 
 
 class Weights(Mapping):
@@ -198,8 +233,10 @@ class Weights(Mapping):
                     shards.append(path / fname)
             else:
                 bins = sorted(p.name for p in path.glob("*.bin"))
-                raise CheckpointError(f"{path}: no model.safetensors" + (f" (only pickle weights: {', '.join(bins)})" if bins else ""),
-                                      hint="phitools reads safetensors only; re-save with save_pretrained(safe_serialization=True)")
+                raise CheckpointError(
+                    f"{path}: no model.safetensors" + (f" (only pickle weights: {', '.join(bins)})" if bins else ""),
+                    hint="phitools reads safetensors only; re-save with save_pretrained(safe_serialization=True)",
+                )
         self._by_name: dict[str, SafetensorsFile] = {}
         for shard in shards:
             if not shard.is_file():
@@ -219,19 +256,28 @@ class Weights(Mapping):
         unexpected = [n for n in self._src if n not in expected]
         where = shards[0] if len(shards) == 1 else path
         if missing:
-            raise CheckpointError(f"{where}: missing tensor(s) {', '.join(map(self._show, missing[:5]))}{' ...' if len(missing) > 5 else ''} "
-                                  f"for the config in config.json", hint="the weights and config.json do not belong together")
+            raise CheckpointError(
+                f"{where}: missing tensor(s) {', '.join(map(self._show, missing[:5]))}{' ...' if len(missing) > 5 else ''} "
+                f"for the config in config.json",
+                hint="the weights and config.json do not belong together",
+            )
         if unexpected:
-            raise CheckpointError(f"{where}: unexpected tensor(s) {', '.join(map(self._show_src, unexpected[:5]))}{' ...' if len(unexpected) > 5 else ''}",
-                                  hint="not a Phi causal-LM checkpoint, or config.json does not match the weights")
+            raise CheckpointError(
+                f"{where}: unexpected tensor(s) {', '.join(map(self._show_src, unexpected[:5]))}{' ...' if len(unexpected) > 5 else ''}",
+                hint="not a Phi causal-LM checkpoint, or config.json does not match the weights",
+            )
         self.specs: dict[str, TensorSpec] = {}
         for name, shape in expected.items():
             spec = self._by_name[name].spec(self._src[name])
             if spec.shape != shape:
-                raise CheckpointError(f"{where}: tensor {self._show_src(name)} has shape {spec.shape}, config.json implies {shape}",
-                                      hint="the weights and config.json do not belong together")
+                raise CheckpointError(
+                    f"{where}: tensor {self._show_src(name)} has shape {spec.shape}, config.json implies {shape}",
+                    hint="the weights and config.json do not belong together",
+                )
             if not spec.dtype.is_floating_point:
-                raise CheckpointError(f"{where}: tensor {self._show_src(name)} has dtype {spec.dtype}, expected a float type")
+                raise CheckpointError(
+                    f"{where}: tensor {self._show_src(name)} has dtype {spec.dtype}, expected a float type"
+                )
             self.specs[name] = spec
 
     def _show(self, name: str) -> str:
@@ -258,8 +304,13 @@ def open_weights(path_or_info: str | os.PathLike | CheckpointInfo, *, verify: bo
     return Weights(info, verify=verify)
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu", *, dtype: torch.dtype | None = torch.float32,
-                    verify: bool = True) -> tuple[Phi, PhiConfig, dict]:
+def load_checkpoint(
+    path: str | os.PathLike,
+    map_location: str | torch.device = "cpu",
+    *,
+    dtype: torch.dtype | None = torch.float32,
+    verify: bool = True,
+) -> tuple[Phi, PhiConfig, dict]:
     """Load a phitools checkpoint or a Hugging Face Phi directory -> (model in eval mode, config, meta).
 
     dtype: cast weights to this dtype (default float32; None keeps the stored dtype).
@@ -279,10 +330,19 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return model.eval(), info.config, info.meta
 
 
-def save_checkpoint(path: str | os.PathLike, model: nn.Module | Mapping[str, torch.Tensor], config: PhiConfig | None = None,
-                    meta: dict | None = None, *, extra_tensors: Mapping[str, torch.Tensor] | None = None, extra_json: Any = None,
-                    extra_files: Mapping[str, str | os.PathLike | bytes] | None = None, overwrite: bool = False,
-                    dtype: torch.dtype | None = None, specs: Mapping[str, TensorSpec] | None = None) -> Path:
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: nn.Module | Mapping[str, torch.Tensor],
+    config: PhiConfig | None = None,
+    meta: dict | None = None,
+    *,
+    extra_tensors: Mapping[str, torch.Tensor] | None = None,
+    extra_json: Any = None,
+    extra_files: Mapping[str, str | os.PathLike | bytes] | None = None,
+    overwrite: bool = False,
+    dtype: torch.dtype | None = None,
+    specs: Mapping[str, TensorSpec] | None = None,
+) -> Path:
     """Write a checkpoint directory atomically; returns its path.
 
     model: a Phi, or a Mapping of phitools-named tensors (with `specs`, a lazy Mapping is read one tensor at a time).
@@ -306,7 +366,9 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module | Mapping[str, tor
     missing = [k for k in expected if k not in specs]
     extra = [k for k in specs if k not in expected]
     if missing or extra:
-        raise CheckpointError(f"save_checkpoint: weights do not match the config (missing {missing[:3]}, unexpected {extra[:3]})")
+        raise CheckpointError(
+            f"save_checkpoint: weights do not match the config (missing {missing[:3]}, unexpected {extra[:3]})"
+        )
     for k, shape in expected.items():
         if specs[k].shape != shape:
             raise CheckpointError(f"save_checkpoint: {k} has shape {specs[k].shape}, config implies {shape}")
@@ -326,8 +388,14 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module | Mapping[str, tor
             raise CheckpointError(f"save_checkpoint: extra file name {name!r} is not allowed")
     path = Path(path)
     with atomic_dir(path, replace=overwrite, may_replace=replaceable) as tmp:
-        files = {MODEL_FILE: write_safetensors(tmp / MODEL_FILE, tensors, specs={k: specs[k] for k in expected},
-                                               metadata={"format": "pt", "producer": f"phitools {__version__}"})}
+        files = {
+            MODEL_FILE: write_safetensors(
+                tmp / MODEL_FILE,
+                tensors,
+                specs={k: specs[k] for k in expected},
+                metadata={"format": "pt", "producer": f"phitools {__version__}"},
+            )
+        }
         if extra_tensors:
             files[STATE_TENSORS] = write_safetensors(tmp / STATE_TENSORS, extra_tensors)
         if extra_json is not None:
@@ -338,8 +406,16 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module | Mapping[str, tor
             else:
                 shutil.copyfile(src, tmp / name)
             files[name] = file_digest(tmp / name)
-        write_json(tmp / CONFIG_FILE, {"format": FORMAT, "format_version": FORMAT_VERSION, "model": config.to_dict(),
-                                       "meta": full_meta, "files": files})
+        write_json(
+            tmp / CONFIG_FILE,
+            {
+                "format": FORMAT,
+                "format_version": FORMAT_VERSION,
+                "model": config.to_dict(),
+                "meta": full_meta,
+                "files": files,
+            },
+        )
     return path
 
 
@@ -357,7 +433,9 @@ class _Cast(Mapping):
         return len(self.inner)
 
 
-def load_extra(path: str | os.PathLike, map_location: str | torch.device = "cpu", *, verify: bool = True) -> tuple[dict[str, torch.Tensor], Any]:
+def load_extra(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu", *, verify: bool = True
+) -> tuple[dict[str, torch.Tensor], Any]:
     """The training state saved with a checkpoint: (extra_tensors, extra_json); ({}, None) when there is none."""
     info = inspect_checkpoint(path)
     if info.kind != "phitools":

@@ -79,15 +79,31 @@ class GrowPlan:
 
     def params(self) -> dict:
         """JSON for provenance."""
-        return {"width_mode": self.width_mode, "depth": self.depth, "noise": self.noise, "seed": self.seed,
-                "from": {k: getattr(self.src, k) for k in ("n_layer", "d_model", "n_head", "d_mlp")},
-                "to": {k: getattr(self.dst, k) for k in ("n_layer", "d_model", "n_head", "d_mlp")},
-                "layer_map": self.layer_map, "zeroed_layers": self.zeroed, "function_preserving": self.function_preserving}
+        return {
+            "width_mode": self.width_mode,
+            "depth": self.depth,
+            "noise": self.noise,
+            "seed": self.seed,
+            "from": {k: getattr(self.src, k) for k in ("n_layer", "d_model", "n_head", "d_mlp")},
+            "to": {k: getattr(self.dst, k) for k in ("n_layer", "d_model", "n_head", "d_mlp")},
+            "layer_map": self.layer_map,
+            "zeroed_layers": self.zeroed,
+            "function_preserving": self.function_preserving,
+        }
 
 
-def plan_grow(src: PhiConfig, *, d_model: int | None = None, n_head: int | None = None, d_mlp: int | None = None,
-              n_layer: int | None = None, depth: str = "interpolate", width_mode: str = "tile", noise: float = 0.0,
-              seed: int = 0) -> GrowPlan:
+def plan_grow(
+    src: PhiConfig,
+    *,
+    d_model: int | None = None,
+    n_head: int | None = None,
+    d_mlp: int | None = None,
+    n_layer: int | None = None,
+    depth: str = "interpolate",
+    width_mode: str = "tile",
+    noise: float = 0.0,
+    seed: int = 0,
+) -> GrowPlan:
     """Check the requested shapes and return the plan; UsageError explains what is not possible and why."""
     if depth not in ("interpolate", "identity"):
         raise UsageError(f"unknown depth rule {depth!r}", hint="use --depth interpolate or --depth identity")
@@ -102,20 +118,28 @@ def plan_grow(src: PhiConfig, *, d_model: int | None = None, n_head: int | None 
             raise UsageError(f"grow: {what} {new} is smaller than the source's {old}; grow only grows")
     if width_mode == "tile":
         if C % src.d_model:
-            raise UsageError(f"grow: d_model {src.d_model} -> {C} is not an integer factor, so tiling cannot preserve the function",
-                             hint="use a multiple, or --width-mode embed (top-left copy + random init, not function-preserving)")
+            raise UsageError(
+                f"grow: d_model {src.d_model} -> {C} is not an integer factor, so tiling cannot preserve the function",
+                hint="use a multiple, or --width-mode embed (top-left copy + random init, not function-preserving)",
+            )
         k = C // src.d_model
         H = n_head or src.n_head * k
         if H != src.n_head * k:
-            raise UsageError(f"grow: tiling keeps head_dim {src.head_dim}, so d_model {C} needs {src.n_head * k} heads, not {H}",
-                             hint="drop --heads, or use --width-mode embed")
+            raise UsageError(
+                f"grow: tiling keeps head_dim {src.head_dim}, so d_model {C} needs {src.n_head * k} heads, not {H}",
+                hint="drop --heads, or use --width-mode embed",
+            )
         M = d_mlp or src.d_mlp * k
         if M % src.d_mlp or M < src.d_mlp:
-            raise UsageError(f"grow: d_mlp {src.d_mlp} -> {M} is not an integer factor", hint="use a multiple, or --width-mode embed")
+            raise UsageError(
+                f"grow: d_mlp {src.d_mlp} -> {M} is not an integer factor", hint="use a multiple, or --width-mode embed"
+            )
         rotary = src.partial_rotary_factor
     else:
         if noise:
-            raise UsageError("grow: --noise applies to --width-mode tile only (embed mode is not function-preserving anyway)")
+            raise UsageError(
+                "grow: --noise applies to --width-mode tile only (embed mode is not function-preserving anyway)"
+            )
         if n_head is None:
             if C % src.head_dim:
                 raise UsageError(f"grow: d_model {C} is not a multiple of head_dim {src.head_dim}", hint="give --heads")
@@ -125,8 +149,10 @@ def plan_grow(src: PhiConfig, *, d_model: int | None = None, n_head: int | None 
         if C % H:
             raise UsageError(f"grow: d_model {C} is not divisible by {H} heads")
         if H < src.n_head or C // H < src.head_dim:
-            raise UsageError(f"grow: embed mode needs at least the source's {src.n_head} heads of at least {src.head_dim} dims, "
-                             f"got {H} heads of {C // H}")
+            raise UsageError(
+                f"grow: embed mode needs at least the source's {src.n_head} heads of at least {src.head_dim} dims, "
+                f"got {H} heads of {C // H}"
+            )
         if d_mlp is None:
             if (src.d_mlp * C) % src.d_model:
                 raise UsageError("grow: give --d-mlp (the source's MLP ratio does not give an integer size)")
@@ -150,12 +176,29 @@ _LAYER = re.compile(r"^h\.(\d+)\.(.+)$")
 # which axes of each parameter live in which space: "C" model dim, "M" MLP dim, "A" attention heads (H*hd),
 # "h" one head's dims, "V" vocab (never grows)
 _AXES = {
-    "wte.weight": "VC", "ln_f.weight": "C", "ln_f.bias": "C", "lm_head.weight": "VC", "lm_head.bias": "V",
-    "ln.weight": "C", "ln.bias": "C",
-    "attn.q_proj.weight": "AC", "attn.k_proj.weight": "AC", "attn.v_proj.weight": "AC", "attn.dense.weight": "CA",
-    "attn.q_proj.bias": "A", "attn.k_proj.bias": "A", "attn.v_proj.bias": "A", "attn.dense.bias": "C",
-    "attn.q_ln.weight": "h", "attn.q_ln.bias": "h", "attn.k_ln.weight": "h", "attn.k_ln.bias": "h",
-    "mlp.fc1.weight": "MC", "mlp.fc1.bias": "M", "mlp.fc2.weight": "CM", "mlp.fc2.bias": "C",
+    "wte.weight": "VC",
+    "ln_f.weight": "C",
+    "ln_f.bias": "C",
+    "lm_head.weight": "VC",
+    "lm_head.bias": "V",
+    "ln.weight": "C",
+    "ln.bias": "C",
+    "attn.q_proj.weight": "AC",
+    "attn.k_proj.weight": "AC",
+    "attn.v_proj.weight": "AC",
+    "attn.dense.weight": "CA",
+    "attn.q_proj.bias": "A",
+    "attn.k_proj.bias": "A",
+    "attn.v_proj.bias": "A",
+    "attn.dense.bias": "C",
+    "attn.q_ln.weight": "h",
+    "attn.q_ln.bias": "h",
+    "attn.k_ln.weight": "h",
+    "attn.k_ln.bias": "h",
+    "mlp.fc1.weight": "MC",
+    "mlp.fc1.bias": "M",
+    "mlp.fc2.weight": "CM",
+    "mlp.fc2.bias": "C",
 }
 _OUTPUT_PROJ = ("attn.dense.weight", "attn.dense.bias", "mlp.fc2.weight", "mlp.fc2.bias")
 
@@ -232,7 +275,11 @@ class GrownWeights(Mapping):
         elif len(axes) == 1:  # LayerNorm gamma
             out = torch.ones(spec.shape, dtype=spec.dtype)
         else:
-            out = torch.empty(spec.shape, dtype=torch.float32).normal_(0.0, d.init_std, generator=_generator(p.seed, name)).to(spec.dtype)
+            out = (
+                torch.empty(spec.shape, dtype=torch.float32)
+                .normal_(0.0, d.init_std, generator=_generator(p.seed, name))
+                .to(spec.dtype)
+            )
         # view every "A" axis as (heads, head_dim) so the copy keeps heads whole
         new_shape, old_shape, index = [], [], []
         for a, n_new, n_old in zip(axes, out.shape, w.shape):
@@ -269,13 +316,29 @@ def compare_logits(a: Phi, b: Phi, *, batch: int = 4, seq_len: int = 64, seed: i
     T = min(seq_len, a.config.max_seq_len, b.config.max_seq_len)
     x = torch.randint(0, a.config.vocab_size, (batch, T), generator=g)
     la, lb = a.eval()(x), b.eval()(x)
-    return {"max_abs_diff": (la - lb).abs().max().item(), "max_abs_logit": la.abs().max().item(),
-            "argmax_agree": (la.argmax(-1) == lb.argmax(-1)).float().mean().item(), "tokens": batch * T}
+    return {
+        "max_abs_diff": (la - lb).abs().max().item(),
+        "max_abs_logit": la.abs().max().item(),
+        "argmax_agree": (la.argmax(-1) == lb.argmax(-1)).float().mean().item(),
+        "tokens": batch * T,
+    }
 
 
-def grow_checkpoint(src, dst, *, d_model: int | None = None, n_head: int | None = None, d_mlp: int | None = None,
-                    n_layer: int | None = None, depth: str = "interpolate", width_mode: str = "tile", noise: float = 0.0,
-                    seed: int = 0, check: bool = False, overwrite: bool = False) -> tuple[GrowPlan, dict | None]:
+def grow_checkpoint(
+    src,
+    dst,
+    *,
+    d_model: int | None = None,
+    n_head: int | None = None,
+    d_mlp: int | None = None,
+    n_layer: int | None = None,
+    depth: str = "interpolate",
+    width_mode: str = "tile",
+    noise: float = 0.0,
+    seed: int = 0,
+    check: bool = False,
+    overwrite: bool = False,
+) -> tuple[GrowPlan, dict | None]:
     """Grow the checkpoint at `src` (phitools or HF Phi) into a new phitools checkpoint at `dst`.
 
     Streams tensor by tensor: peak memory is about the (memory-mapped) source plus the largest grown tensor.
@@ -290,8 +353,17 @@ def grow_checkpoint(src, dst, *, d_model: int | None = None, n_head: int | None 
     info = inspect_checkpoint(src)
     if Path(dst).resolve() == info.path.resolve():
         raise UsageError("grow: the output must differ from the source", hint="choose another -o")
-    plan = plan_grow(info.config, d_model=d_model, n_head=n_head, d_mlp=d_mlp, n_layer=n_layer, depth=depth,
-                     width_mode=width_mode, noise=noise, seed=seed)
+    plan = plan_grow(
+        info.config,
+        d_model=d_model,
+        n_head=n_head,
+        d_mlp=d_mlp,
+        n_layer=n_layer,
+        depth=depth,
+        width_mode=width_mode,
+        noise=noise,
+        seed=seed,
+    )
     w = open_weights(info)
     grown = GrownWeights(plan, w)
     meta = {k: info.meta[k] for k in ("data", "hf_config") if k in info.meta}
@@ -300,10 +372,25 @@ def grow_checkpoint(src, dst, *, d_model: int | None = None, n_head: int | None 
         meta["data"] = data  # the same tokenizer and token data: eval and train --init check against it
     if "tokens_seen" in info.meta:
         meta["parent_tokens_seen"] = info.meta["tokens_seen"]
-    meta["provenance"] = {"operation": "grow", "params": plan.params(),
-                          "parent": {"path": str(info.path.resolve()), "kind": info.kind,
-                                     "model_sha256": (info.files.get("model.safetensors") or {}).get("sha256"), "meta": info.meta}}
-    save_checkpoint(dst, grown, plan.dst, meta, specs=grown.specs, extra_files={p.name: p for p in info.sidecars}, overwrite=overwrite)
+    meta["provenance"] = {
+        "operation": "grow",
+        "params": plan.params(),
+        "parent": {
+            "path": str(info.path.resolve()),
+            "kind": info.kind,
+            "model_sha256": (info.files.get("model.safetensors") or {}).get("sha256"),
+            "meta": info.meta,
+        },
+    }
+    save_checkpoint(
+        dst,
+        grown,
+        plan.dst,
+        meta,
+        specs=grown.specs,
+        extra_files={p.name: p for p in info.sidecars},
+        overwrite=overwrite,
+    )
     del grown, w
     if not check:
         return plan, None
@@ -314,6 +401,9 @@ def grow_checkpoint(src, dst, *, d_model: int | None = None, n_head: int | None 
     report["function_preserving"] = plan.function_preserving
     if plan.function_preserving and report["max_abs_diff"] > 1e-4 * max(1.0, report["max_abs_logit"]):
         shutil.rmtree(dst, ignore_errors=True)
-        raise PhitoolsError(f"grow --check: logits differ by {report['max_abs_diff']:.3g} for a function-preserving growth; "
-                            f"{dst} removed", hint="please report this as a bug")
+        raise PhitoolsError(
+            f"grow --check: logits differ by {report['max_abs_diff']:.3g} for a function-preserving growth; "
+            f"{dst} removed",
+            hint="please report this as a bug",
+        )
     return plan, report

@@ -52,10 +52,30 @@ _FROM_HF = [
 _TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")  # the same function (tanh approximation)
 
 # HF config keys that our config owns (everything else passes through meta.hf_config)
-_OWNED = {"model_type", "architectures", "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
-          "num_attention_heads", "num_key_value_heads", "head_dim", "resid_pdrop", "embd_pdrop", "attention_dropout",
-          "hidden_act", "max_position_embeddings", "initializer_range", "layer_norm_eps", "tie_word_embeddings",
-          "rope_theta", "partial_rotary_factor", "rope_parameters", "rope_scaling", "qk_layernorm"}
+_OWNED = {
+    "model_type",
+    "architectures",
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "resid_pdrop",
+    "embd_pdrop",
+    "attention_dropout",
+    "hidden_act",
+    "max_position_embeddings",
+    "initializer_range",
+    "layer_norm_eps",
+    "tie_word_embeddings",
+    "rope_theta",
+    "partial_rotary_factor",
+    "rope_parameters",
+    "rope_scaling",
+    "qk_layernorm",
+}
 
 
 def _rename(name: str, rules) -> str | None:
@@ -89,16 +109,23 @@ def config_from_hf(d: dict, *, source: str = "config.json") -> PhiConfig:
     """PhiConfig from a HF Phi config.json dict; CheckpointError for what our model cannot represent."""
     mt = d.get("model_type")
     if mt != "phi":
-        hint = ("this is the old remote-code Phi format; download a current revision (HF transformers >= 4.37 layout)"
-                if mt in ("phi-msft", "mixformer-sequential") else "only Phi (model_type 'phi', PhiForCausalLM) is supported")
+        hint = (
+            "this is the old remote-code Phi format; download a current revision (HF transformers >= 4.37 layout)"
+            if mt in ("phi-msft", "mixformer-sequential")
+            else "only Phi (model_type 'phi', PhiForCausalLM) is supported"
+        )
         raise CheckpointError(f"{source}: model_type {mt!r} is not a Phi model", hint=hint)
     heads = d.get("num_attention_heads", 32)
     hidden = d.get("hidden_size", 2048)
     kv = d.get("num_key_value_heads")
     if kv not in (None, heads):
-        raise CheckpointError(f"{source}: grouped-query attention (num_key_value_heads={kv} != {heads}) is not supported")
+        raise CheckpointError(
+            f"{source}: grouped-query attention (num_key_value_heads={kv} != {heads}) is not supported"
+        )
     if d.get("head_dim") not in (None, hidden // heads):
-        raise CheckpointError(f"{source}: head_dim {d['head_dim']} != hidden_size / num_attention_heads is not supported")
+        raise CheckpointError(
+            f"{source}: head_dim {d['head_dim']} != hidden_size / num_attention_heads is not supported"
+        )
     act = d.get("hidden_act", "gelu_new")
     if act not in _TANH_GELUS:
         raise CheckpointError(f"{source}: hidden_act {act!r} is not supported (Phi uses gelu_new)")
@@ -108,15 +135,24 @@ def config_from_hf(d: dict, *, source: str = "config.json") -> PhiConfig:
     scaling = d.get("rope_scaling") or {}
     rope_type = rope.get("rope_type", rope.get("type", "default"))
     if rope_type != "default" or (scaling and scaling.get("rope_type", scaling.get("type")) not in (None, "default")):
-        raise CheckpointError(f"{source}: rope scaling ({rope_type if rope_type != 'default' else scaling}) is not supported")
+        raise CheckpointError(
+            f"{source}: rope scaling ({rope_type if rope_type != 'default' else scaling}) is not supported"
+        )
     fields = dict(
-        vocab_size=d.get("vocab_size", 51200), n_layer=d.get("num_hidden_layers", 24), d_model=hidden, n_head=heads,
+        vocab_size=d.get("vocab_size", 51200),
+        n_layer=d.get("num_hidden_layers", 24),
+        d_model=hidden,
+        n_head=heads,
         d_mlp=d.get("intermediate_size", 8192),
         partial_rotary_factor=rope.get("partial_rotary_factor", d.get("partial_rotary_factor", 0.5)),
         rope_theta=rope.get("rope_theta", d.get("rope_theta", 10000.0)),
-        max_seq_len=d.get("max_position_embeddings", 2048), layer_norm_eps=d.get("layer_norm_eps", 1e-5),
-        qk_layernorm=bool(d.get("qk_layernorm", False)), resid_pdrop=d.get("resid_pdrop", 0.0), embd_pdrop=d.get("embd_pdrop", 0.0),
-        attn_pdrop=d.get("attention_dropout") or 0.0, init_std=d.get("initializer_range", 0.02),
+        max_seq_len=d.get("max_position_embeddings", 2048),
+        layer_norm_eps=d.get("layer_norm_eps", 1e-5),
+        qk_layernorm=bool(d.get("qk_layernorm", False)),
+        resid_pdrop=d.get("resid_pdrop", 0.0),
+        embd_pdrop=d.get("embd_pdrop", 0.0),
+        attn_pdrop=d.get("attention_dropout") or 0.0,
+        init_std=d.get("initializer_range", 0.02),
     )
     try:
         return PhiConfig.from_dict(fields)
@@ -128,17 +164,35 @@ def config_to_hf(cfg: PhiConfig, *, extra: dict | None = None, dtype: str = "flo
     """A HF Phi config.json dict for cfg. `extra`: other HF keys to keep (from meta.hf_config on import)."""
     out: dict[str, Any] = {"architectures": ["PhiForCausalLM"], "model_type": "phi"}
     out.update({k: v for k, v in (extra or {}).items() if k not in _OWNED and k not in ("dtype", "torch_dtype")})
-    out.update({
-        "vocab_size": cfg.vocab_size, "hidden_size": cfg.d_model, "intermediate_size": cfg.d_mlp,
-        "num_hidden_layers": cfg.n_layer, "num_attention_heads": cfg.n_head, "num_key_value_heads": cfg.n_head,
-        "hidden_act": "gelu_new", "max_position_embeddings": cfg.max_seq_len, "initializer_range": cfg.init_std,
-        "layer_norm_eps": cfg.layer_norm_eps, "resid_pdrop": cfg.resid_pdrop, "embd_pdrop": cfg.embd_pdrop,
-        "attention_dropout": cfg.attn_pdrop, "qk_layernorm": cfg.qk_layernorm, "tie_word_embeddings": False,
-        # transformers >= 5 reads rope_parameters; 4.x reads the two top-level keys: write both
-        "rope_parameters": {"rope_type": "default", "rope_theta": cfg.rope_theta, "partial_rotary_factor": cfg.partial_rotary_factor},
-        "rope_theta": cfg.rope_theta, "partial_rotary_factor": cfg.partial_rotary_factor,
-        "dtype": dtype, "torch_dtype": dtype,
-    })
+    out.update(
+        {
+            "vocab_size": cfg.vocab_size,
+            "hidden_size": cfg.d_model,
+            "intermediate_size": cfg.d_mlp,
+            "num_hidden_layers": cfg.n_layer,
+            "num_attention_heads": cfg.n_head,
+            "num_key_value_heads": cfg.n_head,
+            "hidden_act": "gelu_new",
+            "max_position_embeddings": cfg.max_seq_len,
+            "initializer_range": cfg.init_std,
+            "layer_norm_eps": cfg.layer_norm_eps,
+            "resid_pdrop": cfg.resid_pdrop,
+            "embd_pdrop": cfg.embd_pdrop,
+            "attention_dropout": cfg.attn_pdrop,
+            "qk_layernorm": cfg.qk_layernorm,
+            "tie_word_embeddings": False,
+            # transformers >= 5 reads rope_parameters; 4.x reads the two top-level keys: write both
+            "rope_parameters": {
+                "rope_type": "default",
+                "rope_theta": cfg.rope_theta,
+                "partial_rotary_factor": cfg.partial_rotary_factor,
+            },
+            "rope_theta": cfg.rope_theta,
+            "partial_rotary_factor": cfg.partial_rotary_factor,
+            "dtype": dtype,
+            "torch_dtype": dtype,
+        }
+    )
     out.setdefault("bos_token_id", None)
     out.setdefault("eos_token_id", None)
     return out
@@ -146,7 +200,11 @@ def config_to_hf(cfg: PhiConfig, *, extra: dict | None = None, dtype: str = "flo
 
 def hf_extra(d: dict) -> dict[str, Any]:
     """The HF config keys we do not model, kept in meta so export restores them."""
-    return {k: v for k, v in d.items() if k not in _OWNED and not k.startswith("_") and k not in ("dtype", "torch_dtype", "transformers_version")}
+    return {
+        k: v
+        for k, v in d.items()
+        if k not in _OWNED and not k.startswith("_") and k not in ("dtype", "torch_dtype", "transformers_version")
+    }
 
 
 # ---- conversion (phitools export) -------------------------------------------------------------------------
@@ -172,7 +230,13 @@ def export_checkpoint(src, dst, *, fmt: str = "hf", dtype=None, overwrite: bool 
     Weights keep their stored dtype unless `dtype` is given; tokenizer sidecar files are copied; provenance
     is recorded (phitools: meta.provenance; HF: phitools.json).
     """
-    from phitools.model.checkpoint import _now, inspect_checkpoint, open_weights, replaceable, save_checkpoint  # (import cycle)
+    from phitools.model.checkpoint import (
+        _now,
+        inspect_checkpoint,
+        open_weights,
+        replaceable,
+        save_checkpoint,
+    )  # (import cycle)
 
     if fmt not in ("hf", "phitools"):
         raise UsageError(f"unknown export format {fmt!r}", hint="use --format hf or --format phitools")
@@ -181,11 +245,16 @@ def export_checkpoint(src, dst, *, fmt: str = "hf", dtype=None, overwrite: bool 
         raise UsageError("export: the output must differ from the source", hint="choose another -o")
     w = open_weights(info)
     meta = {k: v for k, v in info.meta.items() if k not in ("created", "phitools_version", "provenance")}
-    meta["provenance"] = {"operation": "export", "params": {"format": fmt, "from": info.kind, "dtype": str(dtype).replace("torch.", "") if dtype else None},
-                          "parent": {"path": str(info.path.resolve()), "kind": info.kind, "meta": info.meta}}
+    meta["provenance"] = {
+        "operation": "export",
+        "params": {"format": fmt, "from": info.kind, "dtype": str(dtype).replace("torch.", "") if dtype else None},
+        "parent": {"path": str(info.path.resolve()), "kind": info.kind, "meta": info.meta},
+    }
     sidecars = {p.name: p for p in info.sidecars}
     if fmt == "phitools":
-        return save_checkpoint(dst, w, info.config, meta, specs=w.specs, dtype=dtype, extra_files=sidecars, overwrite=overwrite)
+        return save_checkpoint(
+            dst, w, info.config, meta, specs=w.specs, dtype=dtype, extra_files=sidecars, overwrite=overwrite
+        )
     specs = {to_hf_name(k): TensorSpec(dtype or s.dtype, s.shape) for k, s in w.specs.items()}
     dtypes = {s.dtype for s in specs.values()}
     dtype_name = str(dtypes.pop()).replace("torch.", "") if len(dtypes) == 1 else "float32"

@@ -55,20 +55,26 @@ class PhiConfig:
     def rotary_dim(self) -> int:
         return int(self.head_dim * self.partial_rotary_factor)
 
-    def validate(self) -> "PhiConfig":
+    def validate(self) -> PhiConfig:
         """Raise ConfigError if the shapes do not fit together; returns self."""
         for name in ("vocab_size", "n_layer", "d_model", "n_head", "d_mlp", "max_seq_len"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise ConfigError(f"model config: {name} must be a positive integer, got {v!r}")
         if self.d_model % self.n_head:
-            raise ConfigError(f"model config: d_model {self.d_model} is not divisible by n_head {self.n_head}",
-                              hint="pick n_head so that head_dim = d_model / n_head is an integer")
+            raise ConfigError(
+                f"model config: d_model {self.d_model} is not divisible by n_head {self.n_head}",
+                hint="pick n_head so that head_dim = d_model / n_head is an integer",
+            )
         if not 0.0 <= self.partial_rotary_factor <= 1.0:
-            raise ConfigError(f"model config: partial_rotary_factor must be in [0, 1], got {self.partial_rotary_factor}")
+            raise ConfigError(
+                f"model config: partial_rotary_factor must be in [0, 1], got {self.partial_rotary_factor}"
+            )
         if self.rotary_dim % 2:
-            raise ConfigError(f"model config: rotary_dim = int(head_dim {self.head_dim} * partial_rotary_factor "
-                              f"{self.partial_rotary_factor}) = {self.rotary_dim} must be even")
+            raise ConfigError(
+                f"model config: rotary_dim = int(head_dim {self.head_dim} * partial_rotary_factor "
+                f"{self.partial_rotary_factor}) = {self.rotary_dim} must be even"
+            )
         for name in ("resid_pdrop", "embd_pdrop", "attn_pdrop"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"model config: {name} must be in [0, 1), got {getattr(self, name)}")
@@ -80,11 +86,13 @@ class PhiConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "PhiConfig":
+    def from_dict(cls, d: dict[str, Any]) -> PhiConfig:
         """Build from a dict (e.g. checkpoint config.json 'model'); unknown keys are a ConfigError."""
         unknown = sorted(set(d) - set(FIELDS))
         if unknown:
-            raise ConfigError(f"model config: unknown field(s) {', '.join(unknown)}", hint=f"valid fields: {', '.join(FIELDS)}")
+            raise ConfigError(
+                f"model config: unknown field(s) {', '.join(unknown)}", hint=f"valid fields: {', '.join(FIELDS)}"
+            )
         return cls(**{k: _coerce(k, v) for k, v in d.items()}).validate()
 
 
@@ -116,13 +124,31 @@ def _coerce(name: str, v: Any) -> Any:
 # phi-1-small follows the phi-1 paper (20 layers, d 1024, MLP 4096, 16 heads of 64, same rotary dim 32).
 # tiny and small are for CPU experiments and tests.
 PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": dict(vocab_size=8192, n_layer=2, d_model=128, n_head=4, d_mlp=512, partial_rotary_factor=0.5, max_seq_len=256),
-    "small": dict(vocab_size=8192, n_layer=6, d_model=256, n_head=8, d_mlp=1024, partial_rotary_factor=0.5, max_seq_len=512),
-    "phi-1-small": dict(vocab_size=51200, n_layer=20, d_model=1024, n_head=16, d_mlp=4096, partial_rotary_factor=0.5, max_seq_len=2048),
-    "phi-1": dict(vocab_size=51200, n_layer=24, d_model=2048, n_head=32, d_mlp=8192, partial_rotary_factor=0.5, max_seq_len=2048),
-    "phi-1.5": dict(vocab_size=51200, n_layer=24, d_model=2048, n_head=32, d_mlp=8192, partial_rotary_factor=0.5, max_seq_len=2048),
-    "phi-2": dict(vocab_size=51200, n_layer=32, d_model=2560, n_head=32, d_mlp=10240, partial_rotary_factor=0.4, max_seq_len=2048,
-                  resid_pdrop=0.1),
+    "tiny": dict(
+        vocab_size=8192, n_layer=2, d_model=128, n_head=4, d_mlp=512, partial_rotary_factor=0.5, max_seq_len=256
+    ),
+    "small": dict(
+        vocab_size=8192, n_layer=6, d_model=256, n_head=8, d_mlp=1024, partial_rotary_factor=0.5, max_seq_len=512
+    ),
+    "phi-1-small": dict(
+        vocab_size=51200, n_layer=20, d_model=1024, n_head=16, d_mlp=4096, partial_rotary_factor=0.5, max_seq_len=2048
+    ),
+    "phi-1": dict(
+        vocab_size=51200, n_layer=24, d_model=2048, n_head=32, d_mlp=8192, partial_rotary_factor=0.5, max_seq_len=2048
+    ),
+    "phi-1.5": dict(
+        vocab_size=51200, n_layer=24, d_model=2048, n_head=32, d_mlp=8192, partial_rotary_factor=0.5, max_seq_len=2048
+    ),
+    "phi-2": dict(
+        vocab_size=51200,
+        n_layer=32,
+        d_model=2560,
+        n_head=32,
+        d_mlp=10240,
+        partial_rotary_factor=0.4,
+        max_seq_len=2048,
+        resid_pdrop=0.1,
+    ),
 }
 
 
@@ -132,7 +158,9 @@ def preset_config(name: str, **overrides: Any) -> PhiConfig:
         raise UsageError(f"unknown model preset {name!r}", hint=f"valid presets: {', '.join(PRESETS)}")
     unknown = sorted(set(overrides) - set(FIELDS))
     if unknown:
-        raise UsageError(f"unknown model config field(s) {', '.join(unknown)}", hint=f"valid fields: {', '.join(FIELDS)}")
+        raise UsageError(
+            f"unknown model config field(s) {', '.join(unknown)}", hint=f"valid fields: {', '.join(FIELDS)}"
+        )
     d = dict(PRESETS[name])
     d.update({k: v for k, v in overrides.items() if v is not None})
     return PhiConfig.from_dict(d)
@@ -140,15 +168,20 @@ def preset_config(name: str, **overrides: Any) -> PhiConfig:
 
 # ---- the module ------------------------------------------------------------------------------------------
 
+
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
     """(x1, x2) -> (-x2, x1) over the last dim: pairs dim i with dim i + R/2 (the HF / GPT-NeoX layout)."""
     x1, x2 = x.chunk(2, dim=-1)
     return torch.cat((-x2, x1), dim=-1)
 
 
-def rotary_cos_sin(pos: torch.Tensor, rotary_dim: int, theta: float, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def rotary_cos_sin(
+    pos: torch.Tensor, rotary_dim: int, theta: float, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
     """cos, sin for integer positions pos (B, T) -> each (B, 1, T, R), computed in float32 then cast."""
-    inv_freq = 1.0 / (theta ** (torch.arange(0, rotary_dim, 2, dtype=torch.float, device=pos.device) / rotary_dim))  # (R/2,)
+    inv_freq = 1.0 / (
+        theta ** (torch.arange(0, rotary_dim, 2, dtype=torch.float, device=pos.device) / rotary_dim)
+    )  # (R/2,)
     freqs = pos[..., None].float() * inv_freq  # (B, T, R/2)
     emb = torch.cat((freqs, freqs), dim=-1)  # (B, T, R)
     return emb.cos().to(dtype)[:, None], emb.sin().to(dtype)[:, None]
@@ -172,8 +205,17 @@ class KVCache:
         logits = model(next_tok[:, None], kv_cache=cache)            # one step: (B, 1, V)
     """
 
-    def __init__(self, n_layer: int, batch: int, n_head: int, max_len: int, head_dim: int, *, dtype: torch.dtype,
-                 device: torch.device | str | None = None):
+    def __init__(
+        self,
+        n_layer: int,
+        batch: int,
+        n_head: int,
+        max_len: int,
+        head_dim: int,
+        *,
+        dtype: torch.dtype,
+        device: torch.device | str | None = None,
+    ):
         self.k = torch.zeros(n_layer, batch, n_head, max_len, head_dim, dtype=dtype, device=device)
         self.v = torch.zeros_like(self.k)
         self.valid = torch.zeros(batch, max_len, dtype=torch.bool, device=device)  # which slots hold real tokens
@@ -203,8 +245,15 @@ class Attention(nn.Module):
         self.q_ln = nn.LayerNorm(hd, eps=cfg.layer_norm_eps) if cfg.qk_layernorm else None
         self.k_ln = nn.LayerNorm(hd, eps=cfg.layer_norm_eps) if cfg.qk_layernorm else None
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None, causal: bool,
-                kv: tuple[torch.Tensor, torch.Tensor, int] | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        mask: torch.Tensor | None,
+        causal: bool,
+        kv: tuple[torch.Tensor, torch.Tensor, int] | None = None,
+    ) -> torch.Tensor:
         B, T, C = x.shape
         q = self.q_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
         k = self.k_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)
@@ -217,11 +266,12 @@ class Attention(nn.Module):
             k = torch.cat((k[..., :R] * cos + rotate_half(k[..., :R]) * sin, k[..., R:]), dim=-1)
         if kv is not None:  # write this step's keys/values, attend over everything so far
             k_buf, v_buf, start = kv  # (B, H, max_len, hd)
-            k_buf[:, :, start:start + T] = k
-            v_buf[:, :, start:start + T] = v
-            k, v = k_buf[:, :, :start + T].to(q.dtype), v_buf[:, :, :start + T].to(q.dtype)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None,
-                                           dropout_p=self.dropout if self.training else 0.0)  # (B, H, T, hd)
+            k_buf[:, :, start : start + T] = k
+            v_buf[:, :, start : start + T] = v
+            k, v = k_buf[:, :, : start + T].to(q.dtype), v_buf[:, :, : start + T].to(q.dtype)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=causal and mask is None, dropout_p=self.dropout if self.training else 0.0
+        )  # (B, H, T, hd)
         y = y.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim)  # (B, T, H*hd)
         return self.dense(y)
 
@@ -258,7 +308,9 @@ class Phi(nn.Module):
         super().__init__()
         self.config = config.validate()
         # _weight skips nn.Embedding's own init (init_weights does it; normal_ on the meta device is slow)
-        self.wte = nn.Embedding(config.vocab_size, config.d_model, _weight=torch.empty(config.vocab_size, config.d_model))
+        self.wte = nn.Embedding(
+            config.vocab_size, config.d_model, _weight=torch.empty(config.vocab_size, config.d_model)
+        )
         self.drop = nn.Dropout(config.embd_pdrop)
         self.h = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
@@ -294,10 +346,13 @@ class Phi(nn.Module):
         start = cache.pos
         if start + T > cache.max_len:
             raise ValueError(f"KV cache full: {start} + {T} tokens > max_len {cache.max_len}")
-        valid = (torch.ones(B, T, dtype=torch.bool, device=device) if attention_mask is None
-                 else attention_mask.to(device=device, dtype=torch.bool))
+        valid = (
+            torch.ones(B, T, dtype=torch.bool, device=device)
+            if attention_mask is None
+            else attention_mask.to(device=device, dtype=torch.bool)
+        )
         cache.padded = cache.padded or not bool(valid.all())
-        cache.valid[:, start:start + T] = valid
+        cache.valid[:, start : start + T] = valid
         pos = (cache.lengths[:, None] + valid.long().cumsum(1) - 1).clamp(min=0)  # (B, T)
         if not cache.padded:
             if T == 1:
@@ -306,7 +361,7 @@ class Phi(nn.Module):
                 return pos, None, True
         i = torch.arange(T, device=device)[:, None] + start  # (T, 1) absolute slot of each query
         j = torch.arange(start + T, device=device)[None, :]  # (1, Tk)
-        allowed = (j <= i)[None] & cache.valid[:, None, :start + T]  # (B, T, Tk)
+        allowed = (j <= i)[None] & cache.valid[:, None, : start + T]  # (B, T, Tk)
         allowed |= (j == i)[None]
         return pos, allowed[:, None], False
 
@@ -315,16 +370,23 @@ class Phi(nn.Module):
         pos, mask, causal = self._pos_mask(B, T, attention_mask, kv_cache, idx.device)
         x = self.drop(self.wte(idx))  # (B, T, C)
         cos, sin = rotary_cos_sin(pos, self.config.rotary_dim, self.config.rope_theta, x.dtype)  # (B|1, 1, T, R)
-        for l, block in enumerate(self.h):
-            kv = None if kv_cache is None else (kv_cache.k[l], kv_cache.v[l], kv_cache.pos)
+        for layer, block in enumerate(self.h):
+            kv = None if kv_cache is None else (kv_cache.k[layer], kv_cache.v[layer], kv_cache.pos)
             x = block(x, cos, sin, mask, causal, kv)
         if kv_cache is not None:
             kv_cache.lengths += mask_sum(attention_mask, B, T, idx.device)
             kv_cache.pos += T
         return self.ln_f(x)  # (B, T, C)
 
-    def forward(self, idx: torch.Tensor, *, kv_cache: KVCache | None = None, attention_mask: torch.Tensor | None = None,
-                return_hidden: bool = False, last_only: bool = False):
+    def forward(
+        self,
+        idx: torch.Tensor,
+        *,
+        kv_cache: KVCache | None = None,
+        attention_mask: torch.Tensor | None = None,
+        return_hidden: bool = False,
+        last_only: bool = False,
+    ):
         """Logits (B, T, V) in float32 for token ids idx (B, T); (logits, hidden) with return_hidden=True.
 
         kv_cache: a KVCache from new_kv_cache(); this call appends idx at slot cache.pos (positions continue).
@@ -339,12 +401,20 @@ class Phi(nn.Module):
         """Final hidden states after the final LayerNorm, (B, T, C) (features for classifiers)."""
         return self._hidden(idx, attention_mask, None)
 
-    def new_kv_cache(self, batch_size: int, max_len: int, *, dtype: torch.dtype | None = None,
-                     device: torch.device | str | None = None) -> KVCache:
+    def new_kv_cache(
+        self,
+        batch_size: int,
+        max_len: int,
+        *,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> KVCache:
         """An empty KVCache for `batch_size` rows of up to `max_len` tokens (prompt + generated)."""
         p = self.wte.weight
         c = self.config
-        return KVCache(c.n_layer, batch_size, c.n_head, max_len, c.head_dim, dtype=dtype or p.dtype, device=device or p.device)
+        return KVCache(
+            c.n_layer, batch_size, c.n_head, max_len, c.head_dim, dtype=dtype or p.dtype, device=device or p.device
+        )
 
     def num_params(self, exclude_embeddings: bool = False) -> int:
         """Parameter count; exclude_embeddings drops the input embedding table (lm_head is a matmul: kept)."""
@@ -368,8 +438,8 @@ def param_shapes(config: PhiConfig) -> dict[str, tuple[int, ...]]:
     """Every parameter name of Phi(config) and its shape, without building the model."""
     C, M, V, hd = config.d_model, config.d_mlp, config.vocab_size, config.head_dim
     shapes: dict[str, tuple[int, ...]] = {"wte.weight": (V, C)}
-    for l in range(config.n_layer):
-        p = f"h.{l}."
+    for layer in range(config.n_layer):
+        p = f"h.{layer}."
         shapes.update({p + "ln.weight": (C,), p + "ln.bias": (C,)})
         for name in ("q_proj", "k_proj", "v_proj"):
             shapes.update({p + f"attn.{name}.weight": (C, C), p + f"attn.{name}.bias": (C,)})
@@ -377,6 +447,13 @@ def param_shapes(config: PhiConfig) -> dict[str, tuple[int, ...]]:
         if config.qk_layernorm:
             for name in ("q_ln", "k_ln"):
                 shapes.update({p + f"attn.{name}.weight": (hd,), p + f"attn.{name}.bias": (hd,)})
-        shapes.update({p + "mlp.fc1.weight": (M, C), p + "mlp.fc1.bias": (M,), p + "mlp.fc2.weight": (C, M), p + "mlp.fc2.bias": (C,)})
+        shapes.update(
+            {
+                p + "mlp.fc1.weight": (M, C),
+                p + "mlp.fc1.bias": (M,),
+                p + "mlp.fc2.weight": (C, M),
+                p + "mlp.fc2.bias": (C,),
+            }
+        )
     shapes.update({"ln_f.weight": (C,), "ln_f.bias": (C,), "lm_head.weight": (V, C), "lm_head.bias": (V,)})
     return shapes

@@ -19,18 +19,25 @@ import os
 import shutil
 import struct
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from phitools.errors import CheckpointError
 
 DTYPES: dict[torch.dtype, str] = {
-    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
-    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8", torch.bool: "BOOL",
+    torch.float64: "F64",
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.int16: "I16",
+    torch.int8: "I8",
+    torch.uint8: "U8",
+    torch.bool: "BOOL",
 }
 TORCH_DTYPES: dict[str, torch.dtype] = {v: k for k, v in DTYPES.items()}
 _CHUNK = 64 << 20  # write/hash in 64 MiB slices so no second full copy of a big tensor is made
@@ -67,8 +74,13 @@ class TensorSpec(tuple):
         return n
 
 
-def write_safetensors(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor], *, specs: Mapping[str, TensorSpec] | None = None,
-                      metadata: Mapping[str, str] | None = None) -> dict:
+def write_safetensors(
+    path: str | os.PathLike,
+    tensors: Mapping[str, torch.Tensor],
+    *,
+    specs: Mapping[str, TensorSpec] | None = None,
+    metadata: Mapping[str, str] | None = None,
+) -> dict:
     """Write tensors (in `specs` order, or sorted by name) to a safetensors file; returns {bytes, sha256}.
 
     With `specs` given, `tensors[name]` is looked up only when that tensor is written, so a lazy Mapping can
@@ -83,7 +95,11 @@ def write_safetensors(path: str | os.PathLike, tensors: Mapping[str, torch.Tenso
     for name, spec in specs.items():
         if spec.dtype not in DTYPES:
             raise CheckpointError(f"cannot store tensor {name} of dtype {spec.dtype} in safetensors")
-        header[name] = {"dtype": DTYPES[spec.dtype], "shape": list(spec.shape), "data_offsets": [offset, offset + spec.nbytes]}
+        header[name] = {
+            "dtype": DTYPES[spec.dtype],
+            "shape": list(spec.shape),
+            "data_offsets": [offset, offset + spec.nbytes],
+        }
         offset += spec.nbytes
     hb = json.dumps(header, separators=(",", ":")).encode()
     hb += b" " * (-len(hb) % 8)  # pad the header so the data starts 8-byte aligned, as safetensors does
@@ -102,10 +118,12 @@ def write_safetensors(path: str | os.PathLike, tensors: Mapping[str, torch.Tenso
         for name, spec in specs.items():
             t = tensors[name]
             if t.dtype != spec.dtype or tuple(t.shape) != spec.shape:
-                raise CheckpointError(f"tensor {name}: got {t.dtype} {tuple(t.shape)}, expected {spec.dtype} {spec.shape}")
+                raise CheckpointError(
+                    f"tensor {name}: got {t.dtype} {tuple(t.shape)}, expected {spec.dtype} {spec.shape}"
+                )
             mv = _raw_bytes(t)
             for i in range(0, len(mv), _CHUNK):
-                put(mv[i:i + _CHUNK])
+                put(mv[i : i + _CHUNK])
             del t, mv
         f.flush()
         os.fsync(f.fileno())
@@ -158,8 +176,9 @@ def _exchange(a: Path, b: Path) -> bool:
 
 
 @contextmanager
-def atomic_dir(path: str | os.PathLike, *, replace: bool = False,
-               may_replace: Callable[[Path], bool] | None = None) -> Iterator[Path]:
+def atomic_dir(
+    path: str | os.PathLike, *, replace: bool = False, may_replace: Callable[[Path], bool] | None = None
+) -> Iterator[Path]:
     """Yield a fresh temp dir beside `path`; on success it becomes `path`, on error it is removed.
 
     replace: an existing `path` is swapped out (atomically on Linux) and deleted, but only if
@@ -172,8 +191,11 @@ def atomic_dir(path: str | os.PathLike, *, replace: bool = False,
         if not replace:
             raise CheckpointError(f"{path} already exists", hint="choose another output or pass --overwrite")
         if not path.is_dir() or (may_replace is not None and not may_replace(path)):
-            raise CheckpointError(f"{path} exists and is not a plain checkpoint directory (other files in it would be lost); "
-                                  "refusing to replace it", hint="choose another output")
+            raise CheckpointError(
+                f"{path} exists and is not a plain checkpoint directory (other files in it would be lost); "
+                "refusing to replace it",
+                hint="choose another output",
+            )
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=parent))
     try:
         yield tmp
@@ -214,7 +236,10 @@ class SafetensorsFile:
                     raise ValueError(f"header length {n} does not fit in the file ({size} bytes)")
                 header = json.loads(f.read(n))
         except (OSError, ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
-            raise CheckpointError(f"{self.path}: unreadable safetensors ({e})", hint="the file is truncated or corrupted; use another copy") from None
+            raise CheckpointError(
+                f"{self.path}: unreadable safetensors ({e})",
+                hint="the file is truncated or corrupted; use another copy",
+            ) from None
         if not isinstance(header, dict):
             raise CheckpointError(f"{self.path}: unreadable safetensors (header is not a JSON object)")
         self.metadata = header.pop("__metadata__", None) or {}
@@ -231,15 +256,22 @@ class SafetensorsFile:
                 self.entries[name] = (dtype, shape, begin, end)
                 spans.append((begin, end))
         except (KeyError, TypeError, ValueError) as e:
-            raise CheckpointError(f"{self.path}: unreadable safetensors (bad header entry: {e})", hint="the file is corrupted") from None
+            raise CheckpointError(
+                f"{self.path}: unreadable safetensors (bad header entry: {e})", hint="the file is corrupted"
+            ) from None
         pos = 0
         for begin, end in sorted(spans):
             if begin != pos:
-                raise CheckpointError(f"{self.path}: unreadable safetensors (tensor data overlaps or leaves gaps)", hint="the file is corrupted")
+                raise CheckpointError(
+                    f"{self.path}: unreadable safetensors (tensor data overlaps or leaves gaps)",
+                    hint="the file is corrupted",
+                )
             pos = end
         if self.data_start + pos != size:
-            raise CheckpointError(f"{self.path}: {size} bytes, its header describes {self.data_start + pos} (truncated or padded)",
-                                  hint="the file is damaged; use another copy")
+            raise CheckpointError(
+                f"{self.path}: {size} bytes, its header describes {self.data_start + pos} (truncated or padded)",
+                hint="the file is damaged; use another copy",
+            )
 
     def keys(self) -> list[str]:
         return list(self.entries)
@@ -258,7 +290,9 @@ class SafetensorsFile:
                 f.seek(self.data_start + begin)
                 got = f.readinto(buf)
             if got != end - begin:
-                raise CheckpointError(f"{self.path}: tensor {name} is truncated", hint="the file is damaged; use another copy")
+                raise CheckpointError(
+                    f"{self.path}: tensor {name} is truncated", hint="the file is damaged; use another copy"
+                )
         return t
 
     def load(self) -> dict[str, torch.Tensor]:

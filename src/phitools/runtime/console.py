@@ -8,12 +8,20 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TaskProgressColumn, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.text import Text
 
 from phitools.runtime.progress import DEFAULT_EVERY, LogReporter, NullReporter, Reporter, format_rate
@@ -104,8 +112,9 @@ class _StatsColumn(ProgressColumn):
 
 
 @contextmanager
-def progress(description: str, total: int | None = None, unit: str = "records", *, stats=None,
-             initial: int = 0) -> Iterator[Reporter]:
+def progress(
+    description: str, total: int | None = None, unit: str = "records", *, stats=None, initial: int = 0
+) -> Iterator[Reporter]:
     """Progress on stderr: a rich bar (count, rate, ETA) on a terminal, a one-line report every
     --progress-every seconds when stderr is a file or pipe, nothing with --quiet.
 
@@ -119,8 +128,15 @@ def progress(description: str, total: int | None = None, unit: str = "records", 
         if every <= 0:
             yield NullReporter()
             return
-        with LogReporter(_state["tool"] or description, description, total=total, unit=unit, every=every,
-                         stats=stats, initial=initial) as rep:
+        with LogReporter(
+            _state["tool"] or description,
+            description,
+            total=total,
+            unit=unit,
+            every=every,
+            stats=stats,
+            initial=initial,
+        ) as rep:
             yield rep
         return
     cols: list = [TextColumn("[bold]{task.description}"), BarColumn()]

@@ -15,7 +15,8 @@ import datetime as _dt
 import sys
 import threading
 import time
-from typing import Any, Callable, Protocol, TextIO
+from collections.abc import Callable
+from typing import Any, Protocol, TextIO
 
 DEFAULT_EVERY = 30.0
 
@@ -74,9 +75,20 @@ class LogReporter:
     (a resumed training run) and does not count towards the rate.
     """
 
-    def __init__(self, tool: str, label: str, *, total: int | None = None, unit: str = "records", every: float = DEFAULT_EVERY,
-                 stats: Any = None, initial: int = 0, stream: TextIO | None = None,
-                 clock: Callable[[], float] = time.monotonic, now: Callable[[], str] = timestamp):
+    def __init__(
+        self,
+        tool: str,
+        label: str,
+        *,
+        total: int | None = None,
+        unit: str = "records",
+        every: float = DEFAULT_EVERY,
+        stats: Any = None,
+        initial: int = 0,
+        stream: TextIO | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], str] = timestamp,
+    ):
         self.tool = tool
         self.label = label
         self.detail = ""
@@ -98,14 +110,16 @@ class LogReporter:
     def advance(self, n: int = 1) -> None:
         self.completed += n
 
-    def update(self, *, total: int | None = None, description: str | None = None, completed: int | None = None, **_: Any) -> None:
+    def update(
+        self, *, total: int | None = None, description: str | None = None, completed: int | None = None, **_: Any
+    ) -> None:
         if total is not None:
             self.total = total
         if completed is not None:
             self.completed = completed
         if description is not None:
             # a step that updates its description (train: "train loss 2.31 lr 3e-4") keeps the label in front
-            self.detail = description[len(self.label):].strip() if description.startswith(self.label) else description
+            self.detail = description[len(self.label) :].strip() if description.startswith(self.label) else description
 
     # ---- the report --------------------------------------------------------------------------------
     def line(self, *, final: bool = False) -> str:
@@ -135,7 +149,7 @@ class LogReporter:
         return head + " " + " | ".join(parts)
 
     def _phase(self) -> str:
-        return self.label[len(self.tool):].strip() if self.label.startswith(self.tool + " ") else self.label
+        return self.label[len(self.tool) :].strip() if self.label.startswith(self.tool + " ") else self.label
 
     def _counts(self) -> list[str]:
         st = self.stats
@@ -166,7 +180,7 @@ class LogReporter:
         while not self._stop.wait(self.every):
             self.report()
 
-    def start(self) -> "LogReporter":
+    def start(self) -> LogReporter:
         if self.every > 0:
             self._thread = threading.Thread(target=self._run, name="phitools-progress", daemon=True)
             self._thread.start()
@@ -181,7 +195,7 @@ class LogReporter:
         if ok and self.lines:
             self.report(final=True)
 
-    def __enter__(self) -> "LogReporter":
+    def __enter__(self) -> LogReporter:
         return self.start()
 
     def __exit__(self, exc_type, exc, tb) -> None:

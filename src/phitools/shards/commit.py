@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 from phitools.errors import UsageError
 from phitools.shards import ownership
@@ -63,8 +63,10 @@ def _refuse_other_runs(directory: Path, shard: ShardSpec | None) -> None:
     if others:
         this = f"--shard {shard}" if shard and shard.count > 1 else "an unsharded run"
         theirs = ", ".join(others[:3]) + (" ..." if len(others) > 3 else "")
-        raise UsageError(f"-o {directory} holds the output of a run with another --shard N ({theirs}); this is {this}",
-                         hint="the two would mix: write to another -o, or remove that directory first")
+        raise UsageError(
+            f"-o {directory} holds the output of a run with another --shard N ({theirs}); this is {this}",
+            hint="the two would mix: write to another -o, or remove that directory first",
+        )
 
 
 def fsync_dir(directory: Path) -> None:
@@ -106,8 +108,12 @@ class DirectoryClaim:
         self._committing = False
         self._old: list[str] = []
 
-    def commit(self, files: Iterable[tuple[Path, Path]], write_manifest: Callable[[Path], dict],
-               shared: Iterable[tuple[Path, Path]] = ()) -> dict:
+    def commit(
+        self,
+        files: Iterable[tuple[Path, Path]],
+        write_manifest: Callable[[Path], dict],
+        shared: Iterable[tuple[Path, Path]] = (),
+    ) -> dict:
         """Swap `files` (temp, final) into place and write the manifest with `write_manifest(path)`.
 
         `shared`: files every slice of the directory writes alike (tokenize's tokenizer.json), renamed too but

@@ -120,9 +120,13 @@ class Report:
         out = []
         for kind, ps in kinds.items():
             if kind == "missing_part":
-                out.append(f"{len(self.present)} of {self.parts} --shard parts are complete (missing K = {_ranges([p.part for p in ps])})")
+                out.append(
+                    f"{len(self.present)} of {self.parts} --shard parts are complete (missing K = {_ranges([p.part for p in ps])})"
+                )
             elif kind in ("missing_file", "size_mismatch", "sha256_mismatch", "extra_file", "duplicate_file"):
-                names = ", ".join(Path(p.path or "").name for p in ps[:3]) + (f", +{len(ps) - 3} more" if len(ps) > 3 else "")
+                names = ", ".join(Path(p.path or "").name for p in ps[:3]) + (
+                    f", +{len(ps) - 3} more" if len(ps) > 3 else ""
+                )
                 out.append(f"{len(ps)} {_KIND_WORDS[kind]} ({names})")
             else:
                 out.append(ps[0].message + (f" (+{len(ps) - 1} more)" if len(ps) > 1 else ""))
@@ -132,7 +136,10 @@ class Report:
         """What to do about it (`allow_partial`: mention the --allow-partial way out, for record readers)."""
         kinds = {p.kind for p in self.problems}
         if kinds & {"no_manifest"}:
-            fix, way = "a run that did not finish leaves no manifest: re-run the command that writes it", "the finished shards anyway"
+            fix, way = (
+                "a run that did not finish leaves no manifest: re-run the command that writes it",
+                "the finished shards anyway",
+            )
         elif kinds & {"missing_part"}:
             fix, way = f"re-run the missing --shard K/{self.parts} tasks (the same -o)", "the complete parts only"
         elif kinds & {"extra_file", "duplicate_file"}:
@@ -164,9 +171,13 @@ class Report:
         }
 
 
-_KIND_WORDS = {"missing_file": "listed file(s) missing", "size_mismatch": "file(s) with the wrong size",
-               "sha256_mismatch": "file(s) whose sha256 differs from the manifest",
-               "extra_file": "file(s) no manifest lists", "duplicate_file": "file(s) listed twice"}
+_KIND_WORDS = {
+    "missing_file": "listed file(s) missing",
+    "size_mismatch": "file(s) with the wrong size",
+    "sha256_mismatch": "file(s) whose sha256 differs from the manifest",
+    "extra_file": "file(s) no manifest lists",
+    "duplicate_file": "file(s) listed twice",
+}
 
 
 def _ranges(ks: list[int | None]) -> str:
@@ -201,8 +212,14 @@ def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def inspect_output(path: str | os.PathLike, *, sha256: bool = True, parts: int | None = None,
-                   skip_sha: set[str] | None = None, probe_locks: bool = True) -> Report:
+def inspect_output(
+    path: str | os.PathLike,
+    *,
+    sha256: bool = True,
+    parts: int | None = None,
+    skip_sha: set[str] | None = None,
+    probe_locks: bool = True,
+) -> Report:
     """Check a directory written by a phitools `-o DIR` (records or tokens) against its manifests.
 
     sha256: hash every listed file (else sizes only). parts: the N the caller expects (a Slurm array's
@@ -214,7 +231,10 @@ def inspect_output(path: str | os.PathLike, *, sha256: bool = True, parts: int |
     if not d.is_dir():
         if parts:
             rep.parts, rep.missing = parts, list(range(parts))
-            rep.problems += [Problem("missing_part", f"--shard {k}/{parts} has no manifest (no such directory)", None, k) for k in range(parts)]
+            rep.problems += [
+                Problem("missing_part", f"--shard {k}/{parts} has no manifest (no such directory)", None, k)
+                for k in range(parts)
+            ]
         return rep
     try:
         names = sorted(os.listdir(d))
@@ -256,13 +276,20 @@ def inspect_output(path: str | os.PathLike, *, sha256: bool = True, parts: int |
         if ours or any(rep.problems):
             rep.kind = "tokens" if any(n.endswith(TOKEN_SUFFIX) for n in ours) else "records"
             if ours:
-                rep.problems.append(Problem("no_manifest", f"{len(ours)} shard(s) but no manifest: the run that wrote them did not finish",
-                                            str(d)))
+                rep.problems.append(
+                    Problem(
+                        "no_manifest",
+                        f"{len(ours)} shard(s) but no manifest: the run that wrote them did not finish",
+                        str(d),
+                    )
+                )
         else:
             rep.kind = "plain" if data_names else "empty"
         if parts:
             rep.parts, rep.missing = parts, list(range(parts))
-            rep.problems += [Problem("missing_part", f"--shard {k}/{parts} has no manifest", None, k) for k in range(parts)]
+            rep.problems += [
+                Problem("missing_part", f"--shard {k}/{parts} has no manifest", None, k) for k in range(parts)
+            ]
         return rep
 
     kinds = {"tokens" if doc.get("format") == TOKENS_FORMAT else "records" for _, _, _, doc in found}
@@ -276,7 +303,7 @@ def inspect_output(path: str | os.PathLike, *, sha256: bool = True, parts: int |
         want = f"; expected --shard K/{parts}" if parts and ns != [parts] else ""
         rep.problems.append(Problem("mixed_parts", f"manifests of different runs ({desc}){want}", str(d)))
     rep.parts = n_expected
-    for k, n, p, doc in found:
+    for k, n, _p, doc in found:
         if n == n_expected:
             rep.manifests[k] = doc
     rep.present = sorted(rep.manifests)
@@ -305,8 +332,16 @@ def inspect_output(path: str | os.PathLike, *, sha256: bool = True, parts: int |
             size = o.get("bytes")
             if size is None and o.get("tokens") is not None and itemsize:
                 size = int(o["tokens"]) * itemsize
-            rep.listed.append(Listed(fp, k, int(size) if size is not None else None, o.get("sha256"),
-                                     records=o.get("records"), tokens=o.get("tokens")))
+            rep.listed.append(
+                Listed(
+                    fp,
+                    k,
+                    int(size) if size is not None else None,
+                    o.get("sha256"),
+                    records=o.get("records"),
+                    tokens=o.get("tokens"),
+                )
+            )
     for f in rep.listed:
         try:
             st = f.path.stat()
@@ -316,8 +351,14 @@ def inspect_output(path: str | os.PathLike, *, sha256: bool = True, parts: int |
             continue
         if f.bytes is not None and st.st_size != f.bytes:
             f.ok = False
-            rep.problems.append(Problem("size_mismatch", f"{f.path.name} is {st.st_size} bytes, its manifest says {f.bytes}",
-                                        str(f.path), f.part))
+            rep.problems.append(
+                Problem(
+                    "size_mismatch",
+                    f"{f.path.name} is {st.st_size} bytes, its manifest says {f.bytes}",
+                    str(f.path),
+                    f.part,
+                )
+            )
     if sha256:
         todo = [f for f in rep.listed if f.ok and f.sha256 and f.path.name not in (skip_sha or set())]
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:  # hashlib releases the GIL
@@ -325,8 +366,9 @@ def inspect_output(path: str | os.PathLike, *, sha256: bool = True, parts: int |
         for f, got in zip(todo, digests):
             if got != f.sha256:
                 f.ok = False
-                rep.problems.append(Problem("sha256_mismatch", f"{f.path.name}: sha256 differs from its manifest",
-                                            str(f.path), f.part))
+                rep.problems.append(
+                    Problem("sha256_mismatch", f"{f.path.name}: sha256 differs from its manifest", str(f.path), f.part)
+                )
     for name in data_names:
         if name not in seen:
             rep.problems.append(Problem("extra_file", f"{name} is not listed by any manifest", str(d / name)))
@@ -352,6 +394,8 @@ def _check_token_parts(d: Path, rep: Report, sha256: bool) -> None:
     want = {m.get("tokenizer_file_sha256") for m in docs} - {None}
     if want:
         if sha256 and sha256_of(tok) not in want:
-            rep.problems.append(Problem("tokenizer_mismatch", "tokenizer.json differs from the one the manifests record", str(tok)))
+            rep.problems.append(
+                Problem("tokenizer_mismatch", "tokenizer.json differs from the one the manifests record", str(tok))
+            )
         elif len(want) > 1:
             rep.problems.append(Problem("disagree", "the --shard parts record different tokenizer.json files", str(d)))

@@ -153,24 +153,30 @@ class Lock:
             st = os.fstat(fd)
             key = (st.st_dev, st.st_ino)
             if key in _held:
-                raise UsageError(f"{self.what}: this command already writes there (as {_held[key]})",
-                                 hint="give each output its own path")
+                raise UsageError(
+                    f"{self.what}: this command already writes there (as {_held[key]})",
+                    hint="give each output its own path",
+                )
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
                 locked = True
             except OSError as e:
                 if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES) and not wait:
                     holder = _read_holder(fd)
-                    raise BusyError(f"{self.what}: another phitools process is writing it now{holder}",
-                                     hint="wait for it to finish, or write to another -o; a killed process "
-                                          "releases its lock by itself") from None
+                    raise BusyError(
+                        f"{self.what}: another phitools process is writing it now{holder}",
+                        hint="wait for it to finish, or write to another -o; a killed process "
+                        "releases its lock by itself",
+                    ) from None
                 if e.errno not in _UNSUPPORTED:
                     raise
                 if not _warned_unlocked:
                     from phitools.runtime.console import warn
 
-                    warn(f"{self.path.parent}: file locks are not supported here; concurrent writers into one "
-                         "output are not detected")
+                    warn(
+                        f"{self.path.parent}: file locks are not supported here; concurrent writers into one "
+                        "output are not detected"
+                    )
                     _warned_unlocked = True
             if locked:
                 # the holder before us removes the file when it releases: a lock on a removed file is no lock
@@ -203,7 +209,7 @@ class Lock:
         finally:
             self.fd = None
 
-    def __enter__(self) -> "Lock":
+    def __enter__(self) -> Lock:
         return self
 
     def __exit__(self, *exc) -> None:

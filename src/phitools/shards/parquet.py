@@ -13,8 +13,9 @@ import base64
 import datetime as _dt
 import decimal
 import os
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from phitools.errors import DataError, UsageError
 
@@ -51,18 +52,34 @@ def remote_error(e: BaseException, url: str) -> DataError:
     """A remote listing or read failure as one line: offline, gated/private, not found, or other."""
     name = type(e).__name__
     msg = _one_line(e)
-    if isinstance(e, FileNotFoundError) or name in ("EntryNotFoundError", "RepositoryNotFoundError", "RevisionNotFoundError"):
-        return DataError(f"not found ({name}: {msg})", source=url,
-                         hint="check the ORG/NAME and the path inside the dataset; a private or gated dataset needs a token (HF_TOKEN)")
+    if isinstance(e, FileNotFoundError) or name in (
+        "EntryNotFoundError",
+        "RepositoryNotFoundError",
+        "RevisionNotFoundError",
+    ):
+        return DataError(
+            f"not found ({name}: {msg})",
+            source=url,
+            hint="check the ORG/NAME and the path inside the dataset; a private or gated dataset needs a token (HF_TOKEN)",
+        )
     if name in ("GatedRepoError",) or "401" in msg or "403" in msg:
-        return DataError(f"access denied ({name}: {msg})", source=url,
-                         hint="accept the dataset's terms on its Hub page and set HF_TOKEN (or run `hf auth login`)")
-    if name in ("OfflineModeIsEnabled",) or any(k in name for k in ("Connect", "Timeout", "Network", "Transport")) \
-            or isinstance(e, (ConnectionError, TimeoutError)):
-        return DataError(f"cannot reach the Hub ({name}: {msg})", source=url,
-                         hint="no network here? download the files where there is one "
-                              "(`hf download ORG/NAME --repo-type dataset --include 'data/python/*' --local-dir stack/`) "
-                              "and ingest the local folder")
+        return DataError(
+            f"access denied ({name}: {msg})",
+            source=url,
+            hint="accept the dataset's terms on its Hub page and set HF_TOKEN (or run `hf auth login`)",
+        )
+    if (
+        name in ("OfflineModeIsEnabled",)
+        or any(k in name for k in ("Connect", "Timeout", "Network", "Transport"))
+        or isinstance(e, (ConnectionError, TimeoutError))
+    ):
+        return DataError(
+            f"cannot reach the Hub ({name}: {msg})",
+            source=url,
+            hint="no network here? download the files where there is one "
+            "(`hf download ORG/NAME --repo-type dataset --include 'data/python/*' --local-dir stack/`) "
+            "and ingest the local folder",
+        )
     return DataError(f"cannot read ({name}: {msg})", source=url, hint="check the URL and the network")
 
 
@@ -73,8 +90,10 @@ def url_to_fs(url: str) -> tuple[Any, str]:
     try:
         return fsspec.core.url_to_fs(url)
     except (ImportError, ValueError) as e:
-        raise UsageError(f"{url}: no file system for this URL ({_one_line(e)})",
-                         hint="hf://datasets/ORG/NAME/PATH works out of the box; other schemes need their fsspec package (s3fs, gcsfs)") from None
+        raise UsageError(
+            f"{url}: no file system for this URL ({_one_line(e)})",
+            hint="hf://datasets/ORG/NAME/PATH works out of the box; other schemes need their fsspec package (s3fs, gcsfs)",
+        ) from None
 
 
 def list_remote(url: str, keep: Callable[[str], bool]) -> list[ParquetSource]:
@@ -93,7 +112,7 @@ def list_remote(url: str, keep: Callable[[str], bool]) -> list[ParquetSource]:
     base = root.rsplit("/", 1)[0] + "/" if "/" in root else ""
     out = []
     for p in found:
-        rel = p[len(base):] if p.startswith(base) else p
+        rel = p[len(base) :] if p.startswith(base) else p
         if keep(rel):
             out.append(ParquetSource(path=p, rel=rel, display=f"{protocol}://{p}", fs=fs))
     return out
@@ -121,8 +140,11 @@ class ParquetInput:
             self.close()
             if source.fs is not None and not isinstance(e, pa.ArrowException):
                 raise remote_error(e, source.display) from None
-            raise DataError(f"not a readable parquet file ({_one_line(e)})", source=source.display,
-                            hint="the file is damaged, truncated or not parquet; re-download it") from None
+            raise DataError(
+                f"not a readable parquet file ({_one_line(e)})",
+                source=source.display,
+                hint="the file is damaged, truncated or not parquet; re-download it",
+            ) from None
         except Exception as e:
             self.close()
             if source.fs is None:
@@ -174,7 +196,7 @@ class ParquetInput:
                 pass
             self._fh = None
 
-    def __enter__(self) -> "ParquetInput":
+    def __enter__(self) -> ParquetInput:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -185,8 +207,11 @@ class CorruptRowGroup(DataError):
     """A row group that cannot be read or decoded."""
 
     def __init__(self, source: str, group: int, groups: int, detail: str):
-        super().__init__(f"row group {group} (of {groups}) cannot be read: {detail}", source=source,
-                         hint="the file is damaged or truncated: re-download it, or pass --skip-bad to count and skip that row group")
+        super().__init__(
+            f"row group {group} (of {groups}) cannot be read: {detail}",
+            source=source,
+            hint="the file is damaged or truncated: re-download it, or pass --skip-bad to count and skip that row group",
+        )
         self.group = group
 
 
@@ -197,9 +222,16 @@ def _json_native(t: pa.DataType) -> bool:
 
     if pa.types.is_dictionary(t):
         return _json_native(t.value_type)
-    if (pa.types.is_null(t) or pa.types.is_boolean(t) or pa.types.is_integer(t) or pa.types.is_float32(t)
-            or pa.types.is_float64(t) or pa.types.is_string(t) or pa.types.is_large_string(t)
-            or pa.types.is_date(t)):
+    if (
+        pa.types.is_null(t)
+        or pa.types.is_boolean(t)
+        or pa.types.is_integer(t)
+        or pa.types.is_float32(t)
+        or pa.types.is_float64(t)
+        or pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_date(t)
+    ):
         return True
     if pa.types.is_timestamp(t):
         return t.unit != "ns"  # nanoseconds may come back as pandas.Timestamp

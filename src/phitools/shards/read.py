@@ -9,9 +9,10 @@ import io
 import os
 import sys
 import zlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator, Sequence
+from typing import BinaryIO
 
 import zstandard
 
@@ -41,8 +42,9 @@ def expand_inputs(inputs: Sequence[str | os.PathLike] | None, *, allow_partial: 
     return [f.name for f in resolve_inputs(inputs, allow_partial=allow_partial)]
 
 
-def resolve_inputs(inputs: Sequence[str | os.PathLike] | None, *, allow_partial: bool = False,
-                   notes: list | None = None) -> list[InputFile]:
+def resolve_inputs(
+    inputs: Sequence[str | os.PathLike] | None, *, allow_partial: bool = False, notes: list | None = None
+) -> list[InputFile]:
     """Turn CLI inputs into an ordered list of files to read ('-' for stdin), each with its expected size and sha256.
 
     A directory written by a phitools `-o DIR` is read as the complete set its manifests describe (see
@@ -68,18 +70,28 @@ def resolve_inputs(inputs: Sequence[str | os.PathLike] | None, *, allow_partial:
                 temps = temp_files(p)
                 if temps:
                     who = f"pid {temps[0].pid}" + (f" on {temps[0].host}" if temps[0].host else "")
-                    raise DataError(f"no finished output yet: only {len(temps)} temporary file(s) of a run that is still "
-                                    f"writing or was killed ({who})", source=item,
-                                    hint="wait for it to finish, or re-run the command that writes it (phitools verify DIR says more)")
-                raise DataError("directory holds no record shards (*.jsonl, *.jsonl.zst, *.jsonl.gz)", source=item,
-                                hint="point at the shards or the directory a phitools -o wrote")
+                    raise DataError(
+                        f"no finished output yet: only {len(temps)} temporary file(s) of a run that is still "
+                        f"writing or was killed ({who})",
+                        source=item,
+                        hint="wait for it to finish, or re-run the command that writes it (phitools verify DIR says more)",
+                    )
+                raise DataError(
+                    "directory holds no record shards (*.jsonl, *.jsonl.zst, *.jsonl.gz)",
+                    source=item,
+                    hint="point at the shards or the directory a phitools -o wrote",
+                )
             files.extend(found)
         elif p.exists():
             files.append(sidecars.expect(p))
         elif glob.has_magic(item):
             matched = sorted(q for q in glob.glob(item, recursive=True) if Path(q).is_file())
             if not matched:
-                raise DataError("glob matched no files", source=item, hint="check the pattern; quote it so the shell does not expand it")
+                raise DataError(
+                    "glob matched no files",
+                    source=item,
+                    hint="check the pattern; quote it so the shell does not expand it",
+                )
             files.extend(sidecars.expect(Path(q)) for q in matched)
         else:
             raise DataError("no such file or directory", source=item, hint="check the path")
@@ -89,8 +101,11 @@ def resolve_inputs(inputs: Sequence[str | os.PathLike] | None, *, allow_partial:
 def _resolve_dir(d: Path, allow_partial: bool, notes: list) -> list[InputFile]:
     rep = inspect_output(d, sha256=False, probe_locks=False)
     if rep.kind == "tokens":
-        raise DataError("this is a token directory (tokenize -o), not records", source=str(d),
-                        hint="give train --data this directory; records are read from the directory tokenize read")
+        raise DataError(
+            "this is a token directory (tokenize -o), not records",
+            source=str(d),
+            hint="give train --data this directory; records are read from the directory tokenize read",
+        )
     if rep.kind in ("plain", "empty"):  # no manifest: a directory of data files someone made; nothing to check
         out = [(str(f), InputFile(str(f))) for f in rep.plain_files if f.name.endswith(DATA_SUFFIXES)]
         try:
@@ -106,8 +121,14 @@ def _resolve_dir(d: Path, allow_partial: bool, notes: list) -> list[InputFile]:
         from phitools.runtime.console import warn
 
         warn(f"{d}: {rep.summary()}; reading what checks out (--allow-partial)")
-        notes.append({"path": str(d), "parts": rep.parts, "missing_parts": rep.missing,
-                      "problems": [p.message for p in rep.problems]})
+        notes.append(
+            {
+                "path": str(d),
+                "parts": rep.parts,
+                "missing_parts": rep.missing,
+                "problems": [p.message for p in rep.problems],
+            }
+        )
         if not rep.manifests:  # an unfinished run: its finished shards
             return [InputFile(str(f)) for f in rep.plain_files if f.name.endswith(DATA_SUFFIXES)]
     return [InputFile(str(f.path), f.bytes, f.sha256) for f in rep.files_to_read()]
@@ -339,7 +360,12 @@ class RecordReader:
         if self.skip_bad:
             self.stats.skipped_bad[reason_key] += 1
             return
-        raise DataError(message, source=source, line=line, hint="fix or remove that record, or pass --skip-bad to count and skip such records")
+        raise DataError(
+            message,
+            source=source,
+            line=line,
+            hint="fix or remove that record, or pass --skip-bad to count and skip such records",
+        )
 
     def __iter__(self) -> Iterator[Record]:
         return self._scan(tagged=False)
@@ -393,8 +419,15 @@ class RecordReader:
                         rec = loads_record(line)
                     except RecordParseError as e:
                         reason = str(e)
-                        key = ("invalid_utf8" if reason.startswith("invalid UTF-8") else "not_object" if reason.startswith("record is")
-                               else "too_deep" if reason.startswith("JSON nested") else "malformed_json")
+                        key = (
+                            "invalid_utf8"
+                            if reason.startswith("invalid UTF-8")
+                            else "not_object"
+                            if reason.startswith("record is")
+                            else "too_deep"
+                            if reason.startswith("JSON nested")
+                            else "malformed_json"
+                        )
                         self._bad(key, reason, source, lineno)
                         continue
                     missing = [f for f in required if f not in rec]
@@ -403,19 +436,31 @@ class RecordReader:
                         continue
                     text = rec.get("text")
                     if text is not None and not isinstance(text, str):
-                        self._bad("not_string_text", f"field 'text' is {_json_type(text)}, not a string", source, lineno)
+                        self._bad(
+                            "not_string_text", f"field 'text' is {_json_type(text)}, not a string", source, lineno
+                        )
                         continue
                     if str_fields:
                         wrong = [f for f in str_fields if not isinstance(rec.get(f), str)]
                         if wrong:
-                            self._bad(f"not_string_{wrong[0]}", f"field {wrong[0]!r} is {_json_type(rec.get(wrong[0]))}, not a string", source, lineno)
+                            self._bad(
+                                f"not_string_{wrong[0]}",
+                                f"field {wrong[0]!r} is {_json_type(rec.get(wrong[0]))}, not a string",
+                                source,
+                                lineno,
+                            )
                             continue
                         # a lone surrogate can only come from a \\udXXX escape: look only where there is one
                         if b"\\ud" in line or b"\\uD" in line:
                             bad = [f for f in str_fields if not _valid_unicode(rec[f])]
                             if bad:
-                                self._bad("lone_surrogate", f"field {bad[0]!r} holds a lone surrogate (a \\ud800-\\udfff escape without its pair), "
-                                          "which is not valid Unicode", source, lineno)
+                                self._bad(
+                                    "lone_surrogate",
+                                    f"field {bad[0]!r} holds a lone surrogate (a \\ud800-\\udfff escape without its pair), "
+                                    "which is not valid Unicode",
+                                    source,
+                                    lineno,
+                                )
                                 continue
                     if tagged:
                         if mine:
@@ -429,13 +474,22 @@ class RecordReader:
                     stream.close()
         if self.lines_seen == 0 and not self.allow_empty and not (self.by_file and not self.files):
             where = ", ".join(self.inputs) or "<no files>"
-            raise DataError("input is empty: no records", source=where, hint="check the input path, or the command upstream of the pipe")
+            raise DataError(
+                "input is empty: no records",
+                source=where,
+                hint="check the input path, or the command upstream of the pipe",
+            )
 
     def _truncated(self, source: str, line: int, message: str) -> None:
         if self.skip_bad:
             self.stats.skipped_bad["truncated_file"] += 1
             return
-        raise DataError(message, source=source, line=line, hint="the file is cut short or damaged; re-create it, or pass --skip-bad to keep the records before the damage")
+        raise DataError(
+            message,
+            source=source,
+            line=line,
+            hint="the file is cut short or damaged; re-create it, or pass --skip-bad to keep the records before the damage",
+        )
 
     def _integrity(self, source: str, message: str) -> None:
         if self.allow_partial:
@@ -445,12 +499,18 @@ class RecordReader:
             self.partial_notes.append({"path": source, "problems": [message]})
             self.stats.extra["partial_inputs"] = self.partial_notes
             return
-        raise DataError(message, source=source, hint="re-create it with the command that wrote it (phitools verify DIR lists every damaged "
-                                                     "file), or pass --allow-partial to read it anyway")
+        raise DataError(
+            message,
+            source=source,
+            hint="re-create it with the command that wrote it (phitools verify DIR lists every damaged "
+            "file), or pass --allow-partial to read it anyway",
+        )
 
 
 def _json_type(v) -> str:
-    return {dict: "an object", list: "an array", int: "a number", float: "a number", bool: "a boolean"}.get(type(v), type(v).__name__)
+    return {dict: "an object", list: "an array", int: "a number", float: "a number", bool: "a boolean"}.get(
+        type(v), type(v).__name__
+    )
 
 
 def _valid_unicode(s) -> bool:

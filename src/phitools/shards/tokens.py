@@ -50,8 +50,17 @@ class TokenShardWriter:
     previous output of the directory as it was.
     """
 
-    def __init__(self, directory: str | os.PathLike, *, vocab_size: int, seq_len: int, packed: bool = True,
-                 shard_tokens: int = 100_000_000, shard: ShardSpec | None = None, claim: DirectoryClaim | None = None):
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        *,
+        vocab_size: int,
+        seq_len: int,
+        packed: bool = True,
+        shard_tokens: int = 100_000_000,
+        shard: ShardSpec | None = None,
+        claim: DirectoryClaim | None = None,
+    ):
         self.claim = claim if claim is not None else token_claim(directory, shard)
         self.dir = self.claim.dir
         self.dtype = dtype_for_vocab(vocab_size)
@@ -90,8 +99,14 @@ class TokenShardWriter:
         os.fsync(self._fh.fileno())
         self._fh.close()
         self.done.append((self._tmp, self._final))
-        self.shards.append({"path": self._final.name, "tokens": self._in_shard, "bytes": self._in_shard * self.dtype.itemsize,
-                            "sha256": self._sha.hexdigest()})
+        self.shards.append(
+            {
+                "path": self._final.name,
+                "tokens": self._in_shard,
+                "bytes": self._in_shard * self.dtype.itemsize,
+                "sha256": self._sha.hexdigest(),
+            }
+        )
         self._fh = None
 
     def _emit(self, arr: np.ndarray) -> None:
@@ -101,7 +116,7 @@ class TokenShardWriter:
             if self._fh is None:
                 self._open()
             room = self.shard_tokens - self._in_shard
-            piece = arr[i:i + room]
+            piece = arr[i : i + room]
             b = piece.tobytes()
             self._fh.write(b)
             self._sha.update(b)
@@ -158,9 +173,17 @@ class TokenShardWriter:
             tok_sha = sha256_of(self._tokenizer_tmp)
         else:
             tok_sha = sha256_of(tok) if tok.is_file() else None
-        fields = {"format": FORMAT, "dtype": self.dtype.name, "byteorder": "little", "seq_len": self.seq_len,
-                  "packed": self.packed, "tokens": self.tokens, "shards": self.shards, "tokenizer": "tokenizer.json",
-                  "tokenizer_file_sha256": tok_sha}
+        fields = {
+            "format": FORMAT,
+            "dtype": self.dtype.name,
+            "byteorder": "little",
+            "seq_len": self.seq_len,
+            "packed": self.packed,
+            "tokens": self.tokens,
+            "shards": self.shards,
+            "tokenizer": "tokenizer.json",
+            "tokenizer_file_sha256": tok_sha,
+        }
         try:
             manifest = self.claim.commit(self.done, lambda path: write_manifest(path, fields), shared=shared)
         except BaseException:
@@ -215,9 +238,16 @@ def open_token_dir(path: str | os.PathLike, *, verify: str | bool = "sha256") ->
     rep = inspect_output(d, sha256=mode == "sha256")
     if rep.kind != "tokens":
         if rep.kind == "records":
-            raise DataError("this holds records, not token shards", source=str(d), hint="tokenize it first: phitools tokenize DIR -o TOKDIR")
-        raise DataError("no manifest.json: the directory is incomplete or not a token directory", source=str(d),
-                        hint="re-run phitools tokenize -o; a run that failed leaves no manifest")
+            raise DataError(
+                "this holds records, not token shards",
+                source=str(d),
+                hint="tokenize it first: phitools tokenize DIR -o TOKDIR",
+            )
+        raise DataError(
+            "no manifest.json: the directory is incomplete or not a token directory",
+            source=str(d),
+            hint="re-run phitools tokenize -o; a run that failed leaves no manifest",
+        )
     if not rep.complete:
         raise DataError(rep.summary(), source=str(d), hint=rep.hint(allow_partial=False))
     parts = [rep.manifests[k] for k in rep.present]
@@ -235,10 +265,19 @@ def open_token_dir(path: str | os.PathLike, *, verify: str | bool = "sha256") ->
         manifest["tokens"] = total
         manifest["shards"] = [s for m in parts for s in m.get("shards", [])]
         manifest["documents"] = sum(int(m.get("documents", 0)) for m in parts)
-    return TokenDir(path=d, manifest=manifest, arrays=arrays, dtype=dtype, vocab_size=int(first["vocab_size"]),
-                    eot_id=int(first["eot_id"]), seq_len=int(first.get("seq_len") or 0), total_tokens=total,
-                    tokenizer_path=d / str(first.get("tokenizer") or "tokenizer.json"),
-                    tokenizer_sha256=str(first["tokenizer_sha256"]), shard_paths=shard_paths)
+    return TokenDir(
+        path=d,
+        manifest=manifest,
+        arrays=arrays,
+        dtype=dtype,
+        vocab_size=int(first["vocab_size"]),
+        eot_id=int(first["eot_id"]),
+        seq_len=int(first.get("seq_len") or 0),
+        total_tokens=total,
+        tokenizer_path=d / str(first.get("tokenizer") or "tokenizer.json"),
+        tokenizer_sha256=str(first["tokenizer_sha256"]),
+        shard_paths=shard_paths,
+    )
 
 
 __all__ = ["FORMAT", "TokenDir", "TokenShardWriter", "dtype_for_vocab", "open_token_dir", "parse_size", "token_claim"]

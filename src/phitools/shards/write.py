@@ -24,8 +24,9 @@ import os
 import re
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import zstandard
 
@@ -94,8 +95,13 @@ class _OpenShard:
         self.hfile.flush()
         os.fsync(self.hfile._f.fileno())
         self.hfile.close()
-        return {"path": self.final.name, "records": self.records, "bytes": self.hfile.nbytes,
-                "uncompressed_bytes": self.raw_bytes, "sha256": self.hfile.sha.hexdigest()}
+        return {
+            "path": self.final.name,
+            "records": self.records,
+            "bytes": self.hfile.nbytes,
+            "uncompressed_bytes": self.raw_bytes,
+            "sha256": self.hfile.sha.hexdigest(),
+        }
 
     def abort(self) -> None:
         try:
@@ -167,9 +173,14 @@ class RecordWriter:
         if self.kind == "dir":
             self.dir = Path(self.output)
             if self.dir.exists() and not self.dir.is_dir():
-                raise UsageError(f"-o {self.output}: exists and is not a directory", hint="name a directory, or a file ending in .jsonl/.jsonl.zst")
+                raise UsageError(
+                    f"-o {self.output}: exists and is not a directory",
+                    hint="name a directory, or a file ending in .jsonl/.jsonl.zst",
+                )
             self._name_tag = slice_tag(shard)
-            self._claim = DirectoryClaim(self.dir, shard, own_names=rf"{re.escape(prefix + self._name_tag)}-\d{{5}}\.jsonl\.zst")
+            self._claim = DirectoryClaim(
+                self.dir, shard, own_names=rf"{re.escape(prefix + self._name_tag)}-\d{{5}}\.jsonl\.zst"
+            )
             self.manifest_path = self._claim.manifest_path
         elif self.kind == "file":
             path = Path(self.output)
@@ -272,7 +283,7 @@ class RecordWriter:
 
     def _commit_file(self) -> dict:
         assert self.manifest_path is not None
-        (tmp, final), = self._done
+        ((tmp, final),) = self._done
         self.manifest_path.unlink(missing_ok=True)
         os.replace(tmp, final)
         try:
@@ -313,7 +324,7 @@ class RecordWriter:
         if self._file_lock is not None:
             self._file_lock.release()
 
-    def __enter__(self) -> "RecordWriter":
+    def __enter__(self) -> RecordWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

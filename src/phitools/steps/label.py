@@ -25,10 +25,11 @@ import hashlib
 import heapq
 import math
 from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional, Sequence
+from typing import Any
 
 from phitools.errors import ConfigError, UsageError
 from phitools.llm.client import LLMRequest, LLMResult
@@ -80,15 +81,19 @@ def load_rubric(spec: str, *, max_score: int = 5) -> Rubric:
         return Rubric(spec, builtin_rubric_text(spec), max_score)
     p = Path(spec)
     if not p.is_file():
-        raise UsageError(f"--rubric {spec!r}: not a built-in rubric ({', '.join(BUILTIN_RUBRICS)}) nor a file",
-                         hint="give code, web, or the path of a prompt template containing {text}")
+        raise UsageError(
+            f"--rubric {spec!r}: not a built-in rubric ({', '.join(BUILTIN_RUBRICS)}) nor a file",
+            hint="give code, web, or the path of a prompt template containing {text}",
+        )
     try:
         template = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"--rubric {spec}: cannot read: {e}") from None
     if "{text}" not in template:
-        raise ConfigError(f"--rubric {spec}: the template has no {{text}} placeholder",
-                          hint="put {text} where the document goes, and ask for a final line 'Educational score: N'")
+        raise ConfigError(
+            f"--rubric {spec}: the template has no {{text}} placeholder",
+            hint="put {text} where the document goes, and ask for a final line 'Educational score: N'",
+        )
     return Rubric(p.name, template, max_score)
 
 
@@ -115,7 +120,7 @@ def sample_fraction(records: Iterable[Record], fraction: float, seed: int) -> It
             yield rec
 
 
-def sample_n(records: Iterable[Record], n: int, seed: int, stats: Optional[dict] = None) -> Iterator[Record]:
+def sample_n(records: Iterable[Record], n: int, seed: int, stats: dict | None = None) -> Iterator[Record]:
     """A uniform sample of `n` records, in input order: a reservoir of the n smallest hash(seed, record).
 
     One pass, memory for n records; the choice does not depend on input order. Nothing is yielded until
@@ -138,7 +143,9 @@ def sample_n(records: Iterable[Record], n: int, seed: int, stats: Optional[dict]
         yield rec
 
 
-def sample_n_of_part(tagged: Iterable[tuple[Record, bool]], n: int, seed: int, stats: Optional[dict] = None) -> Iterator[Record]:
+def sample_n_of_part(
+    tagged: Iterable[tuple[Record, bool]], n: int, seed: int, stats: dict | None = None
+) -> Iterator[Record]:
     """This --shard part's share of the unsharded `sample_n`: `tagged` is every input record with whether it
     belongs to this part. The N parts together label exactly the n records an unsharded run labels, not n each.
 
@@ -146,7 +153,7 @@ def sample_n_of_part(tagged: Iterable[tuple[Record, bool]], n: int, seed: int, s
     """
     if n < 0:
         raise UsageError("--sample must be >= 0")
-    heap: list[tuple[float, int, Optional[Record]]] = []
+    heap: list[tuple[float, int, Record | None]] = []
     seen = 0
     for i, (rec, mine) in enumerate(tagged):
         seen += 1
@@ -188,13 +195,13 @@ class LabelDiagnostics:
     labelled: int = 0
     failed: int = 0
     truncated: int = 0
-    histogram: Counter = field(default_factory=Counter)        # record score (rounded) -> count
-    vote_histogram: Counter = field(default_factory=Counter)   # individual vote -> count
+    histogram: Counter = field(default_factory=Counter)  # record score (rounded) -> count
+    vote_histogram: Counter = field(default_factory=Counter)  # individual vote -> count
     errors: Counter = field(default_factory=Counter)
     score_sum: float = 0.0
     # agreement accumulators
     _units: int = 0
-    _do_sum: float = 0.0            # sum over units of (sum over ordered pairs (v_i - v_j)^2) / (m_u - 1)
+    _do_sum: float = 0.0  # sum over units of (sum over ordered pairs (v_i - v_j)^2) / (m_u - 1)
     _n_pairable: int = 0
     _v_sum: float = 0.0
     _v2_sum: float = 0.0
@@ -240,7 +247,7 @@ class LabelDiagnostics:
         if self._units == 0 or n < 2:
             return None
         d_o = self._do_sum / n
-        d_e = (2 * n * self._v2_sum - 2 * self._v_sum ** 2) / (n * (n - 1))
+        d_e = (2 * n * self._v2_sum - 2 * self._v_sum**2) / (n * (n - 1))
         if d_e <= 0:
             return 1.0 if d_o == 0 else None
         return 1.0 - d_o / d_e
@@ -259,7 +266,9 @@ class LabelDiagnostics:
 
     def to_dict(self) -> dict:
         d: dict[str, Any] = {
-            "labelled": self.labelled, "failed": self.failed, "truncated": self.truncated,
+            "labelled": self.labelled,
+            "failed": self.failed,
+            "truncated": self.truncated,
             "histogram": {str(k): self.histogram.get(k, 0) for k in range(0, self.max_score + 1)},
             "mean_score": _round(self.mean),
             "top_score_share": _round(self.top_share),
@@ -283,12 +292,17 @@ class LabelDiagnostics:
     def summary_lines(self) -> list[str]:
         hist = " ".join(f"{k}:{self.histogram.get(k, 0)}" for k in range(0, self.max_score + 1))
         mean = f"{self.mean:.2f}" if self.mean is not None else "-"
-        lines = [f"scores {hist} | mean {mean} | labelled {self.labelled}, failed {self.failed}, truncated {self.truncated}"]
+        lines = [
+            f"scores {hist} | mean {mean} | labelled {self.labelled}, failed {self.failed}, truncated {self.truncated}"
+        ]
         if self._units:
             a = self.alpha
-            lines.append(f"votes: Krippendorff's alpha {a:.3f} (interval), exact pairwise agreement "
-                         f"{self._pairs_equal / max(1, self._pairs):.2f}, mean spread {self._spread_sum / self._units:.2f}"
-                         if a is not None else "votes: agreement undefined (all votes identical)")
+            lines.append(
+                f"votes: Krippendorff's alpha {a:.3f} (interval), exact pairwise agreement "
+                f"{self._pairs_equal / max(1, self._pairs):.2f}, mean spread {self._spread_sum / self._units:.2f}"
+                if a is not None
+                else "votes: agreement undefined (all votes identical)"
+            )
         return lines
 
 
@@ -304,9 +318,20 @@ def _round(x: float | None) -> float | None:
 class Labeller:
     """Turns records into requests and results back into labelled records, keeping diagnostics."""
 
-    def __init__(self, rubric: Rubric, *, models: Sequence[str], votes: int = 1, temperature: float = 0.0,
-                 max_tokens: int = 256, max_chars: int | None = 8000, seed: int | None = 0, structured: bool = True,
-                 text_field: str = "text", prefill: str | None = None):
+    def __init__(
+        self,
+        rubric: Rubric,
+        *,
+        models: Sequence[str],
+        votes: int = 1,
+        temperature: float = 0.0,
+        max_tokens: int = 256,
+        max_chars: int | None = 8000,
+        seed: int | None = 0,
+        structured: bool = True,
+        text_field: str = "text",
+        prefill: str | None = None,
+    ):
         if votes < 1:
             raise UsageError("--votes must be >= 1")
         self.rubric = rubric
@@ -341,9 +366,20 @@ class Labeller:
         msgs: tuple = ({"role": "user", "content": prompt},)
         if self.prefill:
             msgs += ({"role": "assistant", "content": self.prefill},)
-        return [LLMRequest(messages=msgs, model=m, temperature=self.temperature, max_tokens=self.max_tokens,
-                           seed=self.seed, json_schema=self._schema, sample=k, parse=self.parse)
-                for m in self.models for k in range(self.votes)]
+        return [
+            LLMRequest(
+                messages=msgs,
+                model=m,
+                temperature=self.temperature,
+                max_tokens=self.max_tokens,
+                seed=self.seed,
+                json_schema=self._schema,
+                sample=k,
+                parse=self.parse,
+            )
+            for m in self.models
+            for k in range(self.votes)
+        ]
 
     def finish(self, rec: Record, results: Sequence[LLMResult]) -> Record:
         """The record with its `label` (and the diagnostics updated)."""
@@ -374,8 +410,12 @@ class Labeller:
         if multi:
             votes = []
             for r in results:
-                v: dict[str, Any] = {"model": r.request.model, "sample": r.request.sample, "attempts": r.attempts,
-                                     "score": r.parsed[0] if r.ok else None}
+                v: dict[str, Any] = {
+                    "model": r.request.model,
+                    "sample": r.request.sample,
+                    "attempts": r.attempts,
+                    "score": r.parsed[0] if r.ok else None,
+                }
                 if not r.ok:
                     v["error"] = r.error
                 votes.append(v)
@@ -389,13 +429,21 @@ class Labeller:
 
     def heuristic(self, rec: Record) -> Record:
         """Label with the transparent non-LLM scorer (phitools.llm.heuristic), marked as such."""
-        from phitools.llm.heuristic import NAME, score as hscore
+        from phitools.llm.heuristic import NAME
+        from phitools.llm.heuristic import score as hscore
 
         raw = rec.get(self.text_field)
         # the whole document: truncation is a prompt-length concern and would break the syntax check
         s, why, feats = hscore(raw if isinstance(raw, str) else str(raw or ""))
-        label: dict[str, Any] = {"score": s, "rationale": why, "model": NAME, "rubric": self.rubric.name, "attempts": 1,
-                                 "heuristic": True, "features": feats}
+        label: dict[str, Any] = {
+            "score": s,
+            "rationale": why,
+            "model": NAME,
+            "rubric": self.rubric.name,
+            "attempts": 1,
+            "heuristic": True,
+            "features": feats,
+        }
         self.diagnostics.add(s, [], None, False)
         out = dict(rec)
         out["label"] = label

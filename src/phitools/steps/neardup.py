@@ -21,8 +21,8 @@ Memory: the shingle hashes of kept texts (8 bytes per distinct shingle) plus 32 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -47,8 +47,10 @@ class MinHashParams:
         if self.num_perm <= 0 or self.bands <= 0 or self.rows <= 0:
             raise UsageError("MinHash num_perm, bands and rows must be positive")
         if self.bands * self.rows != self.num_perm:
-            raise UsageError(f"MinHash bands x rows = {self.bands} x {self.rows} = {self.bands * self.rows}, not num_perm = {self.num_perm}",
-                             hint="choose bands and rows whose product is num_perm, e.g. 32 x 4 = 128")
+            raise UsageError(
+                f"MinHash bands x rows = {self.bands} x {self.rows} = {self.bands * self.rows}, not num_perm = {self.num_perm}",
+                hint="choose bands and rows whose product is num_perm, e.g. 32 x 4 = 128",
+            )
         if not 0.0 < self.threshold <= 1.0:
             raise UsageError(f"near-duplicate threshold {self.threshold} is not in (0, 1]")
         if self.shingle <= 0:
@@ -59,7 +61,7 @@ class MinHashParams:
         d = asdict(self)
         d["shingles"] = f"{self.shingle}-word shingles (lowercased \\w+ words)"
         d["jaccard_threshold"] = d.pop("threshold")
-        d["candidate_probability_at_threshold"] = round(1.0 - (1.0 - self.threshold ** self.rows) ** self.bands, 8)
+        d["candidate_probability_at_threshold"] = round(1.0 - (1.0 - self.threshold**self.rows) ** self.bands, 8)
         d["verification"] = "exact Jaccard of shingle sets"
         d["policy"] = "keep first; a text is a near-duplicate if it matches an earlier kept text"
         return d
@@ -94,7 +96,7 @@ class MinHasher:
                 continue
             x = np.concatenate(sets[i:j])
             offsets = np.zeros(j - i, dtype=np.int64)
-            np.cumsum([len(s) for s in sets[i:j - 1]], out=offsets[1:])
+            np.cumsum([len(s) for s in sets[i : j - 1]], out=offsets[1:])
             out[i:j] = np.minimum.reduceat(self._hash(x), offsets, axis=1).T.astype(np.uint32)
             i = j
         return out
@@ -111,7 +113,7 @@ class MinHasher:
         cols = max(1, _CHUNK_ELEMENTS // self.params.num_perm)
         m = np.full(self.params.num_perm, np.iinfo(np.uint64).max, dtype=np.uint64)
         for k in range(0, s.size, cols):
-            np.minimum(m, self._hash(s[k:k + cols]).min(axis=1), out=m)
+            np.minimum(m, self._hash(s[k : k + cols]).min(axis=1), out=m)
         return m.astype(np.uint32)
 
     def band_keys(self, sigs: np.ndarray) -> np.ndarray:
@@ -145,12 +147,12 @@ class NearDupIndex:
         self.params = params or MinHashParams()
         self.minhash = MinHasher(self.params)
         self.words = hasher or WordHasher()
-        self._buckets: Dict[int, List[int]] = {}
-        self._kept: Dict[int, np.ndarray] = {}
+        self._buckets: dict[int, list[int]] = {}
+        self._kept: dict[int, np.ndarray] = {}
         self.seen = 0
         self.duplicates = 0
         self.no_words = 0
-        self.cluster_sizes: Dict[int, int] = {}  # kept position -> number of duplicates found of it
+        self.cluster_sizes: dict[int, int] = {}  # kept position -> number of duplicates found of it
 
     def shingles(self, text: str) -> np.ndarray:
         """Sorted unique shingle hashes of a text (empty when it has no words)."""
@@ -160,7 +162,7 @@ class NearDupIndex:
         """Sorted unique shingle hashes from a text's word hashes (`WordHasher`)."""
         return sorted_unique(ngram_hashes(word_hashes, self.params.shingle, short=True))
 
-    def check(self, texts: Sequence[str], *, word_hashes: Optional[Sequence[np.ndarray]] = None) -> List[Optional[int]]:
+    def check(self, texts: Sequence[str], *, word_hashes: Sequence[np.ndarray] | None = None) -> list[int | None]:
         """Classify a batch of texts (in order, against everything kept so far and each other).
 
         Pass `word_hashes` (one array per text, from this index's WordHasher) to skip tokenising again.
@@ -177,7 +179,7 @@ class NearDupIndex:
         key_lists = keys.tolist()
         thr = self.params.threshold
         buckets = self._buckets
-        result: List[Optional[int]] = []
+        result: list[int | None] = []
         for k, s in enumerate(sets):
             pos = self.seen
             self.seen += 1
@@ -220,13 +222,14 @@ class NearDupIndex:
         }
 
 
-def dedup_records(records: Iterable[dict], index: NearDupIndex, *, field: str = "text", batch: int = 512,
-                  on_drop=None) -> Iterator[dict]:
+def dedup_records(
+    records: Iterable[dict], index: NearDupIndex, *, field: str = "text", batch: int = 512, on_drop=None
+) -> Iterator[dict]:
     """Yield records whose `field` is not a near-duplicate of an earlier kept one (streaming, in batches).
 
     `on_drop(record, dup_of_position)` is called for each dropped record (e.g. to count it).
     """
-    buf: List[dict] = []
+    buf: list[dict] = []
 
     def flush() -> Iterator[dict]:
         verdicts = index.check([_text_of(r, field) for r in buf])
@@ -250,7 +253,7 @@ def _text_of(rec: dict, field: str) -> str:
     return v if isinstance(v, str) else ""
 
 
-def pairs_above(texts: Sequence[str], params: MinHashParams | None = None) -> List[Tuple[int, int, float]]:
+def pairs_above(texts: Sequence[str], params: MinHashParams | None = None) -> list[tuple[int, int, float]]:
     """All LSH-candidate pairs (i < j) whose exact Jaccard >= threshold: for analysis and tests."""
     idx = NearDupIndex(params)
     sets = [idx.shingles(t) for t in texts]
@@ -258,11 +261,11 @@ def pairs_above(texts: Sequence[str], params: MinHashParams | None = None) -> Li
     if not ok:
         return []
     keys = idx.minhash.band_keys(idx.minhash.signatures([sets[k] for k in ok]))
-    groups: Dict[int, List[int]] = {}
+    groups: dict[int, list[int]] = {}
     for row, k in zip(keys.tolist(), ok):
         for key in row:
             groups.setdefault(key, []).append(k)
-    cand = {(a, b) for g in groups.values() if len(g) > 1 for ai, a in enumerate(g) for b in g[ai + 1:]}
+    cand = {(a, b) for g in groups.values() if len(g) > 1 for ai, a in enumerate(g) for b in g[ai + 1 :]}
     out = []
     for a, b in sorted(cand):
         j = jaccard(sets[a], sets[b])

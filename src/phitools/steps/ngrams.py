@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Dict, List
 
 import numpy as np
 
@@ -24,7 +23,7 @@ _ROLL = np.uint64(0x9E3779B97F4A7C15)  # odd multiplier for the rolling combinat
 _EMPTY = np.zeros(0, dtype=np.uint64)
 
 
-def words(text: str) -> List[str]:
+def words(text: str) -> list[str]:
     """The words of `text`: lowercased runs of letters, digits and underscore."""
     return WORD_RE.findall(text.lower())
 
@@ -33,7 +32,7 @@ class WordHasher:
     """Map words to stable uint64 hashes, memoising the (slow) cryptographic hash per distinct word."""
 
     def __init__(self, max_cache: int = 2_000_000):
-        self._cache: Dict[str, int] = {}
+        self._cache: dict[str, int] = {}
         self._max = max_cache
 
     def _hash(self, w: str) -> int:
@@ -43,7 +42,7 @@ class WordHasher:
         self._cache[w] = h
         return h
 
-    def hashes(self, toks: List[str]) -> np.ndarray:
+    def hashes(self, toks: list[str]) -> np.ndarray:
         """uint64 hashes of a list of words, shape (len(toks),)."""
         out = list(map(self._cache.get, toks))
         if None in out:  # a C-level scan; the Python loop below runs only when there are new words
@@ -85,7 +84,7 @@ def ngram_hashes(h: np.ndarray, n: int, *, short: bool = False) -> np.ndarray:
     with np.errstate(over="ignore"):
         acc = h[:m].copy()
         for t in range(1, n):
-            acc = acc * _ROLL + h[t:t + m]
+            acc = acc * _ROLL + h[t : t + m]
         acc ^= np.uint64(tag)
         return mix64(acc)
 

@@ -17,7 +17,7 @@ runs of letters, digits and underscore):
 from __future__ import annotations
 
 from collections import Counter
-from typing import Dict, Iterable, List, Optional, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -36,7 +36,7 @@ class DistinctCounter:
         self.n = n
         self.total = 0
         self._uniq = np.zeros(0, dtype=np.uint64)
-        self._pending: List[np.ndarray] = []
+        self._pending: list[np.ndarray] = []
         self._pending_size = 0
 
     def add(self, h: np.ndarray) -> None:
@@ -68,8 +68,8 @@ class DistinctCounter:
 class Coverage:
     """Counts of each drawn value of each dimension, from records' `synth.draw`."""
 
-    def __init__(self, declared: Optional[Dict[str, Sequence[str]]] = None):
-        self.counts: Dict[str, Counter] = {}
+    def __init__(self, declared: dict[str, Sequence[str]] | None = None):
+        self.counts: dict[str, Counter] = {}
         self.records = 0
         self.declared = {k: list(v) for k, v in (declared or {}).items()}
 
@@ -104,9 +104,17 @@ class Coverage:
 class DiversityStats:
     """Accumulate every statistic in one streaming pass; `report()` at the end."""
 
-    def __init__(self, *, field: str = "text", opening_words: int = 5, top: int = 10,
-                 near_dup: bool = True, params: MinHashParams | None = None,
-                 declared: Optional[Dict[str, Sequence[str]]] = None, batch: int = 512):
+    def __init__(
+        self,
+        *,
+        field: str = "text",
+        opening_words: int = 5,
+        top: int = 10,
+        near_dup: bool = True,
+        params: MinHashParams | None = None,
+        declared: dict[str, Sequence[str]] | None = None,
+        batch: int = 512,
+    ):
         self.field = field
         self.k = opening_words
         self.top = top
@@ -118,7 +126,7 @@ class DiversityStats:
         self.words_total = 0
         self.coverage = Coverage(declared)
         self.near = NearDupIndex(params, hasher=self.hasher) if near_dup else None
-        self._batch: List[np.ndarray] = []
+        self._batch: list[np.ndarray] = []
         self._batch_size = batch
 
     def add(self, rec: Record) -> None:
@@ -160,9 +168,11 @@ class DiversityStats:
             "records": self.records,
             "field": self.field,
             "records_without_text": self.no_text,
-            "words": {"definition": "lowercased runs of letters, digits and underscore (regex \\w+); punctuation and whitespace ignored",
-                      "total": self.words_total,
-                      "mean_per_record": round(self.words_total / self.records, 3) if self.records else 0.0},
+            "words": {
+                "definition": "lowercased runs of letters, digits and underscore (regex \\w+); punctuation and whitespace ignored",
+                "total": self.words_total,
+                "mean_per_record": round(self.words_total / self.records, 3) if self.records else 0.0,
+            },
             "distinct": {
                 "definition": "distinct word n-grams / total word n-grams over the corpus (n-grams do not cross records)",
                 **{f"distinct_{dc.n}": round(dc.ratio(), 6) for dc in self.distinct},

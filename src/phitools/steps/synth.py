@@ -15,8 +15,8 @@ it is counted in the manifest and, with --failed, written there with its reason 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterator, Optional, Tuple
 
 import numpy as np
 
@@ -41,13 +41,13 @@ class SynthPlan:
     template: Template
     n: int
     seed: int = 0
-    shard: Optional[ShardSpec] = None
-    model: Optional[str] = None
+    shard: ShardSpec | None = None
+    model: str | None = None
     temperature: float = DEFAULT_TEMPERATURE
-    top_p: Optional[float] = DEFAULT_TOP_P
+    top_p: float | None = DEFAULT_TOP_P
     max_tokens: int = 512
-    system: Optional[str] = None
-    descriptions: Dict[str, str] = field(default_factory=dict)
+    system: str | None = None
+    descriptions: dict[str, str] = field(default_factory=dict)
 
     def indices(self) -> Iterator[int]:
         """The record indices this process makes: all of range(n), or those congruent to K mod N."""
@@ -72,9 +72,16 @@ class SynthPlan:
 
     def describe(self) -> dict:
         """The manifest's view of the plan."""
-        return {"kind": self.kind, "n": self.n, "seed": self.seed, "template": self.template.describe(),
-                "spec": self.spec.describe(), "sampling": self.sampling(), "model": self.model,
-                "system_override": self.system is not None}
+        return {
+            "kind": self.kind,
+            "n": self.n,
+            "seed": self.seed,
+            "template": self.template.describe(),
+            "spec": self.spec.describe(),
+            "sampling": self.sampling(),
+            "model": self.model,
+            "system_override": self.system is not None,
+        }
 
     def sampling(self) -> dict:
         d = {"temperature": self.temperature, "max_tokens": self.max_tokens}
@@ -96,8 +103,16 @@ def build_requests(plan: SynthPlan) -> Iterator:
     for i in plan.indices():
         draw = plan.spec.draw(plan.seed, i)
         msgs = render(plan.template, draw, system=plan.system, descriptions=plan.descriptions)
-        yield LLMRequest(messages=msgs, model=plan.model, temperature=plan.temperature, top_p=plan.top_p,
-                         max_tokens=plan.max_tokens, seed=plan.sampling_seed(i), parse=parse, tag=(i, draw))
+        yield LLMRequest(
+            messages=msgs,
+            model=plan.model,
+            temperature=plan.temperature,
+            top_p=plan.top_p,
+            max_tokens=plan.max_tokens,
+            seed=plan.sampling_seed(i),
+            parse=parse,
+            tag=(i, draw),
+        )
 
 
 @dataclass
@@ -111,8 +126,13 @@ class SynthCounters:
     check: Counter = field(default_factory=Counter)
 
     def to_dict(self) -> dict:
-        d = {"attempted": self.attempted, "written": self.written, "failed": dict(sorted(self.failed.items())),
-             "failed_total": sum(self.failed.values()), "truncated": self.truncated}
+        d = {
+            "attempted": self.attempted,
+            "written": self.written,
+            "failed": dict(sorted(self.failed.items())),
+            "failed_total": sum(self.failed.values()),
+            "truncated": self.truncated,
+        }
         if self.check:
             d["check"] = dict(sorted(self.check.items()))
         return d
@@ -126,12 +146,15 @@ def _failure_kind(error: str, had_text: bool) -> str:
     return "answer_failed"
 
 
-def make_record(plan: SynthPlan, res, backend_model: str) -> Tuple[bool, Record]:
+def make_record(plan: SynthPlan, res, backend_model: str) -> tuple[bool, Record]:
     """(ok, record) for one LLMResult. A failed record carries `synth.error` and the raw answer, no `text`."""
     index, draw = res.tag
     req = res.request
     prov = {
-        "kind": plan.kind, "index": index, "seed": plan.seed, "draw": draw,
+        "kind": plan.kind,
+        "index": index,
+        "seed": plan.seed,
+        "draw": draw,
         "model": res.model or req.model or backend_model,
         "sampling": req.sampling(),
         "template": plan.template.describe(),
@@ -152,15 +175,26 @@ def make_record(plan: SynthPlan, res, backend_model: str) -> Tuple[bool, Record]
     if plan.kind == "exercise":
         ex = res.parsed if isinstance(res.parsed, Exercise) else parse_exercise(res.text or "")
         prov["doctests"] = doctest_examples(ex)
-        return True, {"id": rid, "text": ex.text, "prompt": ex.prompt, "solution": ex.solution,
-                      "entry_point": ex.entry_point, "synth": prov}
+        return True, {
+            "id": rid,
+            "text": ex.text,
+            "prompt": ex.prompt,
+            "solution": ex.solution,
+            "entry_point": ex.entry_point,
+            "synth": prov,
+        }
     text = res.parsed if isinstance(res.parsed, str) else clean_prose(res.text or "")
     return True, {"id": rid, "text": text, "synth": prov}
 
 
-def synthesize(plan: SynthPlan, runner, *, counters: SynthCounters,
-               on_failed: Optional[Callable[[Record], None]] = None,
-               check: Optional[Callable[[Record], Optional[str]]] = None) -> Iterator[Record]:
+def synthesize(
+    plan: SynthPlan,
+    runner,
+    *,
+    counters: SynthCounters,
+    on_failed: Callable[[Record], None] | None = None,
+    check: Callable[[Record], str | None] | None = None,
+) -> Iterator[Record]:
     """Run the plan through an LLMRunner; yield good records in index order.
 
     Failed records go to `on_failed`. `check(record)` (optional) returns None when the record passes, or
@@ -175,7 +209,11 @@ def synthesize(plan: SynthPlan, runner, *, counters: SynthCounters,
             counters.check["passed" if reason is None else "failed"] += 1
             if reason is not None:
                 ok = False
-                rec = {"id": rec["id"], "raw": rec.get("text"), "synth": {**rec["synth"], "error": f"check failed: {reason}"}}
+                rec = {
+                    "id": rec["id"],
+                    "raw": rec.get("text"),
+                    "synth": {**rec["synth"], "error": f"check failed: {reason}"},
+                }
                 counters.failed["check_failed"] += 1
         elif not ok:
             counters.failed[_failure_kind(res.error or "", res.text is not None)] += 1

@@ -10,13 +10,12 @@ model's own and could report anything it likes, but it can touch nothing outside
 from __future__ import annotations
 
 import re
-from typing import Optional
 
 from phitools.records import Record
 
 DRIVER = "_phitools_synth_doctests"
 
-_DRIVER_SRC = f'''
+_DRIVER_SRC = f"""
 
 def {DRIVER}():
     import doctest as _doctest
@@ -26,13 +25,13 @@ def {DRIVER}():
         _runner.run(_test, out=lambda _s: None)
     _r = _runner.summarize(verbose=False)
     return [_r.failed, _r.attempted]
-'''
+"""
 
-_TEST_SRC = f'''
+_TEST_SRC = f"""
 _result = {DRIVER}()
 assert _result[1] > 0, "the docstring has no doctest examples"
 assert _result[0] == 0, "%d of %d doctest examples failed" % (_result[0], _result[1])
-'''
+"""
 
 
 def doctest_job(rec: Record, limits=None):
@@ -52,7 +51,7 @@ class DoctestChecker:
         self.sandbox = Sandbox(workers=1, seed=seed, limits=Limits(cpu=cpu_seconds))
         self.verdicts: dict = {}
 
-    def __call__(self, rec: Record) -> Optional[str]:
+    def __call__(self, rec: Record) -> str | None:
         v = self.sandbox.check(doctest_job(rec))
         self.verdicts[v.status] = self.verdicts.get(v.status, 0) + 1
         if v.passed:
@@ -69,7 +68,7 @@ class DoctestChecker:
     def close(self) -> None:
         self.sandbox.close()
 
-    def __enter__(self) -> "DoctestChecker":
+    def __enter__(self) -> DoctestChecker:
         return self
 
     def __exit__(self, *exc) -> None:

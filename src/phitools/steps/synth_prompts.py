@@ -16,10 +16,10 @@ import ast
 import hashlib
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
 
 from phitools.errors import ConfigError
 from phitools.steps.synth_spec import KINDS, Choice, Dimension
@@ -28,7 +28,7 @@ PLACEHOLDER_RE = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
 CONSTRAINTS = "constraints"
 
 # Default dimensions per kind: drawn only when the template names them and the spec does not declare them.
-KIND_DEFAULTS: Dict[str, Dict[str, List[str]]] = {
+KIND_DEFAULTS: dict[str, dict[str, list[str]]] = {
     "textbook": {
         "audience": [
             "a high-school student in a first programming course",
@@ -62,9 +62,35 @@ KIND_DEFAULTS: Dict[str, Dict[str, List[str]]] = {
         ],
     },
     "story": {
-        "noun": ["box", "river", "robot", "garden", "ladder", "kite", "train", "cookie", "map", "shell", "bell", "puzzle"],
+        "noun": [
+            "box",
+            "river",
+            "robot",
+            "garden",
+            "ladder",
+            "kite",
+            "train",
+            "cookie",
+            "map",
+            "shell",
+            "bell",
+            "puzzle",
+        ],
         "verb": ["count", "share", "climb", "sort", "find", "build", "wait", "jump", "fix", "trade", "stack", "listen"],
-        "adjective": ["tiny", "shiny", "brave", "sleepy", "noisy", "careful", "round", "hungry", "bright", "gentle", "tall", "quick"],
+        "adjective": [
+            "tiny",
+            "shiny",
+            "brave",
+            "sleepy",
+            "noisy",
+            "careful",
+            "round",
+            "hungry",
+            "bright",
+            "gentle",
+            "tall",
+            "quick",
+        ],
         "feature": [
             "include a dialogue",
             "have a surprising twist",
@@ -83,10 +109,10 @@ class Template:
 
     id: str
     user: str
-    system: Optional[str] = None
+    system: str | None = None
     sha256: str = ""
     source: str = ""
-    placeholders: Tuple[str, ...] = field(default=())
+    placeholders: tuple[str, ...] = field(default=())
 
     def describe(self) -> dict:
         return {"id": self.id, "sha256": self.sha256}
@@ -95,24 +121,27 @@ class Template:
 def parse_template(text: str, *, id: str, source: str = "") -> Template:
     """Split a template into system and user parts and list its placeholders."""
     sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    system: Optional[str] = None
+    system: str | None = None
     body = text
     lines = text.splitlines()
-    first = next((i for i, l in enumerate(lines) if l.strip()), None)
+    first = next((i for i, line in enumerate(lines) if line.strip()), None)
     if first is not None and lines[first].strip() == "[system]":
         try:
             u = next(i for i in range(first + 1, len(lines)) if lines[i].strip() == "[user]")
         except StopIteration:
-            raise ConfigError(f"{source or id}:{first + 1}: template has a [system] section but no [user] line",
-                              hint="put the user message after a line that reads [user]") from None
-        system = "\n".join(lines[first + 1:u]).strip()
-        body = "\n".join(lines[u + 1:])
+            raise ConfigError(
+                f"{source or id}:{first + 1}: template has a [system] section but no [user] line",
+                hint="put the user message after a line that reads [user]",
+            ) from None
+        system = "\n".join(lines[first + 1 : u]).strip()
+        body = "\n".join(lines[u + 1 :])
     body = body.strip("\n")
     if not body.strip():
         raise ConfigError(f"{source or id}: template has no user message", hint="write the prompt text")
     names = [m.group(1) for m in PLACEHOLDER_RE.finditer((system or "") + "\n" + body) if m.group(1)]
-    return Template(id=id, user=body, system=system or None, sha256=sha, source=source,
-                    placeholders=tuple(dict.fromkeys(names)))
+    return Template(
+        id=id, user=body, system=system or None, sha256=sha, source=source, placeholders=tuple(dict.fromkeys(names))
+    )
 
 
 def builtin_template(kind: str) -> Template:
@@ -141,7 +170,7 @@ def load_template(path: str) -> Template:
     return parse_template(text, id=f"file:{p.name}", source=str(p))
 
 
-def default_dimensions(kind: str, template: Template, declared: Sequence[str]) -> List[Dimension]:
+def default_dimensions(kind: str, template: Template, declared: Sequence[str]) -> list[Dimension]:
     """The kind's default dimensions the template names and the spec does not declare."""
     out = []
     for name, values in KIND_DEFAULTS.get(kind, {}).items():
@@ -158,11 +187,13 @@ def check_template(template: Template, dimensions: Sequence[str]) -> None:
             raw = (f"[system]\n{template.system}\n[user]\n" if template.system else "") + template.user
             line = _line_of(raw, "{" + name + "}", template)
             where = f"{template.source or template.id}:{line}" if line else (template.source or template.id)
-            raise ConfigError(f"{where}: placeholder {{{name}}} is not a dimension (dimensions: {', '.join(dimensions) or 'none'})",
-                              hint=f"declare {name} in the --spec, or write {{{{{name}}}}} for literal braces")
+            raise ConfigError(
+                f"{where}: placeholder {{{name}}} is not a dimension (dimensions: {', '.join(dimensions) or 'none'})",
+                hint=f"declare {name} in the --spec, or write {{{{{name}}}}} for literal braces",
+            )
 
 
-def _line_of(raw: str, needle: str, template: Template) -> Optional[int]:
+def _line_of(raw: str, needle: str, template: Template) -> int | None:
     src = template.source
     text = raw
     if src and Path(src).is_file():
@@ -176,12 +207,12 @@ def _line_of(raw: str, needle: str, template: Template) -> Optional[int]:
     return None
 
 
-def unused_dimensions(template: Template, draw: Dict[str, str]) -> List[str]:
+def unused_dimensions(template: Template, draw: dict[str, str]) -> list[str]:
     """Drawn dimensions the template does not name: they go into {constraints}."""
     return [k for k in draw if k not in template.placeholders]
 
 
-def _fill(text: str, values: Dict[str, str]) -> str:
+def _fill(text: str, values: dict[str, str]) -> str:
     def sub(m: re.Match) -> str:
         g = m.group(0)
         if g == "{{":
@@ -193,7 +224,7 @@ def _fill(text: str, values: Dict[str, str]) -> str:
     return PLACEHOLDER_RE.sub(sub, text)
 
 
-def constraints_text(names: Sequence[str], draw: Dict[str, str], descriptions: Optional[Dict[str, str]] = None) -> str:
+def constraints_text(names: Sequence[str], draw: dict[str, str], descriptions: dict[str, str] | None = None) -> str:
     """The {constraints} block: one line per drawn dimension the template does not mention."""
     if not names:
         return ""
@@ -202,8 +233,13 @@ def constraints_text(names: Sequence[str], draw: Dict[str, str], descriptions: O
     return "Additional requirements:\n" + "\n".join(lines)
 
 
-def render(template: Template, draw: Dict[str, str], *, system: Optional[str] = None,
-           descriptions: Optional[Dict[str, str]] = None) -> List[dict]:
+def render(
+    template: Template,
+    draw: dict[str, str],
+    *,
+    system: str | None = None,
+    descriptions: dict[str, str] | None = None,
+) -> list[dict]:
     """Chat messages for one record: the template filled with the drawn values."""
     values = dict(draw)
     values[CONSTRAINTS] = constraints_text(unused_dimensions(template, draw), draw, descriptions)
@@ -218,6 +254,7 @@ def render(template: Template, draw: Dict[str, str], *, system: Optional[str] = 
 
 # ---- parsing what comes back ----------------------------------------------------------------------------
 
+
 class SynthParseError(ValueError):
     """A completion that cannot be used; the message is the short reason recorded in the manifest."""
 
@@ -225,7 +262,7 @@ class SynthParseError(ValueError):
 FENCE_RE = re.compile(r"^[ \t]*```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:^[ \t]*```[ \t]*$|\Z)", re.S | re.M)
 
 
-def code_blocks(text: str) -> List[Tuple[str, str]]:
+def code_blocks(text: str) -> list[tuple[str, str]]:
     """(language, code) for each fenced block in Markdown text (an unclosed last block runs to the end)."""
     return [(m.group(1).lower(), m.group(2)) for m in FENCE_RE.finditer(text)]
 
@@ -243,7 +280,7 @@ class Exercise:
         return self.prompt + self.solution
 
 
-def _exercise_code(text: str) -> Tuple[str, bool]:
+def _exercise_code(text: str) -> tuple[str, bool]:
     """(the code to parse, whether it came from a fenced block)."""
     blocks = code_blocks(text)
     pyish = [c for lang, c in blocks if lang in ("python", "py", "python3", "")]
@@ -291,20 +328,22 @@ def parse_exercise(text: str) -> Exercise:
         raise SynthParseError("no function with a docstring")
     doc = fn.body[0]
     rest = fn.body[1:]
-    if not rest or all(isinstance(s, ast.Pass) or (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant)) for s in rest):
+    if not rest or all(
+        isinstance(s, ast.Pass) or (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant)) for s in rest
+    ):
         raise SynthParseError("function has no body after its docstring")
     assert doc.end_lineno is not None and fn.end_lineno is not None
     if rest[0].lineno <= doc.end_lineno:
         raise SynthParseError("code on the same line as the docstring")
     lines = code.split("\n")
     prompt = "\n".join(lines[: doc.end_lineno]).rstrip() + "\n"
-    body = lines[doc.end_lineno: fn.end_lineno]
+    body = lines[doc.end_lineno : fn.end_lineno]
     after = [n for n in tree.body if n.lineno > fn.end_lineno and not _is_harness(n)]
-    extra: List[str] = []
+    extra: list[str] = []
     for n in after:
         assert n.end_lineno is not None
         start = min([n.lineno] + [d.lineno for d in getattr(n, "decorator_list", [])])
-        extra.append("\n".join(lines[start - 1: n.end_lineno]))
+        extra.append("\n".join(lines[start - 1 : n.end_lineno]))
     solution = "\n".join(body).rstrip() + "\n"
     if extra:
         solution += "\n\n" + "\n\n".join(extra).rstrip() + "\n"

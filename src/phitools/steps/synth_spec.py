@@ -27,9 +27,10 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -52,8 +53,8 @@ KINDS = ("textbook", "exercise", "story")
 class Choice:
     """A weighted list of values with its cumulative distribution."""
 
-    values: List[str]
-    weights: List[float]
+    values: list[str]
+    weights: list[float]
 
     def __post_init__(self) -> None:
         w = np.asarray(self.weights, dtype=np.float64)
@@ -70,13 +71,13 @@ class Dimension:
     """One axis of injected randomness."""
 
     name: str
-    choice: Optional[Choice] = None               # unconditional
-    by: Optional[str] = None                      # conditional on this dimension's value
-    table: Dict[str, Choice] = field(default_factory=dict)
+    choice: Choice | None = None  # unconditional
+    by: str | None = None  # conditional on this dimension's value
+    table: dict[str, Choice] = field(default_factory=dict)
     source: str = "inline"
     description: str = ""
 
-    def all_values(self) -> List[str]:
+    def all_values(self) -> list[str]:
         """Every value this dimension can take (in declaration order, without repeats)."""
         if self.choice is not None:
             return list(dict.fromkeys(self.choice.values))
@@ -95,23 +96,23 @@ class Dimension:
 class Spec:
     """Dimensions in draw order, plus the optional [synth] defaults."""
 
-    dimensions: Dict[str, Dimension] = field(default_factory=dict)
-    kind: Optional[str] = None
-    template: Optional[str] = None   # a path (resolved against the spec file's folder)
-    system: Optional[str] = None
-    path: Optional[str] = None
-    sha256: Optional[str] = None
+    dimensions: dict[str, Dimension] = field(default_factory=dict)
+    kind: str | None = None
+    template: str | None = None  # a path (resolved against the spec file's folder)
+    system: str | None = None
+    path: str | None = None
+    sha256: str | None = None
 
     def add(self, dim: Dimension) -> None:
         """Add (or replace) a dimension; the draw order is recomputed."""
         self.dimensions[dim.name] = dim
         self.dimensions = _draw_order(self.dimensions, self.path or "<spec>")
 
-    def draw(self, seed: int, index: int) -> Dict[str, str]:
+    def draw(self, seed: int, index: int) -> dict[str, str]:
         """The values for record `index`: deterministic in (seed, index) alone."""
         rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed % 2**64, index])))
         u = rng.random(len(self.dimensions))
-        out: Dict[str, str] = {}
+        out: dict[str, str] = {}
         for k, (name, dim) in enumerate(self.dimensions.items()):
             if dim.choice is not None:
                 out[name] = dim.choice.pick(float(u[k]))
@@ -121,17 +122,21 @@ class Spec:
                 out[name] = ch.pick(float(u[k]))
         return out
 
-    def declared_values(self) -> Dict[str, List[str]]:
+    def declared_values(self) -> dict[str, list[str]]:
         """{dimension: every value it can take}, for coverage reports."""
         return {n: d.all_values() for n, d in self.dimensions.items()}
 
     def describe(self) -> dict:
         """For the manifest: where the spec came from and the shape of each dimension."""
-        return {"path": self.path, "sha256": self.sha256,
-                "dimensions": {n: d.describe() for n, d in self.dimensions.items()}}
+        return {
+            "path": self.path,
+            "sha256": self.sha256,
+            "dimensions": {n: d.describe() for n, d in self.dimensions.items()},
+        }
 
 
 # ---- reading -------------------------------------------------------------------------------------------
+
 
 def _read_utf8(p: Path, what: str, missing_hint: str) -> str:
     """A user's text file, or a ConfigError naming the file (and line, for bad UTF-8)."""
@@ -146,7 +151,7 @@ def _read_utf8(p: Path, what: str, missing_hint: str) -> str:
         raise ConfigError(f"{p}:{line}: {what} is not valid UTF-8", hint="save it as UTF-8") from None
 
 
-def read_values_file(path: str | os.PathLike, *, what: str = "values file") -> List[str]:
+def read_values_file(path: str | os.PathLike, *, what: str = "values file") -> list[str]:
     """One value per line; blank lines and lines starting with '#' are skipped."""
     p = Path(path)
     text = _read_utf8(p, what, "check the path")
@@ -170,7 +175,7 @@ class _Where:
         self.path = path
         self.lines = text.splitlines()
 
-    def line(self, name: str | None = None, key: str | None = None) -> Optional[int]:
+    def line(self, name: str | None = None, key: str | None = None) -> int | None:
         pats = []
         if name is not None:
             q = rf'(?:{re.escape(name)}|"{re.escape(name)}"|\'{re.escape(name)}\')'
@@ -198,7 +203,9 @@ class _Where:
             return start + 1
         return None
 
-    def error(self, msg: str, *, name: str | None = None, key: str | None = None, hint: str | None = None) -> ConfigError:
+    def error(
+        self, msg: str, *, name: str | None = None, key: str | None = None, hint: str | None = None
+    ) -> ConfigError:
         ln = self.line(name, key) if name else None
         where = f"{self.path}:{ln}" if ln else self.path
         return ConfigError(f"{where}: {msg}", hint=hint)
@@ -221,7 +228,9 @@ def load_spec(path: str | os.PathLike) -> Spec:
         else:
             where = str(p)
         raise ConfigError(f"{where}: invalid TOML: {msg}", hint="see docs/synth.md for the spec format") from None
-    return spec_from_dict(data, path=str(p), text=text, sha256=hashlib.sha256(text.encode("utf-8")).hexdigest())  # == the file bytes (valid UTF-8)
+    return spec_from_dict(
+        data, path=str(p), text=text, sha256=hashlib.sha256(text.encode("utf-8")).hexdigest()
+    )  # == the file bytes (valid UTF-8)
 
 
 def spec_from_dict(data: dict, *, path: str = "<spec>", text: str = "", sha256: str | None = None) -> Spec:
@@ -231,18 +240,24 @@ def spec_from_dict(data: dict, *, path: str = "<spec>", text: str = "", sha256: 
     unknown = set(data) - {"synth", "dimensions"}
     if unknown:
         bad = sorted(unknown)[0]
-        ln = next((i + 1 for i, l in enumerate(where.lines) if re.match(rf"^\s*\[?\s*{re.escape(bad)}\b", l)), None)
-        raise ConfigError(f"{path}:{ln}: unknown section or key {bad!r}" if ln else f"{path}: unknown section or key {bad!r}",
-                          hint="a spec has [synth] and [dimensions] (see docs/synth.md)")
+        ln = next(
+            (i + 1 for i, line in enumerate(where.lines) if re.match(rf"^\s*\[?\s*{re.escape(bad)}\b", line)), None
+        )
+        raise ConfigError(
+            f"{path}:{ln}: unknown section or key {bad!r}" if ln else f"{path}: unknown section or key {bad!r}",
+            hint="a spec has [synth] and [dimensions] (see docs/synth.md)",
+        )
     spec = Spec(path=path if path != "<spec>" else None, sha256=sha256)
     synth = data.get("synth", {})
     if not isinstance(synth, dict):
         raise where.error("'synth' must be a table", hint="write [synth] followed by kind = ..., template = ...")
     for k in synth:
         if k not in _SYNTH_KEYS:
-            ln = next((i + 1 for i, l in enumerate(where.lines) if re.match(rf"^\s*{re.escape(k)}\s*=", l)), None)
-            raise ConfigError(f"{path}:{ln}: [synth] has unknown key {k!r}" if ln else f"{path}: [synth] has unknown key {k!r}",
-                              hint=f"known keys: {', '.join(sorted(_SYNTH_KEYS))}")
+            ln = next((i + 1 for i, line in enumerate(where.lines) if re.match(rf"^\s*{re.escape(k)}\s*=", line)), None)
+            raise ConfigError(
+                f"{path}:{ln}: [synth] has unknown key {k!r}" if ln else f"{path}: [synth] has unknown key {k!r}",
+                hint=f"known keys: {', '.join(sorted(_SYNTH_KEYS))}",
+            )
     if "kind" in synth:
         if synth["kind"] not in KINDS:
             raise where.error(f"[synth] kind = {synth['kind']!r} is not one of {', '.join(KINDS)}")
@@ -259,45 +274,66 @@ def spec_from_dict(data: dict, *, path: str = "<spec>", text: str = "", sha256: 
     dims = data.get("dimensions", {})
     if not isinstance(dims, dict):
         raise where.error("'dimensions' must be a table", hint="write [dimensions] then name = [values]")
-    out: Dict[str, Dimension] = {}
+    out: dict[str, Dimension] = {}
     for name, body in dims.items():
         out[name] = _parse_dimension(name, body, where, base)
     for name, d in out.items():
         if d.by is not None:
             if d.by not in out:
-                raise where.error(f"dimension {name!r}: by = {d.by!r} names no declared dimension", name=name, key="by",
-                                  hint=f"declared: {', '.join(out)}")
+                raise where.error(
+                    f"dimension {name!r}: by = {d.by!r} names no declared dimension",
+                    name=name,
+                    key="by",
+                    hint=f"declared: {', '.join(out)}",
+                )
             if d.by == name:
                 raise where.error(f"dimension {name!r} depends on itself", name=name, key="by")
             if ANY not in d.table:
                 missing = [v for v in out[d.by].all_values() if v not in d.table]
                 if missing:
-                    raise where.error(f"dimension {name!r}: no values for {d.by} = {missing[0]!r}"
-                                      + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
-                                      name=name, key="values", hint=f'add an entry for it, or a fallback "{ANY}" = [...]')
+                    raise where.error(
+                        f"dimension {name!r}: no values for {d.by} = {missing[0]!r}"
+                        + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
+                        name=name,
+                        key="values",
+                        hint=f'add an entry for it, or a fallback "{ANY}" = [...]',
+                    )
     spec.dimensions = _draw_order(out, path)
     return spec
 
 
 def _parse_dimension(name: str, body: Any, where: _Where, base: Path) -> Dimension:
     if not NAME_RE.match(name):
-        raise where.error(f"dimension name {name!r} is not an identifier", name=name,
-                          hint="use letters, digits and underscores (it is a {placeholder} in templates)")
+        raise where.error(
+            f"dimension name {name!r} is not an identifier",
+            name=name,
+            hint="use letters, digits and underscores (it is a {placeholder} in templates)",
+        )
     if name in RESERVED:
-        raise where.error(f"dimension name {name!r} is reserved", name=name,
-                          hint="{constraints} in a template lists the dimensions it does not mention; pick another name")
+        raise where.error(
+            f"dimension name {name!r} is reserved",
+            name=name,
+            hint="{constraints} in a template lists the dimensions it does not mention; pick another name",
+        )
     if isinstance(body, list):
         body = {"values": body}
     elif isinstance(body, str):
-        raise where.error(f"dimension {name!r} is a string", name=name,
-                          hint=f'write {name} = ["a", "b"] for values or {name} = {{ file = "{body}" }} for a file')
+        raise where.error(
+            f"dimension {name!r} is a string",
+            name=name,
+            hint=f'write {name} = ["a", "b"] for values or {name} = {{ file = "{body}" }} for a file',
+        )
     if not isinstance(body, dict):
         raise where.error(f"dimension {name!r} must be a list of values or a table", name=name)
     extra = set(body) - _DIM_KEYS
     if extra:
         k = sorted(extra)[0]
-        raise where.error(f"dimension {name!r} has unknown key {k!r}", name=name, key=k,
-                          hint=f"known keys: {', '.join(sorted(_DIM_KEYS))}")
+        raise where.error(
+            f"dimension {name!r} has unknown key {k!r}",
+            name=name,
+            key=k,
+            hint=f"known keys: {', '.join(sorted(_DIM_KEYS))}",
+        )
     desc = body.get("description", "")
     if "by" in body:
         by = body["by"]
@@ -305,25 +341,39 @@ def _parse_dimension(name: str, body: Any, where: _Where, base: Path) -> Dimensi
             raise where.error(f"dimension {name!r}: by must be a dimension name", name=name, key="by")
         vals = body.get("values")
         if not isinstance(vals, dict) or not vals:
-            raise where.error(f"dimension {name!r}: with by = {by!r}, values must be a table mapping each {by} to a list",
-                              name=name, key="values", hint=f'e.g. values = {{ "recursion" = ["base cases"], "{ANY}" = ["examples"] }}')
+            raise where.error(
+                f"dimension {name!r}: with by = {by!r}, values must be a table mapping each {by} to a list",
+                name=name,
+                key="values",
+                hint=f'e.g. values = {{ "recursion" = ["base cases"], "{ANY}" = ["examples"] }}',
+            )
         if "file" in body or "weights" in body:
-            raise where.error(f"dimension {name!r}: a conditional dimension takes neither file nor weights", name=name,
-                              hint="give weights inline: { value = \"x\", weight = 2 }")
+            raise where.error(
+                f"dimension {name!r}: a conditional dimension takes neither file nor weights",
+                name=name,
+                hint='give weights inline: { value = "x", weight = 2 }',
+            )
         table = {str(k): _choice(name, v, None, where, f"values.{k}") for k, v in vals.items()}
         return Dimension(name, by=by, table=table, source="inline", description=str(desc))
     has_v, has_f = "values" in body, "file" in body
     if has_v == has_f:
-        raise where.error(f"dimension {name!r} needs exactly one of values or file", name=name,
-                          hint=f'e.g. {name} = ["a", "b"] or {name} = {{ file = "{name}s.txt" }}')
+        raise where.error(
+            f"dimension {name!r} needs exactly one of values or file",
+            name=name,
+            hint=f'e.g. {name} = ["a", "b"] or {name} = {{ file = "{name}s.txt" }}',
+        )
     if has_f:
         f = body["file"]
         if not isinstance(f, str) or not f:
             raise where.error(f"dimension {name!r}: file must be a path", name=name, key="file")
         fp = base / f
         if not fp.is_file():
-            raise where.error(f"dimension {name!r}: file {f!r} not found (looked at {fp})", name=name, key="file",
-                              hint="paths are relative to the spec file")
+            raise where.error(
+                f"dimension {name!r}: file {f!r} not found (looked at {fp})",
+                name=name,
+                key="file",
+                hint="paths are relative to the spec file",
+            )
         vals = read_values_file(fp, what=f"values file for dimension {name!r}")
         source = str(fp)
     else:
@@ -331,23 +381,31 @@ def _parse_dimension(name: str, body: Any, where: _Where, base: Path) -> Dimensi
         if not isinstance(vals, list):
             raise where.error(f"dimension {name!r}: values must be a list", name=name, key="values")
         source = "inline"
-    return Dimension(name, choice=_choice(name, vals, body.get("weights"), where, "values"), source=source, description=str(desc))
+    return Dimension(
+        name, choice=_choice(name, vals, body.get("weights"), where, "values"), source=source, description=str(desc)
+    )
 
 
 def _choice(name: str, vals: Any, weights: Any, where: _Where, key: str) -> Choice:
     if not isinstance(vals, list) or not vals:
         raise where.error(f"dimension {name!r}: {key} must be a non-empty list", name=name, key=key.split(".")[0])
-    values: List[str] = []
-    ws: List[float] = []
+    values: list[str] = []
+    ws: list[float] = []
     for v in vals:
         w = 1.0
         if isinstance(v, dict):
             if set(v) - {"value", "weight"} or "value" not in v:
-                raise where.error(f"dimension {name!r}: an entry {v!r} must look like {{ value = \"...\", weight = 2 }}", name=name, key=key.split(".")[0])
+                raise where.error(
+                    f'dimension {name!r}: an entry {v!r} must look like {{ value = "...", weight = 2 }}',
+                    name=name,
+                    key=key.split(".")[0],
+                )
             w = v.get("weight", 1.0)
             v = v["value"]
         if isinstance(v, bool) or not isinstance(v, (str, int, float)):
-            raise where.error(f"dimension {name!r}: value {v!r} is not a string or number", name=name, key=key.split(".")[0])
+            raise where.error(
+                f"dimension {name!r}: value {v!r} is not a string or number", name=name, key=key.split(".")[0]
+            )
         s = str(v).strip()
         if not s:
             raise where.error(f"dimension {name!r}: empty value", name=name, key=key.split(".")[0])
@@ -355,17 +413,29 @@ def _choice(name: str, vals: Any, weights: Any, where: _Where, key: str) -> Choi
         ws.append(_weight(name, w, where))
     if weights is not None:
         if any(isinstance(v, dict) for v in vals):
-            raise where.error(f"dimension {name!r}: give weights either inline or as a weights list, not both", name=name, key="weights")
+            raise where.error(
+                f"dimension {name!r}: give weights either inline or as a weights list, not both",
+                name=name,
+                key="weights",
+            )
         if isinstance(weights, list):
             if len(weights) != len(values):
-                raise where.error(f"dimension {name!r}: weights has {len(weights)} entries but there are {len(values)} values",
-                                  name=name, key="weights", hint="one weight per value, or a table {{ value = weight }}")
+                raise where.error(
+                    f"dimension {name!r}: weights has {len(weights)} entries but there are {len(values)} values",
+                    name=name,
+                    key="weights",
+                    hint="one weight per value, or a table {{ value = weight }}",
+                )
             ws = [_weight(name, w, where) for w in weights]
         elif isinstance(weights, dict):
             known = set(values)
             for k in weights:
                 if k not in known:
-                    raise where.error(f"dimension {name!r}: weights names {k!r}, which is not one of its values", name=name, key="weights")
+                    raise where.error(
+                        f"dimension {name!r}: weights names {k!r}, which is not one of its values",
+                        name=name,
+                        key="weights",
+                    )
             ws = [_weight(name, weights.get(v, 1.0), where) for v in values]  # unnamed values weigh 1
         else:
             raise where.error(f"dimension {name!r}: weights must be a list or a table", name=name, key="weights")
@@ -380,16 +450,18 @@ def _weight(name: str, w: Any, where: _Where) -> float:
     return float(w)
 
 
-def _draw_order(dims: Dict[str, Dimension], path: str) -> Dict[str, Dimension]:
+def _draw_order(dims: dict[str, Dimension], path: str) -> dict[str, Dimension]:
     """Declaration order, except that a conditional dimension comes after the one it depends on."""
-    done: Dict[str, Dimension] = {}
+    done: dict[str, Dimension] = {}
     visiting: set = set()
 
     def visit(n: str) -> None:
         if n in done:
             return
         if n in visiting:
-            raise ConfigError(f"{path}: dimensions depend on each other in a cycle through {n!r}", hint="remove one 'by'")
+            raise ConfigError(
+                f"{path}: dimensions depend on each other in a cycle through {n!r}", hint="remove one 'by'"
+            )
         visiting.add(n)
         d = dims[n]
         if d.by is not None:
@@ -406,8 +478,14 @@ def _draw_order(dims: Dict[str, Dimension], path: str) -> Dict[str, Dimension]:
 
 def merge_dimensions(spec: Spec, extra: Sequence[Dimension]) -> Spec:
     """A copy of spec with `extra` dimensions added (replacing same-named ones)."""
-    s = Spec(dimensions=dict(spec.dimensions), kind=spec.kind, template=spec.template, system=spec.system,
-             path=spec.path, sha256=spec.sha256)
+    s = Spec(
+        dimensions=dict(spec.dimensions),
+        kind=spec.kind,
+        template=spec.template,
+        system=spec.system,
+        path=spec.path,
+        sha256=spec.sha256,
+    )
     for d in extra:
         s.add(d)
     return s

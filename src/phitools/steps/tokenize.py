@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -32,7 +32,10 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, *, min_frequency: int
     """Train a byte-level BPE (GPT-2 style, as phi-1's codegen tokenizer) with an end-of-text special token."""
     tk = _tokenizers()
     if vocab_size < 256 + 1:
-        raise UsageError(f"--vocab-size {vocab_size} is too small", hint="byte-level BPE needs at least 257 (256 bytes + end-of-text)")
+        raise UsageError(
+            f"--vocab-size {vocab_size} is too small",
+            hint="byte-level BPE needs at least 257 (256 bytes + end-of-text)",
+        )
     tok = tk.Tokenizer(tk.models.BPE())
     tok.pre_tokenizer = tk.pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = tk.decoders.ByteLevel()
@@ -71,9 +74,13 @@ def load_tokenizer(path: str | os.PathLike):
             try:
                 return _tokenizers().Tokenizer.from_pretrained(name)
             except Exception as e:
-                raise DataError(f"could not fetch tokenizer {name!r} from the Hugging Face Hub ({str(e).splitlines()[0][:160]})",
-                                hint="check the id and your network, or download tokenizer.json and pass its path") from None
-        raise DataError("tokenizer file not found", source=str(path), hint="pass a tokenizer.json, or --train-tokenizer")
+                raise DataError(
+                    f"could not fetch tokenizer {name!r} from the Hugging Face Hub ({str(e).splitlines()[0][:160]})",
+                    hint="check the id and your network, or download tokenizer.json and pass its path",
+                ) from None
+        raise DataError(
+            "tokenizer file not found", source=str(path), hint="pass a tokenizer.json, or --train-tokenizer"
+        )
     try:
         return _tokenizers().Tokenizer.from_file(str(p))
     except Exception as e:  # tokenizers raises a bare Exception on bad JSON
@@ -87,7 +94,10 @@ def eot_id(tok, eot: str | None = None) -> int:
         i = tok.token_to_id(c)
         if i is not None:
             return int(i)
-    raise DataError(f"tokenizer has no end-of-text token (tried {', '.join(candidates)})", hint="pass --eot TOKEN naming its end-of-text token")
+    raise DataError(
+        f"tokenizer has no end-of-text token (tried {', '.join(candidates)})",
+        hint="pass --eot TOKEN naming its end-of-text token",
+    )
 
 
 def tokenizer_sha256(tok) -> str:
@@ -170,7 +180,9 @@ def pieces(text: str, limit: int = PIECE_CHARS) -> list[tuple[int, int]]:
     return spans
 
 
-def encode_records(tok, records: Iterable[Record], *, eot: int, batch_size: int = 512, field: str = "text") -> Iterator[tuple[Record, np.ndarray]]:
+def encode_records(
+    tok, records: Iterable[Record], *, eot: int, batch_size: int = 512, field: str = "text"
+) -> Iterator[tuple[Record, np.ndarray]]:
     """Yield (record, ids with end-of-text appended) in input order, encoding in batches.
 
     Reading and parsing run in a background thread while tokenizers (which releases the GIL) encodes.

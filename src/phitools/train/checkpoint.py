@@ -101,11 +101,14 @@ def publish_final(run: Path, src: Path) -> None:
 
 # ---- optimizer state <-> tensors + JSON, keyed by parameter name ------------------------------------------
 
+
 def _optim_state_dict(model: nn.Module, optimizer: torch.optim.Optimizer, dist: Dist) -> dict:
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
     # full_state_dict gathers FSDP shards; with cpu_offload only rank 0 receives it
-    osd = get_optimizer_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=dist.distributed))
+    osd = get_optimizer_state_dict(
+        model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=dist.distributed)
+    )
     return osd
 
 
@@ -115,8 +118,10 @@ def load_state(path: Path) -> dict:
 
     tensors, blob = load_extra(path)
     if not blob or "optimizer" not in blob:
-        raise CheckpointError(f"{path}: no training state (a model-only checkpoint)",
-                              hint="resume from a RUN/checkpoints/step-* directory, or use --init to start from these weights")
+        raise CheckpointError(
+            f"{path}: no training state (a model-only checkpoint)",
+            hint="resume from a RUN/checkpoints/step-* directory, or use --init to start from these weights",
+        )
     return unpack_state(tensors, blob)
 
 
@@ -135,13 +140,22 @@ def load_optimizer(osd: dict, model: nn.Module, optimizer: torch.optim.Optimizer
 
 # ---- RNG ---------------------------------------------------------------------------------------------------
 
+
 def capture_rng() -> dict:
     """This process's RNG states (torch, CUDA, numpy, python) as JSON-able lists."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     version, pystate, gauss_next = random.getstate()
-    out = {"torch": torch.get_rng_state(),
-           "numpy": {"kind": kind, "keys": keys, "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-           "python": {"version": version, "state": list(pystate), "gauss_next": gauss_next}}
+    out = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "kind": kind,
+            "keys": keys,
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+        "python": {"version": version, "state": list(pystate), "gauss_next": gauss_next},
+    }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         out["cuda"] = torch.cuda.get_rng_state()
     return out
@@ -150,7 +164,9 @@ def capture_rng() -> dict:
 def _apply_rng(st: dict) -> None:
     torch.set_rng_state(st["torch"].cpu())
     n = st["numpy"]
-    np.random.set_state((n["kind"], np.asarray(n["keys"], dtype=np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    np.random.set_state(
+        (n["kind"], np.asarray(n["keys"], dtype=np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
     p = st["python"]
     random.setstate((p["version"], tuple(p["state"]), p["gauss_next"]))
     if "cuda" in st and torch.cuda.is_available():
@@ -166,8 +182,18 @@ def restore_rng(state: dict, *, rank: int) -> None:
 
 # ---- save / load -------------------------------------------------------------------------------------------
 
-def save(path: Path, model: nn.Module, config, optimizer: torch.optim.Optimizer, state: dict, provenance: dict, *,
-         dist: Dist, tokenizer: Path | None = None) -> None:
+
+def save(
+    path: Path,
+    model: nn.Module,
+    config,
+    optimizer: torch.optim.Optimizer,
+    state: dict,
+    provenance: dict,
+    *,
+    dist: Dist,
+    tokenizer: Path | None = None,
+) -> None:
     """Write a training checkpoint. Every rank must call it (FSDP gathers); only rank 0 writes."""
     from phitools.model.checkpoint import pack_state, save_checkpoint
 
@@ -176,14 +202,27 @@ def save(path: Path, model: nn.Module, config, optimizer: torch.optim.Optimizer,
     rngs = dist.all_gather_objects(capture_rng())
     if not dist.is_main:
         return
-    osd = {"state": {k: {kk: (vv.detach().cpu() if isinstance(vv, torch.Tensor) else vv) for kk, vv in v.items()} for k, v in osd["state"].items()},
-           "param_groups": osd["param_groups"]}
+    osd = {
+        "state": {
+            k: {kk: (vv.detach().cpu() if isinstance(vv, torch.Tensor) else vv) for kk, vv in v.items()}
+            for k, v in osd["state"].items()
+        },
+        "param_groups": osd["param_groups"],
+    }
     tensors, packed = pack_state({"optimizer": osd, "rng": rngs})
     full = dict(state)
     full.update(packed)
     extra_files = {"tokenizer.json": tokenizer} if tokenizer is not None and Path(tokenizer).is_file() else None
-    save_checkpoint(path, weights, config, {"provenance": provenance, "steps": state["step"], "tokens_seen": state["tokens"]},
-                    extra_tensors=tensors, extra_json=full, extra_files=extra_files, overwrite=True)
+    save_checkpoint(
+        path,
+        weights,
+        config,
+        {"provenance": provenance, "steps": state["step"], "tokens_seen": state["tokens"]},
+        extra_tensors=tensors,
+        extra_json=full,
+        extra_files=extra_files,
+        overwrite=True,
+    )
 
 
 def read_state(path: Path) -> dict:
@@ -194,7 +233,9 @@ def read_state(path: Path) -> dict:
 
     p = Path(path) / STATE_JSON
     if not p.is_file():
-        raise CheckpointError(f"{path}: no training state (state.json)", hint="resume needs a RUN/checkpoints/step-* checkpoint")
+        raise CheckpointError(
+            f"{path}: no training state (state.json)", hint="resume needs a RUN/checkpoints/step-* checkpoint"
+        )
     try:
         return json.loads(p.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as e:

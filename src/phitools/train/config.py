@@ -20,35 +20,35 @@ from phitools.errors import ConfigError, UsageError
 class TrainConfig:
     """Every knob of a training run. None means "derive it" (see the field comments and docs/train.md)."""
 
-    data: str = ""                      # token directory (phitools tokenize -o DIR)
-    output: str = ""                    # run directory
-    preset: str = "tiny"                # model preset (ignored with init)
+    data: str = ""  # token directory (phitools tokenize -o DIR)
+    output: str = ""  # run directory
+    preset: str = "tiny"  # model preset (ignored with init)
     model: dict = field(default_factory=dict)  # model config overrides, e.g. {"n_layer": 4}
-    init: str | None = None             # start from this checkpoint (phitools or Hugging Face Phi dir)
-    seq_len: int | None = None          # None: the model's max_seq_len
-    batch_size: int = 8                 # GLOBAL batch, in sequences, per optimizer step
+    init: str | None = None  # start from this checkpoint (phitools or Hugging Face Phi dir)
+    seq_len: int | None = None  # None: the model's max_seq_len
+    batch_size: int = 8  # GLOBAL batch, in sequences, per optimizer step
     micro_batch_size: int | None = None  # per-device sequences per forward; None: batch_size / world_size
     max_steps: int = 200
     lr: float = 1e-3
-    min_lr: float | None = None         # None: lr / 10
-    warmup_steps: int | None = None     # None: 5% of max_steps
-    schedule: str = "cosine"            # cosine | linear | constant
+    min_lr: float | None = None  # None: lr / 10
+    warmup_steps: int | None = None  # None: 5% of max_steps
+    schedule: str = "cosine"  # cosine | linear | constant
     weight_decay: float = 0.1
     betas: list = field(default_factory=lambda: [0.9, 0.95])
     eps: float = 1e-8
-    grad_clip: float = 1.0              # 0: no clipping (the norm is still logged)
-    eval_every: int = 100               # 0: only at the end
-    eval_batches: int = 10              # global batches of held-out windows per eval
-    eval_fraction: float = 0.01         # tail of the token stream held out for eval
-    save_every: int = 500               # 0: only at the end
-    keep_checkpoints: int = 0           # keep only the newest N step checkpoints; 0 keeps all
+    grad_clip: float = 1.0  # 0: no clipping (the norm is still logged)
+    eval_every: int = 100  # 0: only at the end
+    eval_batches: int = 10  # global batches of held-out windows per eval
+    eval_fraction: float = 0.01  # tail of the token stream held out for eval
+    save_every: int = 500  # 0: only at the end
+    keep_checkpoints: int = 0  # keep only the newest N step checkpoints; 0 keeps all
     log_every: int = 1
     seed: int = 0
-    device: str = "auto"                # auto | cpu | cuda | cuda:N
-    dtype: str = "auto"                 # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    dtype: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
     compile: bool = False
-    parallel: str = "ddp"               # how to use several processes under torchrun: ddp | fsdp
-    peak_tflops: float | None = None    # device peak for MFU; None: known GPUs only (CPU: mfu null)
+    parallel: str = "ddp"  # how to use several processes under torchrun: ddp | fsdp
+    peak_tflops: float | None = None  # device peak for MFU; None: known GPUs only (CPU: mfu null)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -75,7 +75,10 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
                 try:
                     import tomli as tomllib  # type: ignore[no-redef]
                 except ImportError:
-                    raise ConfigError("reading TOML needs Python 3.11+ or the tomli package", hint="pip install tomli, or use a .json config") from None
+                    raise ConfigError(
+                        "reading TOML needs Python 3.11+ or the tomli package",
+                        hint="pip install tomli, or use a .json config",
+                    ) from None
             d = tomllib.loads(raw.decode("utf-8"))
         elif p.suffix.lower() == ".json":
             d = json.loads(raw)
@@ -88,13 +91,17 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
     d = {k.replace("-", "_"): v for k, v in d.items()}
     unknown = sorted(set(d) - FIELDS)
     if unknown:
-        raise ConfigError(f"{path}: unknown option(s) {', '.join(unknown)}", hint=f"valid options: {', '.join(sorted(FIELDS))}")
+        raise ConfigError(
+            f"{path}: unknown option(s) {', '.join(unknown)}", hint=f"valid options: {', '.join(sorted(FIELDS))}"
+        )
     if "model" in d and not isinstance(d["model"], dict):
         raise ConfigError(f"{path}: 'model' must be a table of model config overrides, e.g. [model] n_layer = 4")
     return d
 
 
-def resolve(explicit: dict[str, Any], file_values: dict[str, Any] | None = None, recorded: dict[str, Any] | None = None) -> TrainConfig:
+def resolve(
+    explicit: dict[str, Any], file_values: dict[str, Any] | None = None, recorded: dict[str, Any] | None = None
+) -> TrainConfig:
     """Merge defaults < recorded (resume) < file < explicit flags into a checked TrainConfig.
 
     `model` dicts merge key by key in the same order. On resume, a change to a key in TRAJECTORY_KEYS is a
@@ -115,8 +122,10 @@ def resolve(explicit: dict[str, Any], file_values: dict[str, Any] | None = None,
         changed = [k for k in TRAJECTORY_KEYS if _norm(merged.get(k)) != _norm(recorded.get(k))]
         if changed:
             diffs = "; ".join(f"{k}: run has {recorded.get(k)!r}, now {merged.get(k)!r}" for k in changed)
-            raise UsageError(f"--resume with different settings: {diffs}",
-                             hint="resume with the original settings, or start a new run (-o NEWDIR) with --init RUN/latest")
+            raise UsageError(
+                f"--resume with different settings: {diffs}",
+                hint="resume with the original settings, or start a new run (-o NEWDIR) with --init RUN/latest",
+            )
     cfg = TrainConfig(**merged)
     check(cfg)
     return cfg
@@ -142,12 +151,16 @@ def check(cfg: TrainConfig) -> None:
         raise UsageError(f"--micro-batch-size must be >= 1, got {cfg.micro_batch_size}")
     if cfg.seq_len is not None and cfg.seq_len < 1:
         raise UsageError(f"--seq-len must be >= 1, got {cfg.seq_len}")
-    if not (isinstance(cfg.betas, (list, tuple)) and len(cfg.betas) == 2 and all(0.0 <= float(b) < 1.0 for b in cfg.betas)):
+    if not (
+        isinstance(cfg.betas, (list, tuple)) and len(cfg.betas) == 2 and all(0.0 <= float(b) < 1.0 for b in cfg.betas)
+    ):
         raise UsageError(f"--betas must be two numbers in [0, 1), got {cfg.betas!r}")
     if cfg.weight_decay < 0 or cfg.grad_clip < 0:
         raise UsageError("--weight-decay and --grad-clip must be >= 0")
     if cfg.dtype not in ("auto", "bf16", "fp32"):
         raise UsageError(f"--dtype must be auto, bf16 or fp32, got {cfg.dtype!r}")
     if cfg.init and cfg.model:
-        raise UsageError("model overrides cannot be combined with --init: the shape comes from the checkpoint",
-                         hint="grow the checkpoint first (phitools grow) to change its shape")
+        raise UsageError(
+            "model overrides cannot be combined with --init: the shape comes from the checkpoint",
+            hint="grow the checkpoint first (phitools grow) to change its shape",
+        )

@@ -39,13 +39,13 @@ class TokenStream:
         local = start - int(self.offsets[i])
         arr = self.arrays[i]
         if local + length <= len(arr):  # the common case: one shard
-            return np.asarray(arr[local:local + length], dtype=np.int64)
+            return np.asarray(arr[local : local + length], dtype=np.int64)
         out = np.empty(length, dtype=np.int64)
         filled = 0
         while filled < length:
             arr = self.arrays[i]
             take = min(length - filled, len(arr) - local)
-            out[filled:filled + take] = arr[local:local + take]
+            out[filled : filled + take] = arr[local : local + take]
             filled += take
             i, local = i + 1, 0
         return out
@@ -100,7 +100,7 @@ class WindowSampler:
         while got < k:
             order = self._order(self.epoch)
             m = min(k - got, self.n - self.index)
-            out[got:got + m] = order[self.index:self.index + m]
+            out[got : got + m] = order[self.index : self.index + m]
             got += m
             self.index += m
             if self.index == self.n:
@@ -111,10 +111,15 @@ class WindowSampler:
         return {"epoch": self.epoch, "index": self.index, "seed": self.seed, "n": self.n, "shuffle": self.shuffle}
 
     def load_state_dict(self, state: dict) -> None:
-        if int(state["n"]) != self.n or int(state["seed"]) != self.seed or bool(state.get("shuffle", True)) != self.shuffle:
+        if (
+            int(state["n"]) != self.n
+            or int(state["seed"]) != self.seed
+            or bool(state.get("shuffle", True)) != self.shuffle
+        ):
             raise CheckpointError(
                 f"data sampler mismatch: checkpoint has {state['n']} windows (seed {state['seed']}), this run has {self.n} (seed {self.seed})",
-                hint="resume with the same --data, --seq-len, --eval-fraction and --seed as the original run")
+                hint="resume with the same --data, --seq-len, --eval-fraction and --seed as the original run",
+            )
         self.epoch, self.index = int(state["epoch"]), int(state["index"])
 
 
@@ -137,8 +142,11 @@ class TokenData:
         self.train = Windows(self.stream, 0, split, seq_len)
         self.heldout = Windows(self.stream, split, n, seq_len)
         if len(self.train) == 0:
-            raise DataError(f"only {split} training tokens: too few for one window of --seq-len {seq_len} + 1",
-                            source=str(path), hint="tokenize more text or lower --seq-len")
+            raise DataError(
+                f"only {split} training tokens: too few for one window of --seq-len {seq_len} + 1",
+                source=str(path),
+                hint="tokenize more text or lower --seq-len",
+            )
         self.sampler = WindowSampler(len(self.train), seed)
 
     @property
@@ -148,19 +156,32 @@ class TokenData:
     def describe(self) -> dict:
         """Provenance of the data: the directory, its shards (with sha256) and tokenizer hash, and the split."""
         m = self.dir.manifest
-        return {"path": str(self.dir.path), "tokens": len(self.stream), "vocab_size": self.dir.vocab_size,
-                "tokenizer_sha256": self.dir.tokenizer_sha256, "eot_id": self.dir.eot_id,
-                "shards": [{"path": s.get("path"), "tokens": s.get("tokens"), "sha256": s.get("sha256")} for s in m.get("shards", [])],
-                "train_tokens": self.train.stop - self.train.start, "heldout_tokens": self.heldout.stop - self.heldout.start,
-                "train_windows": len(self.train), "heldout_windows": len(self.heldout), "seq_len": self.seq_len}
+        return {
+            "path": str(self.dir.path),
+            "tokens": len(self.stream),
+            "vocab_size": self.dir.vocab_size,
+            "tokenizer_sha256": self.dir.tokenizer_sha256,
+            "eot_id": self.dir.eot_id,
+            "shards": [
+                {"path": s.get("path"), "tokens": s.get("tokens"), "sha256": s.get("sha256")}
+                for s in m.get("shards", [])
+            ],
+            "train_tokens": self.train.stop - self.train.start,
+            "heldout_tokens": self.heldout.stop - self.heldout.start,
+            "train_windows": len(self.train),
+            "heldout_windows": len(self.heldout),
+            "seq_len": self.seq_len,
+        }
 
     def check_same_as(self, recorded: dict) -> None:
         """Raise when a resumed run points at different token data than it was trained on."""
         now = [s.get("sha256") for s in self.describe()["shards"]]
         then = [s.get("sha256") for s in recorded.get("shards", [])]
         if now != then or recorded.get("tokenizer_sha256") != self.dir.tokenizer_sha256:
-            raise CheckpointError(f"--data {self.dir.path} is not the token data this run was trained on ({recorded.get('path')})",
-                                  hint="resume with the original --data, or start a new run with --init CHECKPOINT")
+            raise CheckpointError(
+                f"--data {self.dir.path} is not the token data this run was trained on ({recorded.get('path')})",
+                hint="resume with the original --data, or start a new run with --init CHECKPOINT",
+            )
 
 
 def rank_slice(batch_size: int, rank: int, world_size: int) -> slice:

@@ -40,8 +40,16 @@ class DivergedError(PhitoolsError):
 # Dense (no sparsity) bf16 tensor-core peaks in FLOP/s from NVIDIA's datasheets, matched by device-name
 # substring, first match wins. Other devices: pass --peak-tflops.
 GPU_PEAK_BF16 = [
-    ("H200", 989e12), ("H100 NVL", 835e12), ("H100 PCIe", 756e12), ("H100", 989e12), ("H800", 989e12),
-    ("A100", 312e12), ("A800", 312e12), ("L40S", 362e12), ("L40", 181e12), ("L4", 121e12),
+    ("H200", 989e12),
+    ("H100 NVL", 835e12),
+    ("H100 PCIe", 756e12),
+    ("H100", 989e12),
+    ("H800", 989e12),
+    ("A100", 312e12),
+    ("A800", 312e12),
+    ("L40S", 362e12),
+    ("L40", 181e12),
+    ("L4", 121e12),
 ]
 
 
@@ -73,7 +81,9 @@ class StepResult:
 class Trainer:
     """Builds data, model, optimizer and schedule from a TrainConfig, then `fit()` runs the loop."""
 
-    def __init__(self, cfg: TrainConfig, *, dist: Dist | None = None, resume: bool = False, argv: list[str] | None = None):
+    def __init__(
+        self, cfg: TrainConfig, *, dist: Dist | None = None, resume: bool = False, argv: list[str] | None = None
+    ):
         self.cfg = cfg
         self.argv = list(argv if argv is not None else sys.argv)
         self.dist = dist or init_distributed(cfg.device)
@@ -86,7 +96,9 @@ class Trainer:
 
         # ---- precision -----------------------------------------------------------------------------
         if cfg.dtype == "auto":
-            self.amp_dtype = torch.bfloat16 if (self.device.type == "cuda" and torch.cuda.is_bf16_supported()) else torch.float32
+            self.amp_dtype = (
+                torch.bfloat16 if (self.device.type == "cuda" and torch.cuda.is_bf16_supported()) else torch.float32
+            )
         else:
             self.amp_dtype = torch.bfloat16 if cfg.dtype == "bf16" else torch.float32
         if self.device.type == "cuda":
@@ -101,23 +113,31 @@ class Trainer:
         model, self.model_config, self.parent = self._build_model()
         self.seq_len = int(cfg.seq_len or self.model_config.max_seq_len)
         if self.seq_len > self.model_config.max_seq_len:
-            raise UsageError(f"--seq-len {self.seq_len} exceeds the model's max_seq_len {self.model_config.max_seq_len}",
-                             hint="lower --seq-len or raise it with --model-override max_seq_len=N")
+            raise UsageError(
+                f"--seq-len {self.seq_len} exceeds the model's max_seq_len {self.model_config.max_seq_len}",
+                hint="lower --seq-len or raise it with --model-override max_seq_len=N",
+            )
         self.data = TokenData(cfg.data, seq_len=self.seq_len, seed=cfg.seed, eval_fraction=cfg.eval_fraction)
         if self.data.vocab_size > self.model_config.vocab_size:
-            raise UsageError(f"the tokenizer has {self.data.vocab_size} ids but the model only {self.model_config.vocab_size}",
-                             hint="use a model with vocab_size >= the tokenizer's (--model-override vocab_size=N)")
+            raise UsageError(
+                f"the tokenizer has {self.data.vocab_size} ids but the model only {self.model_config.vocab_size}",
+                hint="use a model with vocab_size >= the tokenizer's (--model-override vocab_size=N)",
+            )
 
         # ---- batch arithmetic ------------------------------------------------------------------------
         B, W = cfg.batch_size, d.world_size
         if B % W:
-            raise UsageError(f"--batch-size {B} is not divisible by the world size {W}",
-                             hint=f"use a multiple of {W} (it is the global batch in sequences)")
+            raise UsageError(
+                f"--batch-size {B} is not divisible by the world size {W}",
+                hint=f"use a multiple of {W} (it is the global batch in sequences)",
+            )
         per_rank = B // W
         self.micro = int(cfg.micro_batch_size or per_rank)
         if per_rank % self.micro:
-            raise UsageError(f"--batch-size {B} over {W} process(es) is {per_rank} sequences each, not divisible by --micro-batch-size {self.micro}",
-                             hint="pick --micro-batch-size dividing batch_size / world_size")
+            raise UsageError(
+                f"--batch-size {B} over {W} process(es) is {per_rank} sequences each, not divisible by --micro-batch-size {self.micro}",
+                hint="pick --micro-batch-size dividing batch_size / world_size",
+            )
         self.grad_accum = per_rank // self.micro
         self.tokens_per_step = B * self.seq_len
 
@@ -129,10 +149,14 @@ class Trainer:
         if cfg.compile:
             self.raw_model.compile()  # in place: parameter names (checkpoints, optimizer state) stay unchanged
         self.model = wrap_model(self.raw_model, cfg.parallel, d)
-        self.optimizer = build_optimizer(self.model, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas), eps=cfg.eps)
+        self.optimizer = build_optimizer(
+            self.model, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas), eps=cfg.eps
+        )
         warmup = cfg.warmup_steps if cfg.warmup_steps is not None else round(0.05 * cfg.max_steps)
         min_lr = cfg.min_lr if cfg.min_lr is not None else cfg.lr / 10
-        self.schedule = Schedule(lr=cfg.lr, min_lr=min_lr, warmup_steps=warmup, max_steps=cfg.max_steps, kind=cfg.schedule)
+        self.schedule = Schedule(
+            lr=cfg.lr, min_lr=min_lr, warmup_steps=warmup, max_steps=cfg.max_steps, kind=cfg.schedule
+        )
         self.peak_flops = device_peak_flops(self.device, self.amp_dtype, cfg.peak_tflops)
 
         self.step = 0  # optimizer steps completed
@@ -167,7 +191,11 @@ class Trainer:
         state = ckpt.load_state(path)
         self.data.check_same_as(state["data"])
         self.data.sampler.load_state_dict(state["sampler"])
-        self.step, self.tokens, self.elapsed = int(state["step"]), int(state["tokens"]), float(state.get("elapsed", 0.0))
+        self.step, self.tokens, self.elapsed = (
+            int(state["step"]),
+            int(state["tokens"]),
+            float(state.get("elapsed", 0.0)),
+        )
         ckpt.load_optimizer(state["optimizer"], self.model, self.optimizer)
         ckpt.restore_rng(state, rank=self.dist.rank)
 
@@ -197,12 +225,14 @@ class Trainer:
         loss_sum = torch.zeros((), device=self.device)
         self.model.train()
         for i in range(self.grad_accum):
-            xy = self._to_device(self.data.train.get(ids[i * self.micro:(i + 1) * self.micro]))  # (m, T+1)
+            xy = self._to_device(self.data.train.get(ids[i * self.micro : (i + 1) * self.micro]))  # (m, T+1)
             with no_grad_sync(self.model, cfg.parallel, sync=(i == self.grad_accum - 1)):
                 loss = self._loss(self.model, xy)
                 (loss / self.grad_accum).backward()
             loss_sum += loss.detach()
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+        norm = torch.nn.utils.clip_grad_norm_(
+            self.model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
+        )
         if hasattr(norm, "full_tensor"):  # FSDP2: a DTensor
             norm = norm.full_tensor()
         stats = torch.stack([loss_sum / self.grad_accum, norm.to(loss_sum.dtype)])
@@ -214,7 +244,8 @@ class Trainer:
             raise DivergedError(
                 f"{what} is {loss_v if what == 'loss' else norm_v} at step {self.step + 1}: stopped before the optimizer step, the weights were not updated"
                 + (f"; the last checkpoint is {ckpt.latest(self.run)}" if ckpt.latest(self.run) else ""),
-                hint="lower --lr, raise --warmup-steps or --grad-clip, or check the --init checkpoint for NaN weights")
+                hint="lower --lr, raise --warmup-steps or --grad-clip, or check the --init checkpoint for NaN weights",
+            )
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
@@ -234,7 +265,7 @@ class Trainer:
         model.eval()
         total = torch.zeros(2, dtype=torch.float64, device=self.device)
         for i in range(0, per, self.micro):
-            xy = self._to_device(self.data.heldout.get(ids[i:i + self.micro]))
+            xy = self._to_device(self.data.heldout.get(ids[i : i + self.micro]))
             total[0] += self._loss(model, xy, reduction="sum").double()
             total[1] += xy[:, 1:].numel()
         model.train()
@@ -243,21 +274,45 @@ class Trainer:
 
     # ---- checkpoints -----------------------------------------------------------------------------------
     def state_json(self) -> dict:
-        return {"step": self.step, "tokens": self.tokens, "elapsed": self.elapsed, "sampler": self.data.sampler.state_dict(),
-                "schedule": self.schedule.to_dict(), "train_config": self.cfg.to_dict(), "data": self.data.describe(),
-                "parent": self.parent, "world_size": self.dist.world_size, "grad_accum": self.grad_accum,
-                "micro_batch_size": self.micro}
+        return {
+            "step": self.step,
+            "tokens": self.tokens,
+            "elapsed": self.elapsed,
+            "sampler": self.data.sampler.state_dict(),
+            "schedule": self.schedule.to_dict(),
+            "train_config": self.cfg.to_dict(),
+            "data": self.data.describe(),
+            "parent": self.parent,
+            "world_size": self.dist.world_size,
+            "grad_accum": self.grad_accum,
+            "micro_batch_size": self.micro,
+        }
 
     def provenance(self) -> dict:
         """What made these weights: parent checkpoint, data (shards + tokenizer hash), steps, tokens."""
-        return {"operation": "train", "params": self.cfg.to_dict(), "parent": self.parent, "data": self.data.describe(),
-                "steps": self.step, "tokens_seen": self.tokens, "run": str(self.run.resolve())}
+        return {
+            "operation": "train",
+            "params": self.cfg.to_dict(),
+            "parent": self.parent,
+            "data": self.data.describe(),
+            "steps": self.step,
+            "tokens_seen": self.tokens,
+            "run": str(self.run.resolve()),
+        }
 
     def save(self) -> Path:
         """Write RUN/checkpoints/step-NNNNNN (all ranks take part; rank 0 writes) and point RUN/latest at it."""
         path = ckpt.step_dir(self.run, self.step)
-        ckpt.save(path, self.model, self.model_config, self.optimizer, self.state_json(), self.provenance(), dist=self.dist,
-                  tokenizer=self.data.dir.tokenizer_path)
+        ckpt.save(
+            path,
+            self.model,
+            self.model_config,
+            self.optimizer,
+            self.state_json(),
+            self.provenance(),
+            dist=self.dist,
+            tokenizer=self.data.dir.tokenizer_path,
+        )
         if self.main:
             ckpt.point_latest(self.run, path)
             ckpt.prune(self.run, keep=self.cfg.keep_checkpoints)
@@ -269,13 +324,17 @@ class Trainer:
         """Train to max_steps with periodic eval, logging and checkpoints; returns a summary."""
         cfg = self.cfg
         if self.step >= cfg.max_steps:
-            console.info(f"train: {self.run} is already at step {self.step} >= --max-steps {cfg.max_steps}; nothing to do")
+            console.info(
+                f"train: {self.run} is already at step {self.step} >= --max-steps {cfg.max_steps}; nothing to do"
+            )
             return self.summary(None)
         metrics = MetricsLog(self.run / "metrics.jsonl", after_step=self.step) if self.main else None
         if self.main:
-            console.info(f"train: {self.n_params / 1e6:.2f}M params, {self.flops_per_token / 1e6:.1f} MFLOP/token, "
-                         f"batch {cfg.batch_size} x {self.seq_len} tokens = {self.world_desc()}, device {self.device}, {str(self.amp_dtype).replace('torch.', '')}"
-                         + (f", resuming at step {self.step}" if self.step else ""))
+            console.info(
+                f"train: {self.n_params / 1e6:.2f}M params, {self.flops_per_token / 1e6:.1f} MFLOP/token, "
+                f"batch {cfg.batch_size} x {self.seq_len} tokens = {self.world_desc()}, device {self.device}, {str(self.amp_dtype).replace('torch.', '')}"
+                + (f", resuming at step {self.step}" if self.step else "")
+            )
         eval_loss = None
         if self.step == 0 and cfg.eval_every:
             # the starting point: random init, or what an --init (e.g. grown) model already knows
@@ -305,7 +364,9 @@ class Trainer:
                     if (cfg.eval_every and self.step % cfg.eval_every == 0) or last:
                         eval_loss = self.evaluate()
                         if eval_loss is not None and metrics:
-                            metrics.write({"type": "eval", "step": self.step, "eval_loss": eval_loss, "tokens": self.tokens})
+                            metrics.write(
+                                {"type": "eval", "step": self.step, "eval_loss": eval_loss, "tokens": self.tokens}
+                            )
                         if eval_loss is not None and self.main:
                             console.info(f"step {self.step}: eval loss {eval_loss:.4f}")
                     if (cfg.save_every and self.step % cfg.save_every == 0) or last:
@@ -319,25 +380,56 @@ class Trainer:
         return self.summary(eval_loss)
 
     def _log(self, metrics, bar, res: StepResult, tps: float | None, eval_loss: float | None) -> None:
-        mfu = (self.flops_per_token * tps / (self.peak_flops * self.dist.world_size)) if (tps and self.peak_flops) else None
+        mfu = (
+            (self.flops_per_token * tps / (self.peak_flops * self.dist.world_size))
+            if (tps and self.peak_flops)
+            else None
+        )
         if metrics:
-            metrics.write({"type": "train", "step": res.step, "loss": res.loss, "lr": res.lr, "tokens": self.tokens,
-                           "tokens_per_s": tps, "grad_norm": res.grad_norm, "mfu": mfu, "elapsed_s": round(self.elapsed, 3)})
+            metrics.write(
+                {
+                    "type": "train",
+                    "step": res.step,
+                    "loss": res.loss,
+                    "lr": res.lr,
+                    "tokens": self.tokens,
+                    "tokens_per_s": tps,
+                    "grad_norm": res.grad_norm,
+                    "mfu": mfu,
+                    "elapsed_s": round(self.elapsed, 3),
+                }
+            )
         if not self.main:
             return
-        bar.update(description=f"train loss {res.loss:.4f} lr {res.lr:.2e}" + (f" eval {eval_loss:.4f}" if eval_loss is not None else "")
-                   + (f" {tps:,.0f} tok/s" if tps else "") + (f" mfu {mfu:.1%}" if mfu is not None else ""))
+        bar.update(
+            description=f"train loss {res.loss:.4f} lr {res.lr:.2e}"
+            + (f" eval {eval_loss:.4f}" if eval_loss is not None else "")
+            + (f" {tps:,.0f} tok/s" if tps else "")
+            + (f" mfu {mfu:.1%}" if mfu is not None else "")
+        )
         if not console.interactive() and os.environ.get("PHITOOLS_VERBOSE") == "1":
-            console.info(f"step {res.step} loss {res.loss:.4f} lr {res.lr:.3e} grad_norm {res.grad_norm:.3f} tok/s {tps or 0:,.0f}")
+            console.info(
+                f"step {res.step} loss {res.loss:.4f} lr {res.lr:.3e} grad_norm {res.grad_norm:.3f} tok/s {tps or 0:,.0f}"
+            )
 
     def world_desc(self) -> str:
         return f"{self.dist.world_size} process(es) x {self.micro} x {self.grad_accum} accumulation"
 
     def summary(self, eval_loss: float | None) -> dict:
-        return {"step": self.step, "tokens": self.tokens, "eval_loss": eval_loss, "elapsed_s": round(self.elapsed, 3),
-                "params": self.n_params, "world_size": self.dist.world_size, "grad_accum": self.grad_accum,
-                "micro_batch_size": self.micro, "seq_len": self.seq_len, "dtype": str(self.amp_dtype).replace("torch.", ""),
-                "device": str(self.device), "final": str(ckpt.step_dir(self.run, self.step))}
+        return {
+            "step": self.step,
+            "tokens": self.tokens,
+            "eval_loss": eval_loss,
+            "elapsed_s": round(self.elapsed, 3),
+            "params": self.n_params,
+            "world_size": self.dist.world_size,
+            "grad_accum": self.grad_accum,
+            "micro_batch_size": self.micro,
+            "seq_len": self.seq_len,
+            "dtype": str(self.amp_dtype).replace("torch.", ""),
+            "device": str(self.device),
+            "final": str(ckpt.step_dir(self.run, self.step)),
+        }
 
 
 class MetricsLog:
@@ -355,7 +447,7 @@ class MetricsLog:
                 if int(rec.get("step", 0)) <= after_step and rec.get("type") != "error":
                     kept.append(line)
             tmp = path.with_name(path.name + ".tmp")
-            tmp.write_bytes(b"".join(l + b"\n" for l in kept))
+            tmp.write_bytes(b"".join(line + b"\n" for line in kept))
             os.replace(tmp, path)
         self._f = open(path, "ab", buffering=0)
 
@@ -395,14 +487,26 @@ def prepare_config(explicit: dict, config_file: str | None, *, resume: bool) -> 
         if last is not None:
             recorded = ckpt.read_state(last).get("train_config")
     elif last is not None or (run / "metrics.jsonl").exists():
-        raise UsageError(f"{run} already holds a training run", hint="pass --resume to continue it, or choose a new -o directory")
-    sources = {"flags": explicit, "config_file": str(config_file) if config_file else None, "config_file_values": file_values,
-               "resumed_config": recorded is not None}
+        raise UsageError(
+            f"{run} already holds a training run", hint="pass --resume to continue it, or choose a new -o directory"
+        )
+    sources = {
+        "flags": explicit,
+        "config_file": str(config_file) if config_file else None,
+        "config_file_values": file_values,
+        "resumed_config": recorded is not None,
+    }
     return resolve(explicit, file_values, recorded), sources
 
 
-def train(cfg: TrainConfig, *, resume: bool = False, argv: list[str] | None = None, dist: Dist | None = None,
-          sources: dict | None = None) -> dict:
+def train(
+    cfg: TrainConfig,
+    *,
+    resume: bool = False,
+    argv: list[str] | None = None,
+    dist: Dist | None = None,
+    sources: dict | None = None,
+) -> dict:
     """Run (or continue) a training run end to end: run directory, manifest, Trainer.fit(); returns the summary."""
     from phitools.shards import write_manifest
 
@@ -414,29 +518,55 @@ def train(cfg: TrainConfig, *, resume: bool = False, argv: list[str] | None = No
     def manifest(status: str, summary: dict | None = None, error: str | None = None) -> None:
         if not main:
             return
-        extra = {"train": {"status": status, "config": cfg.to_dict(), "data": trainer.data.describe(), "parent": trainer.parent,
-                           "model": trainer.model_config.to_dict(), "params": trainer.n_params, "flops_per_token": trainer.flops_per_token,
-                           "world_size": trainer.dist.world_size, "micro_batch_size": trainer.micro, "grad_accum": trainer.grad_accum,
-                           "device": str(trainer.device), "dtype": str(trainer.amp_dtype).replace("torch.", ""),
-                           "peak_flops": trainer.peak_flops, "resumed_from": str(trainer.resume_from) if trainer.resume_from else None,
-                           "wall_s": round(time.time() - started, 3), **ckpt.describe_tree(run)}}
+        extra = {
+            "train": {
+                "status": status,
+                "config": cfg.to_dict(),
+                "data": trainer.data.describe(),
+                "parent": trainer.parent,
+                "model": trainer.model_config.to_dict(),
+                "params": trainer.n_params,
+                "flops_per_token": trainer.flops_per_token,
+                "world_size": trainer.dist.world_size,
+                "micro_batch_size": trainer.micro,
+                "grad_accum": trainer.grad_accum,
+                "device": str(trainer.device),
+                "dtype": str(trainer.amp_dtype).replace("torch.", ""),
+                "peak_flops": trainer.peak_flops,
+                "resumed_from": str(trainer.resume_from) if trainer.resume_from else None,
+                "wall_s": round(time.time() - started, 3),
+                **ckpt.describe_tree(run),
+            }
+        }
         if sources:
             extra["train"]["sources"] = sources
         if summary:
             extra["train"]["summary"] = summary
         if error:
             extra["train"]["error"] = error
-        write_manifest(run / "manifest.json", tool="train", argv=argv, seed=cfg.seed, inputs=[cfg.data],
-                       stats={"steps": trainer.step, "tokens": trainer.tokens}, outputs=[{"path": "."}], extra=extra)
+        write_manifest(
+            run / "manifest.json",
+            tool="train",
+            argv=argv,
+            seed=cfg.seed,
+            inputs=[cfg.data],
+            stats={"steps": trainer.step, "tokens": trainer.tokens},
+            outputs=[{"path": "."}],
+            extra=extra,
+        )
 
     try:
         if trainer.step >= cfg.max_steps:  # a finished run resumed again: leave its files as they are
             if main:
-                console.info(f"train: {run} is already at step {trainer.step} >= --max-steps {cfg.max_steps}; nothing to do")
+                console.info(
+                    f"train: {run} is already at step {trainer.step} >= --max-steps {cfg.max_steps}; nothing to do"
+                )
             return trainer.summary(None)
         if main:
             run.mkdir(parents=True, exist_ok=True)
-            (run / "train_config.json").write_bytes(orjson.dumps(cfg.to_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
+            (run / "train_config.json").write_bytes(
+                orjson.dumps(cfg.to_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+            )
             manifest("running")
         try:
             summary = trainer.fit()
@@ -450,7 +580,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, argv: list[str] | None = No
         manifest("complete", summary)
         if main:
             ev = f", eval loss {summary['eval_loss']:.4f}" if summary.get("eval_loss") is not None else ""
-            console.info(f"train: done at step {summary['step']} ({summary['tokens']:,} tokens{ev}); the final model is the checkpoint {run}")
+            console.info(
+                f"train: done at step {summary['step']} ({summary['tokens']:,} tokens{ev}); the final model is the checkpoint {run}"
+            )
         return summary
     finally:
         trainer.dist.close()

@@ -42,8 +42,15 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     ]
 
 
-def build_optimizer(model: nn.Module, *, lr: float, weight_decay: float, betas: tuple[float, float], eps: float = 1e-8,
-                    fused: bool | None = None) -> torch.optim.AdamW:
+def build_optimizer(
+    model: nn.Module,
+    *,
+    lr: float,
+    weight_decay: float,
+    betas: tuple[float, float],
+    eps: float = 1e-8,
+    fused: bool | None = None,
+) -> torch.optim.AdamW:
     """AdamW over `param_groups(model)`; fused kernels on CUDA, foreach elsewhere."""
     groups = param_groups(model, weight_decay)
     if fused is None:
@@ -96,4 +103,10 @@ class Schedule:
         return lr
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "lr": self.lr, "min_lr": self.min_lr, "warmup_steps": self.warmup_steps, "max_steps": self.max_steps}
+        return {
+            "kind": self.kind,
+            "lr": self.lr,
+            "min_lr": self.min_lr,
+            "warmup_steps": self.warmup_steps,
+            "max_steps": self.max_steps,
+        }

@@ -76,8 +76,10 @@ def resolve_device(pref: str, local_rank: int = 0) -> torch.device:
         pref = "cuda" if torch.cuda.is_available() else "cpu"
     if pref.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise UsageError("--device cuda but torch sees no CUDA device",
-                             hint="install the CUDA build of torch (pip install torch from the CUDA index) or use --device cpu")
+            raise UsageError(
+                "--device cuda but torch sees no CUDA device",
+                hint="install the CUDA build of torch (pip install torch from the CUDA index) or use --device cpu",
+            )
         return torch.device(pref if ":" in pref else f"cuda:{local_rank}")
     if pref == "cpu":
         return torch.device("cpu")
@@ -142,7 +144,7 @@ def wrap_model(model: nn.Module, mode: str, dist: Dist) -> nn.Module:
 def unwrap(model: nn.Module) -> nn.Module:
     """The module under DDP / torch.compile wrappers (FSDP2 modifies the module in place)."""
     while True:
-        if hasattr(model, "module") and isinstance(getattr(model, "module"), nn.Module):
+        if hasattr(model, "module") and isinstance(model.module, nn.Module):
             model = model.module
         elif hasattr(model, "_orig_mod"):
             model = model._orig_mod

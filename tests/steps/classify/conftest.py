@@ -23,8 +23,12 @@ def obfuscate(src: str, rng: random.Random) -> str:
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             b = node.body
-            if b and isinstance(b[0], ast.Expr) and isinstance(getattr(b[0], "value", None), ast.Constant) \
-                    and isinstance(b[0].value.value, str):
+            if (
+                b
+                and isinstance(b[0], ast.Expr)
+                and isinstance(getattr(b[0], "value", None), ast.Constant)
+                and isinstance(b[0].value.value, str)
+            ):
                 node.body = b[1:] or [ast.Pass()]
     names: dict[str, str] = {}
 
@@ -70,9 +74,17 @@ def build_labelled(start: int, count: int, seed: int = 0) -> list[dict]:
     recs = []
     for i, (name, src) in enumerate(stdlib_modules(0, start + count)[start:]):
         if i % 2 == 0:
-            recs.append({"id": name, "text": src, "label": {"score": rng.choice([4, 5]), "model": "test", "rubric": "code"}})
+            recs.append(
+                {"id": name, "text": src, "label": {"score": rng.choice([4, 5]), "model": "test", "rubric": "code"}}
+            )
         else:
-            recs.append({"id": name + "#obf", "text": obfuscate(src, rng), "label": {"score": rng.choice([0, 1]), "model": "test", "rubric": "code"}})
+            recs.append(
+                {
+                    "id": name + "#obf",
+                    "text": obfuscate(src, rng),
+                    "label": {"score": rng.choice([0, 1]), "model": "test", "rubric": "code"},
+                }
+            )
     return recs
 
 

@@ -6,15 +6,19 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from phitools.steps.classify import apply as ap
 from phitools.steps.classify.saved import load_classifier
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.floats(-1e6, 1e6, allow_nan=False) | st.sampled_from([0.0, -0.0, 1.5, 3.0]), min_size=1, max_size=80),
-       st.integers(1, 5), st.data())
+@given(
+    st.lists(st.floats(-1e6, 1e6, allow_nan=False) | st.sampled_from([0.0, -0.0, 1.5, 3.0]), min_size=1, max_size=80),
+    st.integers(1, 5),
+    st.data(),
+)
 def test_kth_largest_is_exact(values, nchunks, data):
     x = np.array(values, np.float64)
     k = data.draw(st.integers(1, len(x)))

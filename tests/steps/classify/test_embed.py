@@ -22,12 +22,21 @@ def ckpt(labelled, tmp_path_factory):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator([r["text"] for r in labelled[:20]], trainers.BpeTrainer(
-        vocab_size=400, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+    tok.train_from_iterator(
+        [r["text"] for r in labelled[:20]],
+        trainers.BpeTrainer(
+            vocab_size=400,
+            special_tokens=["<|endoftext|>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        ),
+    )
     tok.save(str(d / "tokenizer.json"))
     cfg = preset_config("tiny", vocab_size=512, max_seq_len=128)
     torch.manual_seed(0)
-    return save_checkpoint(d / "ckpt", Phi(cfg), cfg, {"note": "test"}, extra_files={"tokenizer.json": d / "tokenizer.json"})
+    return save_checkpoint(
+        d / "ckpt", Phi(cfg), cfg, {"note": "test"}, extra_files={"tokenizer.json": d / "tokenizer.json"}
+    )
 
 
 def test_mean_pooling_ignores_padding(ckpt):
@@ -49,8 +58,12 @@ def test_train_and_apply_with_model_features(ckpt, labelled, heldout, tmp_path):
     from phitools.steps.classify.saved import load_classifier
     from phitools.steps.classify.train import TrainOptions, train
 
-    pipe = parse_features(f"hash,model:{ckpt}", hash_settings=HashSettings(n_features=1 << 12), max_tokens=64, device="cpu")
-    clf, report = train(iter(copy.deepcopy(labelled[:30])), pipe, TrainOptions(estimator="lgbm", n_estimators=15, folds=2))
+    pipe = parse_features(
+        f"hash,model:{ckpt}", hash_settings=HashSettings(n_features=1 << 12), max_tokens=64, device="cpu"
+    )
+    clf, report = train(
+        iter(copy.deepcopy(labelled[:30])), pipe, TrainOptions(estimator="lgbm", n_estimators=15, folds=2)
+    )
     assert pipe.dim == (1 << 12) + 14 + 128 and report["features"] == f"hash,model:{ckpt}"
     clf.save(tmp_path / "clf", report=report)
     loaded = load_classifier(tmp_path / "clf", device="cpu")
@@ -70,7 +83,9 @@ def test_train_and_apply_with_model_features(ckpt, labelled, heldout, tmp_path):
 
     cfg = preset_config("tiny", vocab_size=512, max_seq_len=128)
     torch.manual_seed(1)
-    other = save_checkpoint(tmp_path / "other", Phi(cfg), cfg, {}, extra_files={"tokenizer.json": ckpt / "tokenizer.json"})
+    other = save_checkpoint(
+        tmp_path / "other", Phi(cfg), cfg, {}, extra_files={"tokenizer.json": ckpt / "tokenizer.json"}
+    )
     with pytest.raises(CheckpointError, match="weights_sha256"):
         load_classifier(tmp_path / "clf", checkpoint=str(other), device="cpu").score(texts)
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from phitools.steps.classify import hashing
 from phitools.steps.classify.hashing import DENSE_STATS, HashSettings, hash_batch, to_columns, to_csr
@@ -79,7 +80,11 @@ def test_dense_statistics():
 def test_settings_validate_and_round_trip():
     s = HashSettings(n_features=1 << 10, char_ngrams=(5, 3))
     assert HashSettings.from_json(s.to_json()) == s
-    for bad in ({"n_features": 1000}, {"char_ngrams": (0,)}, {"words": False, "subwords": False, "bigrams": False, "char_ngrams": ()}):
+    for bad in (
+        {"n_features": 1000},
+        {"char_ngrams": (0,)},
+        {"words": False, "subwords": False, "bigrams": False, "char_ngrams": ()},
+    ):
         try:
             HashSettings(**bad)
         except ValueError:

@@ -18,7 +18,9 @@ from phitools.steps.classify.train import TrainOptions, train
 @pytest.fixture(scope="module", params=["lgbm", "rf", "logreg"])
 def saved(request, labelled, tmp_path_factory):
     pipe = parse_features("hash", hash_settings=HashSettings(n_features=1 << 16))
-    clf, report = train(iter(copy.deepcopy(labelled)), pipe, TrainOptions(estimator=request.param, n_estimators=20, folds=2))
+    clf, report = train(
+        iter(copy.deepcopy(labelled)), pipe, TrainOptions(estimator=request.param, n_estimators=20, folds=2)
+    )
     path = tmp_path_factory.mktemp(f"clf-{request.param}") / "clf"
     clf.save(path, report=report, inputs=["labelled.jsonl"], seed=0)
     return clf, path
@@ -107,7 +109,9 @@ def test_identical_training_gives_the_same_id(labelled, tmp_path, estimator):
     ids = []
     for run in ("a", "b"):
         pipe = parse_features("hash", hash_settings=HashSettings(n_features=1 << 14))
-        clf, report = train(iter(copy.deepcopy(labelled)), pipe, TrainOptions(estimator=estimator, n_estimators=10, folds=2))
+        clf, report = train(
+            iter(copy.deepcopy(labelled)), pipe, TrainOptions(estimator=estimator, n_estimators=10, folds=2)
+        )
         clf.save(tmp_path / run / "clf", report=report, inputs=["labelled.jsonl"], seed=0)
         ids.append(load_classifier(tmp_path / run / "clf").id)
     assert ids[0] == ids[1]  # the id hashes what was learnt, not how long it took

@@ -23,7 +23,9 @@ def _train(recs, **kw):
 
 @pytest.mark.parametrize("estimator,target", [("lgbm", "regression"), ("rf", "binary"), ("logreg", "binary")])
 def test_learns_documented_code_from_obfuscated(labelled, heldout, estimator, target):
-    clf, report = _train(labelled, estimator=estimator, target=target, max_columns=5000 if estimator == "logreg" else None)
+    clf, report = _train(
+        labelled, estimator=estimator, target=target, max_columns=5000 if estimator == "logreg" else None
+    )
     m = report["evaluation"]["metrics"]
     assert m["n"] == len(labelled) and m["roc_auc"] >= 0.9 and m["f1"] >= 0.85, m
     # documents from modules never seen in training
@@ -58,25 +60,37 @@ def test_failed_and_missing_labels_are_skipped_and_counted(labelled):
 
 
 def _set(scores):
-    return [{"id": str(i), "text": f"def f{i}():\n    return {i}\n", "label": {"score": s}} for i, s in enumerate(scores)]
+    return [
+        {"id": str(i), "text": f"def f{i}():\n    return {i}\n", "label": {"score": s}} for i, s in enumerate(scores)
+    ]
 
 
-@pytest.mark.parametrize("recs,pattern", [
-    ([{"text": "x"}, {"text": "y", "label": {"score": None}}], "no labels.*1 failed.*1 records without"),
-    (_set([4, 5, 3, 4, 5, 4]), "one class only"),
-    (_set([0, 5, 1, 4, 0, 5, 1, 4]), "too few examples for --folds 5"),
-    (_set([1, 7]), r"outside the score range 0\.\.5"),
-    (_set([1, -1]), "outside the score range"),
-    (_set([1, "high"]), "not a number"),
-    (_set([1, True]), "not a number"),
-])
+@pytest.mark.parametrize(
+    "recs,pattern",
+    [
+        ([{"text": "x"}, {"text": "y", "label": {"score": None}}], "no labels.*1 failed.*1 records without"),
+        (_set([4, 5, 3, 4, 5, 4]), "one class only"),
+        (_set([0, 5, 1, 4, 0, 5, 1, 4]), "too few examples for --folds 5"),
+        (_set([1, 7]), r"outside the score range 0\.\.5"),
+        (_set([1, -1]), "outside the score range"),
+        (_set([1, "high"]), "not a number"),
+        (_set([1, True]), "not a number"),
+    ],
+)
 def test_errors(recs, pattern):
     with pytest.raises(DataError, match=pattern):
         train(iter(recs), parse_features("hash", hash_settings=HashSettings(n_features=1 << 10)), TrainOptions(folds=5))
 
 
 def test_option_errors():
-    for kw in ({"estimator": "svm"}, {"target": "ordinal"}, {"threshold": 9}, {"folds": 1}, {"test_size": 1.5}, {"score_range": (5, 0)}):
+    for kw in (
+        {"estimator": "svm"},
+        {"target": "ordinal"},
+        {"threshold": 9},
+        {"folds": 1},
+        {"test_size": 1.5},
+        {"score_range": (5, 0)},
+    ):
         with pytest.raises(UsageError):
             TrainOptions(**kw).check()
     with pytest.raises(UsageError):

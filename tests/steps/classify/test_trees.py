@@ -38,16 +38,25 @@ def test_lightgbm_text_model_matches(data, objective):
 
     X, y = data
     label = y if objective == "regression" else (y > np.median(y)).astype(int)
-    b = lgb.train({"objective": objective, "num_leaves": 7, "min_data_in_leaf": 5, "verbosity": -1, "num_threads": 1},
-                  lgb.Dataset(X, label=label), num_boost_round=25)
+    b = lgb.train(
+        {"objective": objective, "num_leaves": 7, "min_data_in_leaf": 5, "verbosity": -1, "num_threads": 1},
+        lgb.Dataset(X, label=label),
+        num_boost_round=25,
+    )
     f = from_lightgbm_text(b.model_to_string(), X.shape[1])
     assert np.allclose(f.predict(X[:, f.columns].toarray()), b.predict(X), rtol=1e-12, atol=1e-12)
 
 
 def _tiny() -> Forest:
     # one stump: x0 <= 0.5 -> 1.0 else 2.0
-    return Forest(feature=np.array([0, 0, 0]), threshold=np.array([0.5, np.inf, np.inf]), left=np.array([1, 1, 2]),
-                  right=np.array([2, 1, 2]), value=np.array([0.0, 1.0, 2.0]), roots=np.array([0]))
+    return Forest(
+        feature=np.array([0, 0, 0]),
+        threshold=np.array([0.5, np.inf, np.inf]),
+        left=np.array([1, 1, 2]),
+        right=np.array([2, 1, 2]),
+        value=np.array([0.0, 1.0, 2.0]),
+        roots=np.array([0]),
+    )
 
 
 def test_refuses_loops_and_out_of_range():
@@ -67,8 +76,12 @@ def test_refuses_loops_and_out_of_range():
 
 
 def test_lightgbm_text_errors():
-    for text in ("", "not a model", "tree\nobjective=lambdarank\nTree=0\nnum_leaves=1\nleaf_value=1\nend of trees\n",
-                 "tree\nobjective=regression\nTree=0\nnum_leaves=2\nleaf_value=1 2\nsplit_feature=0\nthreshold=0.5\n"
-                 "decision_type=2\nleft_child=-1\nright_child=5\nend of trees\n"):
+    for text in (
+        "",
+        "not a model",
+        "tree\nobjective=lambdarank\nTree=0\nnum_leaves=1\nleaf_value=1\nend of trees\n",
+        "tree\nobjective=regression\nTree=0\nnum_leaves=2\nleaf_value=1 2\nsplit_feature=0\nthreshold=0.5\n"
+        "decision_type=2\nleft_child=-1\nright_child=5\nend of trees\n",
+    ):
         with pytest.raises(CheckpointError):
             from_lightgbm_text(text, 4)

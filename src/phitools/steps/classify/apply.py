@@ -26,8 +26,8 @@ import collections
 import math
 import os
 import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -42,7 +42,9 @@ WARMUP_BYTES = 64 << 20
 RESERVOIR = 100_000
 
 
-def batches(records: Iterable[Record], max_bytes: int = BATCH_BYTES, max_records: int = BATCH_RECORDS) -> Iterator[list[Record]]:
+def batches(
+    records: Iterable[Record], max_bytes: int = BATCH_BYTES, max_records: int = BATCH_RECORDS
+) -> Iterator[list[Record]]:
     """Cut records into batches by count and text size (deterministic: depends on the input only)."""
     cur: list[Record] = []
     size = 0
@@ -62,8 +64,10 @@ def texts_of(batch: list[Record]) -> list[str]:
     for rec in batch:
         t = rec.get("text")
         if not isinstance(t, str):
-            raise DataError(f"record {rec.get('id', '?')!r}: `text` is {type(t).__name__}, not a string",
-                            hint="classify scores the text field; fix or drop such records (e.g. with --skip-bad upstream)")
+            raise DataError(
+                f"record {rec.get('id', '?')!r}: `text` is {type(t).__name__}, not a string",
+                hint="classify scores the text field; fix or drop such records (e.g. with --skip-bad upstream)",
+            )
         out.append(t)
     return out
 
@@ -120,7 +124,7 @@ class Scorer:
             self.pool = None
         _WORKER.pop("clf", None)
 
-    def __enter__(self) -> "Scorer":
+    def __enter__(self) -> Scorer:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -128,6 +132,7 @@ class Scorer:
 
 
 # ---- histogram ------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Histogram:
@@ -147,7 +152,11 @@ class Histogram:
         self.kept += np.bincount(b[keep], minlength=len(self.counts))
 
     def to_dict(self) -> dict:
-        return {"edges": [round(float(e), 6) for e in self.edges], "counts": self.counts.tolist(), "kept": self.kept.tolist()}
+        return {
+            "edges": [round(float(e), 6) for e in self.edges],
+            "counts": self.counts.tolist(),
+            "kept": self.kept.tolist(),
+        }
 
 
 def histogram_for(clf: Classifier) -> Histogram:
@@ -156,6 +165,7 @@ def histogram_for(clf: Classifier) -> Histogram:
 
 
 # ---- exact selection over spilled scores -------------------------------------------------------------------
+
 
 def _keys(x: np.ndarray) -> np.ndarray:
     """float64 -> uint64 with the same order (-0.0 counts as 0.0)."""
@@ -219,6 +229,7 @@ class _Spill:
 
 # ---- the apply loop -------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Keep:
     """What to keep: mode 'threshold' (score >= threshold), 'score_only', or 'keep_top' (fraction)."""
@@ -240,8 +251,12 @@ class Outcome:
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        d = {"scored": self.scored, "kept": self.kept, "dropped": self.dropped,
-             "kept_fraction": round(self.kept / self.scored, 6) if self.scored else None}
+        d = {
+            "scored": self.scored,
+            "kept": self.kept,
+            "dropped": self.dropped,
+            "kept_fraction": round(self.kept / self.scored, 6) if self.scored else None,
+        }
         if self.cut is not None:
             d["cut"] = self.cut
         if self.quantile:
@@ -257,8 +272,17 @@ def _tag(batch: list[Record], scores: np.ndarray, tag: str) -> None:
         rec["quality"] = {"score": s, "classifier": tag}
 
 
-def run(clf: Classifier, scorer: Scorer, open_records: Callable[[], Iterable[Record]], keep: Keep, emit: Callable[[Record, bool], None],
-        *, rereadable: bool, progress=None, tmp_dir: str | None = None) -> Outcome:
+def run(
+    clf: Classifier,
+    scorer: Scorer,
+    open_records: Callable[[], Iterable[Record]],
+    keep: Keep,
+    emit: Callable[[Record, bool], None],
+    *,
+    rereadable: bool,
+    progress=None,
+    tmp_dir: str | None = None,
+) -> Outcome:
     """Score every record from open_records() and call emit(record, kept) in input order."""
     out = Outcome(histogram=histogram_for(clf))
     tag = clf.tag
@@ -311,10 +335,12 @@ def _keep_top_exact(scorer, open_records, keep: Keep, tag, out: Outcome, finish,
             while len(buf) < len(batch):
                 nxt = next(chunks, None)
                 if nxt is None:
-                    raise DataError(f"the input changed between the two passes of --keep-top (now more than {n} records)",
-                                    hint="do not modify the input files while classify apply runs")
+                    raise DataError(
+                        f"the input changed between the two passes of --keep-top (now more than {n} records)",
+                        hint="do not modify the input files while classify apply runs",
+                    )
                 buf = np.concatenate([buf, nxt])
-            scores, buf = buf[: len(batch)], buf[len(batch):]
+            scores, buf = buf[: len(batch)], buf[len(batch) :]
             seen += len(batch)
             _tag(batch, scores, tag)
             kk = scores > t
@@ -325,8 +351,10 @@ def _keep_top_exact(scorer, open_records, keep: Keep, tag, out: Outcome, finish,
                 ties_left -= len(take)
             finish(batch, scores, kk)
         if seen != n:
-            raise DataError(f"the input changed between the two passes of --keep-top ({n} records, then {seen})",
-                            hint="do not modify the input files while classify apply runs")
+            raise DataError(
+                f"the input changed between the two passes of --keep-top ({n} records, then {seen})",
+                hint="do not modify the input files while classify apply runs",
+            )
         return out
     finally:
         spill.close()
@@ -339,15 +367,17 @@ def _keep_top_streaming(scorer, open_records, keep: Keep, tag, out: Outcome, fin
     seen = 0
     held: list[tuple[list[Record], np.ndarray]] = []
     held_n = held_bytes = 0
-    out.quantile = (f"streaming estimate (input is not re-readable): first {WARMUP_RECORDS} records cut exactly, then the running "
-                    f"quantile of a {RESERVOIR}-score reservoir sample")
+    out.quantile = (
+        f"streaming estimate (input is not re-readable): first {WARMUP_RECORDS} records cut exactly, then the running "
+        f"quantile of a {RESERVOIR}-score reservoir sample"
+    )
 
     def absorb(scores: np.ndarray) -> None:
         nonlocal reservoir, seen
         room = RESERVOIR - len(reservoir)
         if room > 0:
             reservoir = np.concatenate([reservoir, scores[:room]])
-        rest = scores[max(room, 0):]
+        rest = scores[max(room, 0) :]
         if len(rest):
             pos = seen + max(room, 0) + np.arange(len(rest))  # 0-based index of each in the stream
             j = (rng.random(len(rest)) * (pos + 1)).astype(np.int64)
@@ -405,7 +435,7 @@ def _flush_held(held, frac: float, finish) -> None:
     kk[order] = True
     i = 0
     for batch, scores in held:
-        finish(batch, scores, kk[i:i + len(batch)])
+        finish(batch, scores, kk[i : i + len(batch)])
         i += len(batch)
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -34,12 +34,16 @@ def find_tokenizer(checkpoint: str | os.PathLike, tokenizer: str | os.PathLike |
         p = Path(tokenizer)
         p = p / "tokenizer.json" if p.is_dir() else p
         if not p.is_file():
-            raise CheckpointError(f"{tokenizer}: no tokenizer.json there", hint="pass a tokenizer.json file or a directory holding one")
+            raise CheckpointError(
+                f"{tokenizer}: no tokenizer.json there", hint="pass a tokenizer.json file or a directory holding one"
+            )
         return p
     p = Path(checkpoint) / "tokenizer.json"
     if not p.is_file():
-        raise CheckpointError(f"{checkpoint}: the checkpoint has no tokenizer.json",
-                              hint="pass --tokenizer PATH (e.g. the tok/ directory `phitools tokenize` wrote)")
+        raise CheckpointError(
+            f"{checkpoint}: the checkpoint has no tokenizer.json",
+            hint="pass --tokenizer PATH (e.g. the tok/ directory `phitools tokenize` wrote)",
+        )
     return p
 
 
@@ -62,8 +66,16 @@ def weights_sha256(checkpoint: str | os.PathLike) -> str | None:
 class Embedder:
     """Mean-pooled final hidden states of a Phi checkpoint, batched. `embed(texts)` -> (n, d_model) float64."""
 
-    def __init__(self, checkpoint: str | os.PathLike, *, tokenizer: str | os.PathLike | None = None, max_tokens: int = 512,
-                 batch_size: int = 16, device: str = "auto", dtype: str = "auto"):
+    def __init__(
+        self,
+        checkpoint: str | os.PathLike,
+        *,
+        tokenizer: str | os.PathLike | None = None,
+        max_tokens: int = 512,
+        batch_size: int = 16,
+        device: str = "auto",
+        dtype: str = "auto",
+    ):
         import torch
         from tokenizers import Tokenizer
 
@@ -85,10 +97,15 @@ class Embedder:
         try:
             self.tok = Tokenizer.from_file(str(self.tokenizer_path))
         except Exception as e:  # tokenizers raises a bare Exception on a bad file
-            raise CheckpointError(f"{self.tokenizer_path}: not a valid tokenizer.json ({str(e).splitlines()[0][:200]})") from None
+            raise CheckpointError(
+                f"{self.tokenizer_path}: not a valid tokenizer.json ({str(e).splitlines()[0][:200]})"
+            ) from None
         if self.tok.get_vocab_size() > self.config.vocab_size:
-            raise CheckpointError(f"{self.tokenizer_path}: tokenizer has {self.tok.get_vocab_size()} tokens but the model only "
-                                  f"{self.config.vocab_size}", hint="use the tokenizer the checkpoint was trained with")
+            raise CheckpointError(
+                f"{self.tokenizer_path}: tokenizer has {self.tok.get_vocab_size()} tokens but the model only "
+                f"{self.config.vocab_size}",
+                hint="use the tokenizer the checkpoint was trained with",
+            )
         self.max_tokens = min(max_tokens, self.config.max_seq_len)
         self.batch_size = batch_size
         self.dim = self.config.d_model
@@ -97,9 +114,16 @@ class Embedder:
 
     def describe(self) -> dict:
         """What identifies these features (saved in the classifier's JSON)."""
-        return {"checkpoint": self.checkpoint, "d_model": self.dim, "n_layer": self.config.n_layer, "max_tokens": self.max_tokens,
-                "pooling": "mean", "layer": "final (after ln_f)", "tokenizer_sha256": self.tokenizer_sha256,
-                "weights_sha256": weights_sha256(self.checkpoint)}
+        return {
+            "checkpoint": self.checkpoint,
+            "d_model": self.dim,
+            "n_layer": self.config.n_layer,
+            "max_tokens": self.max_tokens,
+            "pooling": "mean",
+            "layer": "final (after ln_f)",
+            "tokenizer_sha256": self.tokenizer_sha256,
+            "weights_sha256": weights_sha256(self.checkpoint),
+        }
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """(n, d_model) mean-pooled hidden states, float64."""
@@ -117,7 +141,7 @@ class Embedder:
         order = np.argsort(-lens, kind="stable")  # similar lengths together: less padding
         with torch.inference_mode():
             for i in range(0, n, self.batch_size):
-                chunk = [j for j in order[i:i + self.batch_size] if lens[j] > 0]
+                chunk = [j for j in order[i : i + self.batch_size] if lens[j] > 0]
                 if not chunk:
                     continue
                 T = int(lens[chunk[0]])

@@ -35,12 +35,16 @@ class Linear:
     bias: float
     link: str = "identity"
 
-    def validate(self, dim: int) -> "Linear":
+    def validate(self, dim: int) -> Linear:
         if self.columns.shape != self.weights.shape or self.columns.ndim != 1:
             raise CheckpointError("linear model: columns and weights differ in shape")
         if len(self.columns) and (self.columns.min() < 0 or self.columns.max() >= dim):
             raise CheckpointError("linear model: a column is outside the feature space")
-        if not np.isfinite(self.weights).all() or not np.isfinite(self.bias) or self.link not in ("identity", "sigmoid"):
+        if (
+            not np.isfinite(self.weights).all()
+            or not np.isfinite(self.bias)
+            or self.link not in ("identity", "sigmoid")
+        ):
             raise CheckpointError("linear model: non-finite weights or unknown link")
         return self
 
@@ -87,28 +91,58 @@ def select_columns(X, y: np.ndarray, columns: np.ndarray, keep: np.ndarray, k: i
     yc = y - y.mean()
     cov = np.asarray(Xc.T @ yc).ravel()
     mean = np.asarray(Xc.sum(axis=0)).ravel() / n
-    var = np.asarray(Xc.multiply(Xc).sum(axis=0)).ravel() / n - mean ** 2
+    var = np.asarray(Xc.multiply(Xc).sum(axis=0)).ravel() / n - mean**2
     score = np.abs(cov) / np.sqrt(np.maximum(var, 1e-30))
     order = np.lexsort((cand, -score))[:k]
     return np.union1d(cand[order], keep)
 
 
-def fit(estimator: str, X, y_score: np.ndarray, *, target: str, threshold: float, columns: np.ndarray, dense_columns: np.ndarray,
-        seed: int = 0, n_estimators: int | None = None, threads: int = 1, max_columns: int | None = None):
+def fit(
+    estimator: str,
+    X,
+    y_score: np.ndarray,
+    *,
+    target: str,
+    threshold: float,
+    columns: np.ndarray,
+    dense_columns: np.ndarray,
+    seed: int = 0,
+    n_estimators: int | None = None,
+    threads: int = 1,
+    max_columns: int | None = None,
+):
     """Fit on X[:, columns] (CSR). Returns (model, native_files: {name: bytes}) with the model's own file(s)."""
     binary = target == "binary"
     y = (y_score >= threshold).astype(np.int64) if binary else y_score.astype(np.float64)
-    columns = select_columns(X, y.astype(np.float64), columns, np.intersect1d(columns, dense_columns),
-                             max_columns or DEFAULT_MAX_COLUMNS[estimator])
+    columns = select_columns(
+        X,
+        y.astype(np.float64),
+        columns,
+        np.intersect1d(columns, dense_columns),
+        max_columns or DEFAULT_MAX_COLUMNS[estimator],
+    )
     Xa = X[:, columns].tocsr()
     if estimator == "lgbm":
         import lightgbm as lgb
 
         n = X.shape[0]
-        params = {"objective": "binary" if binary else "regression", "learning_rate": 0.05, "num_leaves": 15,
-                  "min_data_in_leaf": int(max(3, min(20, n // 40))), "min_sum_hessian_in_leaf": 1e-3, "feature_fraction": 0.5,
-                  "feature_fraction_seed": seed, "lambda_l2": 1.0, "max_bin": 31, "min_data_in_bin": 1, "seed": seed,
-                  "deterministic": True, "force_row_wise": True, "num_threads": threads, "verbosity": -1}
+        params = {
+            "objective": "binary" if binary else "regression",
+            "learning_rate": 0.05,
+            "num_leaves": 15,
+            "min_data_in_leaf": int(max(3, min(20, n // 40))),
+            "min_sum_hessian_in_leaf": 1e-3,
+            "feature_fraction": 0.5,
+            "feature_fraction_seed": seed,
+            "lambda_l2": 1.0,
+            "max_bin": 31,
+            "min_data_in_bin": 1,
+            "seed": seed,
+            "deterministic": True,
+            "force_row_wise": True,
+            "num_threads": threads,
+            "verbosity": -1,
+        }
         ds = lgb.Dataset(Xa, label=y, params={"max_bin": 31, "min_data_in_bin": 1, "verbosity": -1}, free_raw_data=True)
         booster = lgb.train(params, ds, num_boost_round=n_estimators or DEFAULT_TREES["lgbm"])
         text = booster.model_to_string()
@@ -118,8 +152,13 @@ def fit(estimator: str, X, y_score: np.ndarray, *, target: str, threshold: float
         from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
         cls = RandomForestClassifier if binary else RandomForestRegressor
-        est = cls(n_estimators=n_estimators or DEFAULT_TREES["rf"], max_features="sqrt", min_samples_leaf=1, random_state=seed,
-                  n_jobs=threads)
+        est = cls(
+            n_estimators=n_estimators or DEFAULT_TREES["rf"],
+            max_features="sqrt",
+            min_samples_leaf=1,
+            random_state=seed,
+            n_jobs=threads,
+        )
         est.fit(Xa, y)
         forest = from_sklearn(est, len(columns))
         return Trees(forest, columns.astype(np.int64)), {}
@@ -159,18 +198,21 @@ def _fit_linear(Xa, y, *, binary: bool, columns: np.ndarray, dense_columns: np.n
         m = Ridge(alpha=1.0, random_state=seed)
         m.fit(Xs, y)
         coef, b, link = np.ravel(m.coef_), float(m.intercept_), "identity"
-    w = np.concatenate([coef[: len(hs)] * s_h, coef[len(hs):] / sd])
-    b -= float((coef[len(hs):] * mu / sd).sum())
+    w = np.concatenate([coef[: len(hs)] * s_h, coef[len(hs) :] / sd])
+    b -= float((coef[len(hs) :] * mu / sd).sum())
     return Linear(np.concatenate([columns[hs], columns[ds]]).astype(np.int64), w.astype(np.float64), b, link)
 
 
 # ---- storage --------------------------------------------------------------------------------------------
 
+
 def model_arrays(model) -> tuple[dict[str, np.ndarray], dict]:
     """(arrays for safetensors, JSON metadata) of an rf or logreg model (lgbm saves its text model instead)."""
     if isinstance(model, Linear):
-        return ({"columns": model.columns, "weights": model.weights, "bias": np.array([model.bias], np.float64)},
-                {"link": model.link, "n_columns": int(len(model.columns))})
+        return (
+            {"columns": model.columns, "weights": model.weights, "bias": np.array([model.bias], np.float64)},
+            {"link": model.link, "n_columns": int(len(model.columns))},
+        )
     arrays = model.forest.arrays()
     arrays["columns"] = model.columns
     return arrays, model.forest.meta()
@@ -179,7 +221,11 @@ def model_arrays(model) -> tuple[dict[str, np.ndarray], dict]:
 def load_model(estimator: str, data: bytes | dict, meta: dict, dim: int, source: str):
     """Rebuild a model from its saved file (text for lgbm, safetensors arrays otherwise); raises CheckpointError."""
     if estimator == "lgbm":
-        cols = np.asarray(meta.get("columns"), np.int64) if not isinstance(meta.get("columns"), np.ndarray) else meta["columns"]
+        cols = (
+            np.asarray(meta.get("columns"), np.int64)
+            if not isinstance(meta.get("columns"), np.ndarray)
+            else meta["columns"]
+        )
         try:
             text = data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else None
         except UnicodeDecodeError:
@@ -196,7 +242,9 @@ def load_model(estimator: str, data: bytes | dict, meta: dict, dim: int, source:
     if estimator == "logreg":
         if "weights" not in data or "bias" not in data or np.asarray(data["bias"]).shape != (1,):
             raise CheckpointError(f"{source}: weights/bias missing")
-        return Linear(cols, np.asarray(data["weights"], np.float64), float(data["bias"][0]), str(meta.get("link", ""))).validate(dim)
+        return Linear(
+            cols, np.asarray(data["weights"], np.float64), float(data["bias"][0]), str(meta.get("link", ""))
+        ).validate(dim)
     raise CheckpointError(f"unknown estimator {estimator!r}")
 
 

@@ -10,8 +10,9 @@ Columns are laid out part after part: [hash buckets | dense statistics][model hi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -79,15 +80,23 @@ class ModelPart:
         if self._embedder is None:
             from phitools.steps.classify.embed import Embedder
 
-            self._embedder = Embedder(self.checkpoint, tokenizer=self.tokenizer, max_tokens=self.max_tokens,
-                                      batch_size=self.batch_size, device=self.device, dtype=self.dtype)
+            self._embedder = Embedder(
+                self.checkpoint,
+                tokenizer=self.tokenizer,
+                max_tokens=self.max_tokens,
+                batch_size=self.batch_size,
+                device=self.device,
+                dtype=self.dtype,
+            )
             if self.expected:
                 got = self._embedder.describe()
                 for key in ("d_model", "weights_sha256", "tokenizer_sha256"):
                     want = self.expected.get(key)
                     if want is not None and got.get(key) is not None and want != got[key]:
-                        raise CheckpointError(f"model:{self.checkpoint}: {key} differs from the checkpoint the classifier was trained on",
-                                              hint="point --model-checkpoint at the same checkpoint (and tokenizer) used in training")
+                        raise CheckpointError(
+                            f"model:{self.checkpoint}: {key} differs from the checkpoint the classifier was trained on",
+                            hint="point --model-checkpoint at the same checkpoint (and tokenizer) used in training",
+                        )
         return self._embedder
 
     @property
@@ -116,16 +125,32 @@ class ModelPart:
 
     def describe(self) -> dict:
         d = dict(self.expected) if self.expected else self.embedder.describe()
-        d.update({"kind": "model", "checkpoint": self.checkpoint, "max_tokens": self.max_tokens, "pooling": "mean",
-                  "dim": self.dim, "tokenizer": self.tokenizer, "batch_size": self.batch_size})
+        d.update(
+            {
+                "kind": "model",
+                "checkpoint": self.checkpoint,
+                "max_tokens": self.max_tokens,
+                "pooling": "mean",
+                "dim": self.dim,
+                "tokenizer": self.tokenizer,
+                "batch_size": self.batch_size,
+            }
+        )
         return d
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {}
 
 
-def parse_features(spec: str, *, hash_settings: HashSettings | None = None, tokenizer: str | None = None, max_tokens: int = 512,
-                   batch_size: int = 16, device: str = "auto") -> "Pipeline":
+def parse_features(
+    spec: str,
+    *,
+    hash_settings: HashSettings | None = None,
+    tokenizer: str | None = None,
+    max_tokens: int = 512,
+    batch_size: int = 16,
+    device: str = "auto",
+) -> Pipeline:
     """Parse `--features`: comma-separated `hash` and/or `model:CKPT`."""
     parts: list = []
     items = [s.strip() for s in spec.split(",") if s.strip()]
@@ -137,12 +162,16 @@ def parse_features(spec: str, *, hash_settings: HashSettings | None = None, toke
                 raise UsageError("--features names `hash` twice")
             parts.append(HashPart(hash_settings or HashSettings()))
         elif item.startswith("model:"):
-            ckpt = item[len("model:"):]
+            ckpt = item[len("model:") :]
             if not ckpt:
                 raise UsageError("--features model: needs a checkpoint path", hint="e.g. --features model:ckpt/")
-            parts.append(ModelPart(ckpt, tokenizer=tokenizer, max_tokens=max_tokens, batch_size=batch_size, device=device))
+            parts.append(
+                ModelPart(ckpt, tokenizer=tokenizer, max_tokens=max_tokens, batch_size=batch_size, device=device)
+            )
         else:
-            raise UsageError(f"--features: unknown feature set {item!r}", hint="use `hash`, `model:CKPT`, or both: hash,model:CKPT")
+            raise UsageError(
+                f"--features: unknown feature set {item!r}", hint="use `hash`, `model:CKPT`, or both: hash,model:CKPT"
+            )
     return Pipeline(parts)
 
 
@@ -219,8 +248,16 @@ class Pipeline:
         return out
 
     @classmethod
-    def from_saved(cls, described: list, arrays: dict, *, checkpoint: str | None = None, tokenizer: str | None = None,
-                   device: str = "auto", batch_size: int | None = None) -> "Pipeline":
+    def from_saved(
+        cls,
+        described: list,
+        arrays: dict,
+        *,
+        checkpoint: str | None = None,
+        tokenizer: str | None = None,
+        device: str = "auto",
+        batch_size: int | None = None,
+    ) -> Pipeline:
         """Rebuild from classifier.json's `features` and features.safetensors; raises CheckpointError."""
         parts: list = []
         if not isinstance(described, list) or not described:
@@ -238,9 +275,16 @@ class Pipeline:
                 parts.append(HashPart(settings, idf.astype(np.float32)))
             elif kind == "model":
                 expected = {k: d.get(k) for k in ("d_model", "weights_sha256", "tokenizer_sha256", "n_layer")}
-                parts.append(ModelPart(checkpoint or d.get("checkpoint"), tokenizer=tokenizer or d.get("tokenizer"),
-                                       max_tokens=int(d.get("max_tokens", 512)), batch_size=batch_size or int(d.get("batch_size", 16)),
-                                       device=device, expected=expected))
+                parts.append(
+                    ModelPart(
+                        checkpoint or d.get("checkpoint"),
+                        tokenizer=tokenizer or d.get("tokenizer"),
+                        max_tokens=int(d.get("max_tokens", 512)),
+                        batch_size=batch_size or int(d.get("batch_size", 16)),
+                        device=device,
+                        expected=expected,
+                    )
+                )
             else:
                 raise CheckpointError(f"classifier.json: unknown feature kind {kind!r}")
         return cls(parts)

@@ -25,25 +25,60 @@ few dense document statistics (DENSE_STATS: size, line lengths, character classe
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
 
 import numpy as np
 
-_MIX = 0xD6E8FEB86659FD93         # finaliser multiplier (odd)
-_K = [np.uint64(k) for k in (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0x27D4EB2F165667C5,
-                             0x85EBCA77C2B2AE63, 0xFF51AFD7ED558CCD)]
+_MIX = 0xD6E8FEB86659FD93  # finaliser multiplier (odd)
+_K = [
+    np.uint64(k)
+    for k in (
+        0x9E3779B97F4A7C15,
+        0xC2B2AE3D27D4EB4F,
+        0x165667B19E3779F9,
+        0x27D4EB2F165667C5,
+        0x85EBCA77C2B2AE63,
+        0xFF51AFD7ED558CCD,
+    )
+]
 U64 = np.uint64
 _PAD = 40  # zero bytes after the buffer, so every 8-byte read up to byte 32 of a token stays inside
 # MASK[n]: the low n bytes of a little-endian uint64 (n = 0..8)
 # byte -> class code for the dense statistics: 0 space, 1 letter, 2 digit, 3 punctuation, 4 non-ASCII, 5 other
-_CLASS_TABLE = bytes(0 if b in (9, 10, 11, 12, 13, 32) else 1 if chr(b).isalpha() and b < 128 else 2 if 48 <= b <= 57
-                     else 3 if 33 <= b <= 126 else 4 if b >= 128 else 5 for b in range(256))
+_CLASS_TABLE = bytes(
+    0
+    if b in (9, 10, 11, 12, 13, 32)
+    else 1
+    if chr(b).isalpha() and b < 128
+    else 2
+    if 48 <= b <= 57
+    else 3
+    if 33 <= b <= 126
+    else 4
+    if b >= 128
+    else 5
+    for b in range(256)
+)
 _MASK = np.array([(1 << (8 * n)) - 1 for n in range(8)] + [(1 << 64) - 1], np.uint64)
 
-DENSE_STATS = ("log_bytes", "log_lines", "log_mean_line", "log_max_line", "frac_space", "frac_alpha", "frac_digit",
-               "frac_punct", "frac_nonascii", "log_mean_word", "frac_blank_lines", "frac_comment_lines", "frac_long_lines",
-               "triple_quotes_per_line")
+DENSE_STATS = (
+    "log_bytes",
+    "log_lines",
+    "log_mean_line",
+    "log_max_line",
+    "frac_space",
+    "frac_alpha",
+    "frac_digit",
+    "frac_punct",
+    "frac_nonascii",
+    "log_mean_word",
+    "frac_blank_lines",
+    "frac_comment_lines",
+    "frac_long_lines",
+    "triple_quotes_per_line",
+)
+
 
 def _seed(name: str) -> np.uint64:
     """A fixed per-family seed (FNV-1a of the family name): stable across runs, processes and machines."""
@@ -90,7 +125,9 @@ class HashSettings:
         return self.n_features + self.n_dense
 
     def families(self) -> list[str]:
-        fams = (["word"] if self.words else []) + (["bigram"] if self.bigrams else []) + (["sub"] if self.subwords else [])
+        fams = (
+            (["word"] if self.words else []) + (["bigram"] if self.bigrams else []) + (["sub"] if self.subwords else [])
+        )
         return fams + [f"char{n}" for n in self.char_ngrams]
 
     def to_json(self) -> dict:
@@ -100,12 +137,18 @@ class HashSettings:
         return d
 
     @classmethod
-    def from_json(cls, d: dict) -> "HashSettings":
+    def from_json(cls, d: dict) -> HashSettings:
         if d.get("version", 2) != 2:
             raise ValueError(f"unknown hash feature version {d.get('version')!r}")
         if list(d.get("dense_stats", DENSE_STATS)) != list(DENSE_STATS):
             raise ValueError("dense statistics differ from this phitools version's")
-        return cls(**{k: d[k] for k in ("n_features", "char_ngrams", "words", "subwords", "bigrams", "max_bytes", "version") if k in d})
+        return cls(
+            **{
+                k: d[k]
+                for k in ("n_features", "char_ngrams", "words", "subwords", "bigrams", "max_bytes", "version")
+                if k in d
+            }
+        )
 
 
 @dataclass
@@ -128,7 +171,7 @@ class HashedBatch:
     """A featurised batch: hashed families, dense statistics, and where each document sits in the buffer."""
 
     n_docs: int
-    seps: np.ndarray        # (n_docs,) position of each document's separator byte = its end
+    seps: np.ndarray  # (n_docs,) position of each document's separator byte = its end
     families: list = field(default_factory=list)
     dense: np.ndarray | None = None  # (n_docs, n_dense)
 
@@ -232,7 +275,9 @@ def hash_batch(texts: Sequence[str], settings: HashSettings) -> HashedBatch:
         piece = isw & (buf != 95)
         low_or_digit = lower | digit | nonascii
         start = piece.copy()
-        start[1:] &= ~piece[:-1] | (upper[1:] & low_or_digit[:-1]) | (upper[1:] & upper[:-1] & np.append(lower[2:], False))
+        start[1:] &= (
+            ~piece[:-1] | (upper[1:] & low_or_digit[:-1]) | (upper[1:] & upper[:-1] & np.append(lower[2:], False))
+        )
         end = piece.copy()
         end[:-1] &= ~piece[1:] | start[1:]
         ss = np.flatnonzero(start)
@@ -266,7 +311,7 @@ def _dense_stats(buf, batch: HashedBatch, lens, ws, we, wdoc, wcount, alpha, dig
     starts = batch.seps - lens
     counts = np.zeros((6, n), np.float64)
     for d in range(n):
-        counts[:, d] = np.bincount(codes[starts[d]:batch.seps[d]], minlength=6)
+        counts[:, d] = np.bincount(codes[starts[d] : batch.seps[d]], minlength=6)
     nbytes = lens.astype(np.float64)
     safe = np.maximum(nbytes, 1.0)
     brk = np.flatnonzero((buf == 10) | (buf == 0))
@@ -286,7 +331,7 @@ def _dense_stats(buf, batch: HashedBatch, lens, ws, we, wdoc, wcount, alpha, dig
         first[todo] += 1
         todo = todo[space[first[todo]] & (first[todo] < brk[todo])]
     for i in todo:  # more than 64 blanks: finish these few lines one by one
-        rest = np.flatnonzero(~space[first[i]:brk[i]])
+        rest = np.flatnonzero(~space[first[i] : brk[i]])
         first[i] = first[i] + rest[0] if len(rest) else brk[i]
     blank = first >= brk
     b0 = buf[np.minimum(first, len(buf) - 1)]
@@ -296,7 +341,9 @@ def _dense_stats(buf, batch: HashedBatch, lens, ws, we, wdoc, wcount, alpha, dig
     q = q[q + 2 < len(buf)]
     tq = q[(buf[q + 1] == buf[q]) & (buf[q + 2] == buf[q])]
     tq_count = np.bincount(batch.doc_of(tq), minlength=n).astype(np.float64)
-    per_line = [np.bincount(bdoc, weights=w.astype(np.float64), minlength=n) / lines for w in (blank, comment, linelen > 100)]
+    per_line = [
+        np.bincount(bdoc, weights=w.astype(np.float64), minlength=n) / lines for w in (blank, comment, linelen > 100)
+    ]
     out = np.empty((n, len(DENSE_STATS)), np.float64)
     out[:, 0] = np.log1p(nbytes)
     out[:, 1] = np.log1p(lines)
@@ -314,6 +361,7 @@ def _dense_stats(buf, batch: HashedBatch, lens, ws, we, wdoc, wcount, alpha, dig
 
 
 # ---- consumers ------------------------------------------------------------------------------------------
+
 
 def idf_from_df(df: np.ndarray, n_docs: int) -> np.ndarray:
     """Smoothed inverse document frequency, ln((1 + n) / (1 + df)) + 1, as float32 (as scikit-learn's smooth_idf)."""
@@ -345,8 +393,11 @@ def to_csr(batch: HashedBatch, settings: HashSettings, idf: np.ndarray | None = 
                 dd = d[a:z]
                 keys.append((dd - lo) * F + b[a:z])
                 weights.append(inv[dd])
-        acc = np.bincount(np.concatenate(keys), weights=np.concatenate(weights), minlength=(hi - lo) * F) if keys \
+        acc = (
+            np.bincount(np.concatenate(keys), weights=np.concatenate(weights), minlength=(hi - lo) * F)
+            if keys
             else np.zeros((hi - lo) * F)
+        )
         nz = np.flatnonzero(acc)
         rows = nz // F
         cols = nz - rows * F
@@ -412,4 +463,4 @@ def dot(batch: HashedBatch, settings: HashSettings, idf: np.ndarray, weights: np
             w = w * fam.valid
         d = docid[: len(w)] if fam.start is None else docid[fam.start]
         acc += np.bincount(d, weights=w, minlength=batch.n_docs) * fam.inv_count
-    return acc + batch.dense @ weights[settings.n_features:]
+    return acc + batch.dense @ weights[settings.n_features :]

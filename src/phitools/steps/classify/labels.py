@@ -41,9 +41,14 @@ class LabelCounts:
     backends: Counter = field(default_factory=Counter)
 
     def to_dict(self) -> dict:
-        return {"used": self.used, "skipped_failed_label": self.failed, "skipped_unlabelled": self.unlabelled,
-                "label_models": dict(self.models.most_common(10)), "rubrics": dict(self.rubrics.most_common(10)),
-                **({"backends": dict(self.backends.most_common(10))} if self.backends else {})}
+        return {
+            "used": self.used,
+            "skipped_failed_label": self.failed,
+            "skipped_unlabelled": self.unlabelled,
+            "label_models": dict(self.models.most_common(10)),
+            "rubrics": dict(self.rubrics.most_common(10)),
+            **({"backends": dict(self.backends.most_common(10))} if self.backends else {}),
+        }
 
 
 def read_label(rec: Record, index: int, *, field_path: str, lo: float, hi: float, counts: LabelCounts) -> float | None:
@@ -57,11 +62,15 @@ def read_label(rec: Record, index: int, *, field_path: str, lo: float, hi: float
         counts.failed += 1
         return None
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise DataError(f"{where}: {field_path} is {v!r}, not a number", hint="point --label-field at the numeric score")
+        raise DataError(
+            f"{where}: {field_path} is {v!r}, not a number", hint="point --label-field at the numeric score"
+        )
     x = float(v)
     if math.isnan(x) or x < lo or x > hi:
-        raise DataError(f"{where}: {field_path} = {v!r} is outside the score range {lo:g}..{hi:g}",
-                        hint="fix the label, or pass --score-range LO,HI matching the labeller's scale")
+        raise DataError(
+            f"{where}: {field_path} = {v!r} is outside the score range {lo:g}..{hi:g}",
+            hint="fix the label, or pass --score-range LO,HI matching the labeller's scale",
+        )
     counts.used += 1
     top = field_path.split(".")[0]
     lab = rec.get(top) if isinstance(rec.get(top), dict) else {}

@@ -59,8 +59,13 @@ def binary_metrics(truth: np.ndarray, pred: np.ndarray) -> dict:
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"f1": _f(f1), "precision": _f(precision), "recall": _f(recall), "accuracy": _f((tp + tn) / max(len(truth), 1)),
-            "confusion": {"tn": tn, "fp": fp, "fn": fn, "tp": tp}}
+    return {
+        "f1": _f(f1),
+        "precision": _f(precision),
+        "recall": _f(recall),
+        "accuracy": _f((tp + tn) / max(len(truth), 1)),
+        "confusion": {"tn": tn, "fp": fp, "fn": fn, "tp": tp},
+    }
 
 
 def calibration(score: np.ndarray, label: np.ndarray, truth: np.ndarray, edges: np.ndarray) -> list[dict]:
@@ -70,21 +75,37 @@ def calibration(score: np.ndarray, label: np.ndarray, truth: np.ndarray, edges: 
     for i in range(len(edges) - 1):
         m = b == i
         n = int(m.sum())
-        rows.append({"bin": [_f(edges[i]), _f(edges[i + 1])], "n": n,
-                     "mean_score": _f(score[m].mean()) if n else None,
-                     "mean_label": _f(label[m].mean()) if n else None,
-                     "frac_good": _f(truth[m].mean()) if n else None})
+        rows.append(
+            {
+                "bin": [_f(edges[i]), _f(edges[i + 1])],
+                "n": n,
+                "mean_score": _f(score[m].mean()) if n else None,
+                "mean_label": _f(label[m].mean()) if n else None,
+                "frac_good": _f(truth[m].mean()) if n else None,
+            }
+        )
     return rows
 
 
-def build_report(label: np.ndarray, score: np.ndarray, *, target: str, threshold: float, decision: float,
-                 score_range: tuple[float, float]) -> dict:
+def build_report(
+    label: np.ndarray,
+    score: np.ndarray,
+    *,
+    target: str,
+    threshold: float,
+    decision: float,
+    score_range: tuple[float, float],
+) -> dict:
     """Metrics of held-out scores `score` against the labeller's `label` (both (n,))."""
     truth = label >= threshold
     pred = score >= decision
     m = binary_metrics(truth, pred)
     lo, hi = score_range
-    edges = np.linspace(0.0, 1.0, 11) if target == "binary" else np.linspace(lo, hi, int(round(hi - lo)) + 1 if hi - lo >= 2 else 6)
+    edges = (
+        np.linspace(0.0, 1.0, 11)
+        if target == "binary"
+        else np.linspace(lo, hi, int(round(hi - lo)) + 1 if hi - lo >= 2 else 6)
+    )
     out = {
         "n": int(len(label)),
         "n_good": int(truth.sum()),
@@ -102,8 +123,13 @@ def build_report(label: np.ndarray, score: np.ndarray, *, target: str, threshold
     # context: always predicting the majority side, and a constant score
     majority = truth.mean() >= 0.5
     base = binary_metrics(truth, np.full(len(truth), majority))
-    out["baseline"] = {"predict_all": "good" if majority else "bad", "f1": base["f1"], "accuracy": base["accuracy"], "roc_auc": 0.5,
-                       **({"mae": _f(np.abs(label - label.mean()).mean())} if target == "regression" else {})}
+    out["baseline"] = {
+        "predict_all": "good" if majority else "bad",
+        "f1": base["f1"],
+        "accuracy": base["accuracy"],
+        "roc_auc": 0.5,
+        **({"mae": _f(np.abs(label - label.mean()).mean())} if target == "regression" else {}),
+    }
     return out
 
 
@@ -115,8 +141,11 @@ def render(report: dict) -> None:
 
     ev = report["evaluation"]
     m = ev["metrics"]
-    t = Table(title=f"classify train: held-out report ({ev['method']}, n={m['n']}, good={m['n_good']}, bad={m['n_bad']})",
-              title_justify="left", show_header=True)
+    t = Table(
+        title=f"classify train: held-out report ({ev['method']}, n={m['n']}, good={m['n_good']}, bad={m['n_bad']})",
+        title_justify="left",
+        show_header=True,
+    )
     t.add_column("metric")
     t.add_column("classifier", justify="right")
     t.add_column("baseline", justify="right")
@@ -125,8 +154,16 @@ def render(report: dict) -> None:
     def fmt(v):
         return "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
 
-    for key, name in (("f1", "F1 (good)"), ("precision", "precision"), ("recall", "recall"), ("accuracy", "accuracy"),
-                      ("roc_auc", "ROC-AUC"), ("spearman", "Spearman vs labeller"), ("mae", "MAE"), ("rmse", "RMSE")):
+    for key, name in (
+        ("f1", "F1 (good)"),
+        ("precision", "precision"),
+        ("recall", "recall"),
+        ("accuracy", "accuracy"),
+        ("roc_auc", "ROC-AUC"),
+        ("spearman", "Spearman vs labeller"),
+        ("mae", "MAE"),
+        ("rmse", "RMSE"),
+    ):
         if key in m:
             t.add_row(name, fmt(m[key]), fmt(base.get(key)))
     c = m["confusion"]
@@ -136,6 +173,11 @@ def render(report: dict) -> None:
     for col in ("score bin", "n", "mean score", "mean label", "frac good"):
         cal.add_column(col, justify="right")
     for row in m["calibration"]:
-        cal.add_row(f"[{row['bin'][0]:g}, {row['bin'][1]:g})", str(row["n"]), fmt(row["mean_score"]), fmt(row["mean_label"]),
-                    fmt(row["frac_good"]))
+        cal.add_row(
+            f"[{row['bin'][0]:g}, {row['bin'][1]:g})",
+            str(row["n"]),
+            fmt(row["mean_score"]),
+            fmt(row["mean_label"]),
+            fmt(row["frac_good"]),
+        )
     console.print(cal)

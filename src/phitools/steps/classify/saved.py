@@ -22,9 +22,9 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import orjson
@@ -49,8 +49,8 @@ class Classifier:
     pipeline: Pipeline
     model: Trees | Linear
     estimator: str
-    target: str                      # "regression" (score on the label scale) or "binary" (P(label >= threshold))
-    threshold: float                 # a label >= threshold is "good"
+    target: str  # "regression" (score on the label scale) or "binary" (P(label >= threshold))
+    threshold: float  # a label >= threshold is "good"
     score_range: tuple[float, float]
     info: dict = field(default_factory=dict)
     decision_point: float | None = None  # the default cut on the score (see `decision`)
@@ -89,13 +89,22 @@ class Classifier:
         return np.round(out, 6) + 0.0  # + 0.0: no -0.0 in the output
 
     # -- saving ---------------------------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike, *, report: dict | None = None, inputs: list[str] | None = None, seed: int | None = None) -> Path:
+    def save(
+        self,
+        path: str | os.PathLike,
+        *,
+        report: dict | None = None,
+        inputs: list[str] | None = None,
+        seed: int | None = None,
+    ) -> Path:
         """Write the classifier directory atomically (temporary directory, then rename)."""
         from safetensors.numpy import save_file
 
         final = Path(path)
         if final.exists() and not (final / CLASSIFIER_JSON).exists() and (not final.is_dir() or any(final.iterdir())):
-            raise UsageError(f"-o {final}: exists and is not a classifier directory", hint="name a new or empty directory")
+            raise UsageError(
+                f"-o {final}: exists and is not a classifier directory", hint="name a new or empty directory"
+            )
         tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -106,28 +115,51 @@ class Classifier:
                 farrays["lgbm.columns"] = self.model.columns
                 model_meta = self.model.forest.meta()
                 if model_file not in self.native:
-                    raise UsageError("this LightGBM classifier was loaded, not trained: copy its directory instead of saving it")
+                    raise UsageError(
+                        "this LightGBM classifier was loaded, not trained: copy its directory instead of saving it"
+                    )
                 (tmp / model_file).write_bytes(self.native[model_file])
             else:
                 arrays, model_meta = model_arrays(self.model)
                 save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp / model_file))
             save_file({k: np.ascontiguousarray(v) for k, v in farrays.items()}, str(tmp / FEATURES_FILE))
-            doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "estimator": self.estimator, "target": self.target,
-                   "threshold": self.threshold, "score_range": list(self.score_range), "decision": self.decision,
-                   "features": self.pipeline.describe(), "dim": self.pipeline.dim, "model_file": model_file, "model": model_meta,
-                   **self.info}
-            (tmp / CLASSIFIER_JSON).write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
+            doc = {
+                "format": FORMAT,
+                "format_version": FORMAT_VERSION,
+                "estimator": self.estimator,
+                "target": self.target,
+                "threshold": self.threshold,
+                "score_range": list(self.score_range),
+                "decision": self.decision,
+                "features": self.pipeline.describe(),
+                "dim": self.pipeline.dim,
+                "model_file": model_file,
+                "model": model_meta,
+                **self.info,
+            }
+            (tmp / CLASSIFIER_JSON).write_bytes(
+                orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+            )
             names = [CLASSIFIER_JSON, FEATURES_FILE, model_file]
             if report is not None:
-                (tmp / REPORT_FILE).write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
+                (tmp / REPORT_FILE).write_bytes(
+                    orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+                )
                 names.append(REPORT_FILE)
             umask = os.umask(0)
             os.umask(umask)
             for n in names:  # safetensors writes owner-only files; give every file the usual permissions
                 os.chmod(tmp / n, 0o666 & ~umask)
             outputs = [{"path": n, "bytes": (tmp / n).stat().st_size, "sha256": file_sha256(tmp / n)} for n in names]
-            write_manifest(tmp / MANIFEST, tool="classify train", seed=seed, inputs=inputs, outputs=outputs,
-                           stats={"labels": self.info.get("labels", {})}, extra={"classifier": {"format": FORMAT, "estimator": self.estimator}})
+            write_manifest(
+                tmp / MANIFEST,
+                tool="classify train",
+                seed=seed,
+                inputs=inputs,
+                outputs=outputs,
+                stats={"labels": self.info.get("labels", {})},
+                extra={"classifier": {"format": FORMAT, "estimator": self.estimator}},
+            )
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)
@@ -151,10 +183,14 @@ def verified_files(path: str | os.PathLike) -> tuple[Path, dict[str, str]]:
     """Check every file the manifest lists against its sha256; returns (dir, {name: sha256})."""
     root = Path(path)
     if not root.is_dir():
-        raise CheckpointError(f"{root}: no such classifier directory", hint="pass the -o directory of `phitools classify train`")
+        raise CheckpointError(
+            f"{root}: no such classifier directory", hint="pass the -o directory of `phitools classify train`"
+        )
     man_p = root / MANIFEST
     if not man_p.is_file():
-        raise CheckpointError(f"{root}: no {MANIFEST} (not a finished classifier directory)", hint="re-run `phitools classify train`")
+        raise CheckpointError(
+            f"{root}: no {MANIFEST} (not a finished classifier directory)", hint="re-run `phitools classify train`"
+        )
     outputs = _read_json(man_p).get("outputs")
     if not isinstance(outputs, list):
         raise CheckpointError(f"{man_p}: no `outputs` list")
@@ -165,17 +201,28 @@ def verified_files(path: str | os.PathLike) -> tuple[Path, dict[str, str]]:
             raise CheckpointError(f"{man_p}: bad file entry {o!r}")
         f = root / name
         if not f.is_file():
-            raise CheckpointError(f"{f}: missing (listed in {MANIFEST})", hint="the classifier directory is incomplete; retrain or restore it")
+            raise CheckpointError(
+                f"{f}: missing (listed in {MANIFEST})",
+                hint="the classifier directory is incomplete; retrain or restore it",
+            )
         got = file_sha256(f)
         if got != o.get("sha256"):
-            raise CheckpointError(f"{f}: sha256 does not match {MANIFEST} (the file changed after training)",
-                                  hint="restore the original file or retrain the classifier")
+            raise CheckpointError(
+                f"{f}: sha256 does not match {MANIFEST} (the file changed after training)",
+                hint="restore the original file or retrain the classifier",
+            )
         digests[name] = got
     return root, digests
 
 
-def load_classifier(path: str | os.PathLike, *, checkpoint: str | None = None, tokenizer: str | None = None, device: str = "auto",
-                    embed_batch_size: int | None = None) -> Classifier:
+def load_classifier(
+    path: str | os.PathLike,
+    *,
+    checkpoint: str | None = None,
+    tokenizer: str | None = None,
+    device: str = "auto",
+    embed_batch_size: int | None = None,
+) -> Classifier:
     """Load and verify a classifier directory. `checkpoint`/`tokenizer` relocate a model: feature's files."""
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
@@ -188,14 +235,18 @@ def load_classifier(path: str | os.PathLike, *, checkpoint: str | None = None, t
     if doc.get("format") != FORMAT:
         raise CheckpointError(f"{root / CLASSIFIER_JSON}: not a phitools classifier (format {doc.get('format')!r})")
     if doc.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{root / CLASSIFIER_JSON}: format_version {doc.get('format_version')!r} is not supported by this phitools",
-                              hint="upgrade phitools or retrain")
+        raise CheckpointError(
+            f"{root / CLASSIFIER_JSON}: format_version {doc.get('format_version')!r} is not supported by this phitools",
+            hint="upgrade phitools or retrain",
+        )
     estimator, target = doc.get("estimator"), doc.get("target")
     if estimator not in MODEL_FILES or target not in ("regression", "binary"):
         raise CheckpointError(f"{root / CLASSIFIER_JSON}: unknown estimator/target {estimator!r}/{target!r}")
     model_file = doc.get("model_file")
     if model_file != MODEL_FILES[estimator] or model_file not in digests:
-        raise CheckpointError(f"{root / CLASSIFIER_JSON}: model_file {model_file!r} is missing or not listed in {MANIFEST}")
+        raise CheckpointError(
+            f"{root / CLASSIFIER_JSON}: model_file {model_file!r} is missing or not listed in {MANIFEST}"
+        )
 
     def st(name: str) -> dict:
         try:
@@ -205,8 +256,14 @@ def load_classifier(path: str | os.PathLike, *, checkpoint: str | None = None, t
 
     farrays = st(FEATURES_FILE)
     try:
-        pipeline = Pipeline.from_saved(doc.get("features"), farrays, checkpoint=checkpoint, tokenizer=tokenizer, device=device,
-                                       batch_size=embed_batch_size)
+        pipeline = Pipeline.from_saved(
+            doc.get("features"),
+            farrays,
+            checkpoint=checkpoint,
+            tokenizer=tokenizer,
+            device=device,
+            batch_size=embed_batch_size,
+        )
         threshold = float(doc["threshold"])
         lo, hi = (float(x) for x in doc["score_range"])
         dim = int(doc["dim"])
@@ -214,17 +271,35 @@ def load_classifier(path: str | os.PathLike, *, checkpoint: str | None = None, t
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{root / CLASSIFIER_JSON}: bad field ({e})") from None
     if dim != pipeline.dim:
-        raise CheckpointError(f"{root / CLASSIFIER_JSON}: dim {dim} does not match its feature settings ({pipeline.dim})")
+        raise CheckpointError(
+            f"{root / CLASSIFIER_JSON}: dim {dim} does not match its feature settings ({pipeline.dim})"
+        )
     meta = doc.get("model") if isinstance(doc.get("model"), dict) else {}
     if estimator == "lgbm":
         if "lgbm.columns" not in farrays:
             raise CheckpointError(f"{root / FEATURES_FILE}: lgbm.columns is missing")
-        model = load_model("lgbm", (root / model_file).read_bytes(), {**meta, "columns": farrays["lgbm.columns"]}, dim, str(root / model_file))
+        model = load_model(
+            "lgbm",
+            (root / model_file).read_bytes(),
+            {**meta, "columns": farrays["lgbm.columns"]},
+            dim,
+            str(root / model_file),
+        )
     else:
         model = load_model(estimator, st(model_file), meta, dim, str(root / model_file))
     if isinstance(model, Trees) and len(model.columns) > 1 and (np.diff(model.columns) <= 0).any():
         raise CheckpointError(f"{root}: tree model columns are not sorted")
     cid = hashlib.sha256("".join(digests[n] for n in sorted(digests) if n != REPORT_FILE).encode()).hexdigest()[:12]
     info = {k: doc[k] for k in ("labels", "label_source", "packages", "trained") if k in doc}
-    return Classifier(pipeline, model, estimator, target, threshold, (lo, hi), info=info, decision_point=decision,
-                      name=root.resolve().name, id=cid)
+    return Classifier(
+        pipeline,
+        model,
+        estimator,
+        target,
+        threshold,
+        (lo, hi),
+        info=info,
+        decision_point=decision,
+        name=root.resolve().name,
+        id=cid,
+    )

@@ -9,11 +9,10 @@ fitted on all labelled records.
 
 from __future__ import annotations
 
-import os
 import platform
 import time
-from dataclasses import dataclass, field
-from typing import Iterable
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -21,7 +20,7 @@ from phitools import __version__
 from phitools.errors import DataError, UsageError
 from phitools.records import Record
 from phitools.steps.classify import estimators
-from phitools.steps.classify.estimators import ESTIMATORS, Linear, predict_matrix
+from phitools.steps.classify.estimators import ESTIMATORS, predict_matrix
 from phitools.steps.classify.features import Pipeline
 from phitools.steps.classify.labels import LabelCounts, read_label
 from phitools.steps.classify.report import build_report
@@ -56,10 +55,14 @@ class TrainOptions:
         if not lo < hi:
             raise UsageError(f"--score-range {lo:g},{hi:g}: LO must be below HI")
         if not lo < self.threshold <= hi:
-            raise UsageError(f"--threshold {self.threshold:g} is outside the score range {lo:g}..{hi:g}",
-                             hint="the threshold separates good (>=) from bad labels")
+            raise UsageError(
+                f"--threshold {self.threshold:g} is outside the score range {lo:g}..{hi:g}",
+                hint="the threshold separates good (>=) from bad labels",
+            )
         if self.test_size is None and self.folds < 2:
-            raise UsageError(f"--folds {self.folds}: need at least 2", hint="or use --test-size 0.2 for one hold-out split")
+            raise UsageError(
+                f"--folds {self.folds}: need at least 2", hint="or use --test-size 0.2 for one hold-out split"
+            )
         if self.test_size is not None and not 0 < self.test_size < 1:
             raise UsageError(f"--test-size {self.test_size:g} must be between 0 and 1")
         if self.min_df < 1:
@@ -72,8 +75,8 @@ class TrainOptions:
 class Labelled:
     """Featurised labelled records: term-frequency matrix (no IDF yet) and the labeller's scores."""
 
-    X: object            # scipy CSR (n, dim)
-    y: np.ndarray        # (n,) float64
+    X: object  # scipy CSR (n, dim)
+    y: np.ndarray  # (n,) float64
     counts: LabelCounts
 
 
@@ -109,9 +112,11 @@ def collect(records: Iterable[Record], pipeline: Pipeline, opts: TrainOptions, p
             flush()
     flush()
     if not ys:
-        raise DataError(f"no labels: none of the records has a numeric {opts.label_field} "
-                        f"({counts.failed} failed labels with a null score, {counts.unlabelled} records without the field)",
-                        hint="run `phitools label` on the corpus first, or point --label-field at the score")
+        raise DataError(
+            f"no labels: none of the records has a numeric {opts.label_field} "
+            f"({counts.failed} failed labels with a null score, {counts.unlabelled} records without the field)",
+            hint="run `phitools label` on the corpus first, or point --label-field at the score",
+        )
     X = sp.vstack(mats, format="csr") if len(mats) > 1 else mats[0]
     return Labelled(X, np.asarray(ys, np.float64), counts)
 
@@ -149,9 +154,19 @@ def _fit(pipeline: Pipeline, data: Labelled, rows: np.ndarray, opts: TrainOption
     scale = _idf_scale(pipeline, data.X, rows)
     Xs = _scaled(data.X[rows], scale)
     active, dense = _active(pipeline, data.X, rows, opts.min_df)
-    model, native = estimators.fit(opts.estimator, Xs, data.y[rows], target=opts.target, threshold=opts.threshold, columns=active,
-                                   dense_columns=dense, seed=opts.seed, n_estimators=opts.n_estimators, threads=opts.threads,
-                                   max_columns=opts.max_columns or estimators.DEFAULT_MAX_COLUMNS[opts.estimator])
+    model, native = estimators.fit(
+        opts.estimator,
+        Xs,
+        data.y[rows],
+        target=opts.target,
+        threshold=opts.threshold,
+        columns=active,
+        dense_columns=dense,
+        seed=opts.seed,
+        n_estimators=opts.n_estimators,
+        threads=opts.threads,
+        max_columns=opts.max_columns or estimators.DEFAULT_MAX_COLUMNS[opts.estimator],
+    )
     return model, native, scale
 
 
@@ -193,20 +208,25 @@ def evaluate(pipeline: Pipeline, data: Labelled, opts: TrainOptions) -> dict:
     n_min = min(n_good, n - n_good)
     if n_min == 0:
         side = "good (>=" if n_good else "bad (<"
-        raise DataError(f"one class only: all {n} labelled records are {side} {opts.threshold:g})",
-                        hint="label a more varied sample, or move --threshold")
-    idx = np.arange(n)
+        raise DataError(
+            f"one class only: all {n} labelled records are {side} {opts.threshold:g})",
+            hint="label a more varied sample, or move --threshold",
+        )
     if opts.test_size is None:
         if n_min < opts.folds:
-            raise DataError(f"too few examples for --folds {opts.folds}: {n} labelled records, only {n_min} in the smaller class",
-                            hint=f"label more records, or lower --folds (2 at least; the smaller class needs one per fold)")
+            raise DataError(
+                f"too few examples for --folds {opts.folds}: {n} labelled records, only {n_min} in the smaller class",
+                hint="label more records, or lower --folds (2 at least; the smaller class needs one per fold)",
+            )
         splits = stratified_folds(good, opts.folds, opts.seed)
         method = f"{opts.folds}-fold stratified cross-validation"
     else:
         n_test = int(round(opts.test_size * n))
         if n_min < 2 or n_test < 2 or n - n_test < 2:
-            raise DataError(f"too few examples for --test-size {opts.test_size:g}: {n} labelled records, {n_min} in the smaller class",
-                            hint="label more records, or change --test-size")
+            raise DataError(
+                f"too few examples for --test-size {opts.test_size:g}: {n} labelled records, {n_min} in the smaller class",
+                hint="label more records, or change --test-size",
+            )
         splits = [stratified_holdout(good, opts.test_size, opts.seed)]
         method = f"stratified hold-out ({opts.test_size:g} of the data)"
     held = np.full(n, np.nan)
@@ -215,9 +235,16 @@ def evaluate(pipeline: Pipeline, data: Labelled, opts: TrainOptions) -> dict:
         held[te] = _post(predict_matrix(model, _scaled(data.X[te], scale)), opts)
     ev = np.flatnonzero(~np.isnan(held))
     decision = decision_point(opts, y)
-    metrics = build_report(y[ev], held[ev], target=opts.target, threshold=opts.threshold, decision=decision, score_range=opts.score_range)
-    return {"method": method, "folds": opts.folds if opts.test_size is None else None, "test_size": opts.test_size,
-            "seed": opts.seed, "metrics": metrics}
+    metrics = build_report(
+        y[ev], held[ev], target=opts.target, threshold=opts.threshold, decision=decision, score_range=opts.score_range
+    )
+    return {
+        "method": method,
+        "folds": opts.folds if opts.test_size is None else None,
+        "test_size": opts.test_size,
+        "seed": opts.seed,
+        "metrics": metrics,
+    }
 
 
 def decision_point(opts: TrainOptions, y: np.ndarray) -> float:
@@ -234,7 +261,9 @@ def package_versions(model: bool = False) -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"phitools": __version__, "python": platform.python_version()}
-    for pkg in ("numpy", "scipy", "scikit-learn", "lightgbm", "safetensors") + (("torch", "tokenizers") if model else ()):
+    for pkg in ("numpy", "scipy", "scikit-learn", "lightgbm", "safetensors") + (
+        ("torch", "tokenizers") if model else ()
+    ):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
@@ -242,8 +271,9 @@ def package_versions(model: bool = False) -> dict:
     return out
 
 
-def train(records: Iterable[Record], pipeline: Pipeline, opts: TrainOptions, *, inputs: list[str] | None = None,
-          progress=None) -> tuple[Classifier, dict]:
+def train(
+    records: Iterable[Record], pipeline: Pipeline, opts: TrainOptions, *, inputs: list[str] | None = None, progress=None
+) -> tuple[Classifier, dict]:
     """Fit a classifier on labelled records; returns (classifier, report)."""
     opts.check()
     t0 = time.monotonic()
@@ -252,18 +282,46 @@ def train(records: Iterable[Record], pipeline: Pipeline, opts: TrainOptions, *, 
     model, native, scale = _fit(pipeline, data, np.arange(len(data.y)), opts)
     for part, off in zip(pipeline.parts, pipeline.offsets):
         if part.kind == "hash":
-            part.idf = scale[off: off + part.settings.n_features].astype(np.float32)
+            part.idf = scale[off : off + part.settings.n_features].astype(np.float32)
     seconds = round(time.monotonic() - t0, 2)
-    report = {"estimator": opts.estimator, "target": opts.target, "threshold": opts.threshold, "score_range": list(opts.score_range),
-              "features": pipeline.spec(), "labels": data.counts.to_dict(), "evaluation": evaluation, "train_seconds": seconds}
-    info = {"labels": data.counts.to_dict(),
-            "label_source": {"field": opts.label_field, "inputs": list(inputs or []), "models": dict(data.counts.models.most_common(10)),
-                             "rubrics": dict(data.counts.rubrics.most_common(10))},
-            "trained": {"n": int(len(data.y)), "n_good": int((data.y >= opts.threshold).sum()), "seed": opts.seed,
-                        "n_estimators": opts.n_estimators or estimators.DEFAULT_TREES.get(opts.estimator),
-                        "min_df": opts.min_df, "max_columns": opts.max_columns or estimators.DEFAULT_MAX_COLUMNS[opts.estimator],
-                        "model_columns": int(len(model.columns))},  # no timing here: classifier.json feeds the id
-            "packages": package_versions(pipeline.uses_model)}
-    clf = Classifier(pipeline, model, opts.estimator, opts.target, opts.threshold, tuple(opts.score_range), info=info,
-                     decision_point=decision_point(opts, data.y), native=native)
+    report = {
+        "estimator": opts.estimator,
+        "target": opts.target,
+        "threshold": opts.threshold,
+        "score_range": list(opts.score_range),
+        "features": pipeline.spec(),
+        "labels": data.counts.to_dict(),
+        "evaluation": evaluation,
+        "train_seconds": seconds,
+    }
+    info = {
+        "labels": data.counts.to_dict(),
+        "label_source": {
+            "field": opts.label_field,
+            "inputs": list(inputs or []),
+            "models": dict(data.counts.models.most_common(10)),
+            "rubrics": dict(data.counts.rubrics.most_common(10)),
+        },
+        "trained": {
+            "n": int(len(data.y)),
+            "n_good": int((data.y >= opts.threshold).sum()),
+            "seed": opts.seed,
+            "n_estimators": opts.n_estimators or estimators.DEFAULT_TREES.get(opts.estimator),
+            "min_df": opts.min_df,
+            "max_columns": opts.max_columns or estimators.DEFAULT_MAX_COLUMNS[opts.estimator],
+            "model_columns": int(len(model.columns)),
+        },  # no timing here: classifier.json feeds the id
+        "packages": package_versions(pipeline.uses_model),
+    }
+    clf = Classifier(
+        pipeline,
+        model,
+        opts.estimator,
+        opts.target,
+        opts.threshold,
+        tuple(opts.score_range),
+        info=info,
+        decision_point=decision_point(opts, data.y),
+        native=native,
+    )
     return clf, report

@@ -30,21 +30,21 @@ _KZERO = 1e-35  # LightGBM's zero threshold for "zero as missing"
 class Forest:
     """A tree ensemble as flat arrays (see the module docstring)."""
 
-    feature: np.ndarray      # int64 (N,)
-    threshold: np.ndarray    # float64 (N,)
-    left: np.ndarray         # int64 (N,)
-    right: np.ndarray        # int64 (N,)
-    value: np.ndarray        # float64 (N,)
-    roots: np.ndarray        # int64 (T,)
-    aggregate: str = "sum"   # "sum" (boosting) or "mean" (random forest)
-    link: str = "identity"   # "identity" or "sigmoid"
+    feature: np.ndarray  # int64 (N,)
+    threshold: np.ndarray  # float64 (N,)
+    left: np.ndarray  # int64 (N,)
+    right: np.ndarray  # int64 (N,)
+    value: np.ndarray  # float64 (N,)
+    roots: np.ndarray  # int64 (T,)
+    aggregate: str = "sum"  # "sum" (boosting) or "mean" (random forest)
+    link: str = "identity"  # "identity" or "sigmoid"
     sigmoid: float = 1.0
     compare_float32: bool = False
     zero_missing: np.ndarray | None = None  # bool (N,): LightGBM missing_type=Zero splits
     default_left: np.ndarray | None = None  # bool (N,): where such a split sends a zero
 
     # -- derived -------------------------------------------------------------------------------------------
-    def validate(self, n_columns: int) -> "Forest":
+    def validate(self, n_columns: int) -> Forest:
         """Check shapes, ranges and that children follow parents; raises CheckpointError. Sets depth."""
         n = len(self.feature)
         arrays = {"threshold": self.threshold, "left": self.left, "right": self.right, "value": self.value}
@@ -64,8 +64,11 @@ class Forest:
         idx = np.arange(n)
         leaf = (self.left == idx) & (self.right == idx)
         internal = ~leaf
-        if ((self.left[internal] <= idx[internal]) | (self.right[internal] <= idx[internal])).any() \
-                or (self.left >= n).any() or (self.right >= n).any():
+        if (
+            ((self.left[internal] <= idx[internal]) | (self.right[internal] <= idx[internal])).any()
+            or (self.left >= n).any()
+            or (self.right >= n).any()
+        ):
             raise CheckpointError("forest: a child index does not follow its parent (damaged or crafted file)")
         if internal.any() and (self.feature[internal].min() < 0 or self.feature[internal].max() >= n_columns):
             raise CheckpointError(f"forest: a split tests a column outside the {n_columns} features")
@@ -123,29 +126,48 @@ class Forest:
 
     # -- storage -------------------------------------------------------------------------------------------
     def arrays(self) -> dict[str, np.ndarray]:
-        d = {"feature": self.feature.astype(np.int64), "threshold": self.threshold.astype(np.float64),
-             "left": self.left.astype(np.int64), "right": self.right.astype(np.int64),
-             "value": self.value.astype(np.float64), "roots": self.roots.astype(np.int64)}
+        d = {
+            "feature": self.feature.astype(np.int64),
+            "threshold": self.threshold.astype(np.float64),
+            "left": self.left.astype(np.int64),
+            "right": self.right.astype(np.int64),
+            "value": self.value.astype(np.float64),
+            "roots": self.roots.astype(np.int64),
+        }
         return d
 
     def meta(self) -> dict:
-        return {"aggregate": self.aggregate, "link": self.link, "sigmoid": self.sigmoid,
-                "compare_float32": self.compare_float32, "n_trees": int(len(self.roots)), "n_nodes": int(len(self.feature))}
+        return {
+            "aggregate": self.aggregate,
+            "link": self.link,
+            "sigmoid": self.sigmoid,
+            "compare_float32": self.compare_float32,
+            "n_trees": int(len(self.roots)),
+            "n_nodes": int(len(self.feature)),
+        }
 
     @classmethod
-    def from_arrays(cls, arrays: dict, meta: dict, n_columns: int) -> "Forest":
+    def from_arrays(cls, arrays: dict, meta: dict, n_columns: int) -> Forest:
         try:
-            f = cls(feature=np.asarray(arrays["feature"], np.int64), threshold=np.asarray(arrays["threshold"], np.float64),
-                    left=np.asarray(arrays["left"], np.int64), right=np.asarray(arrays["right"], np.int64),
-                    value=np.asarray(arrays["value"], np.float64), roots=np.asarray(arrays["roots"], np.int64),
-                    aggregate=str(meta["aggregate"]), link=str(meta["link"]), sigmoid=float(meta.get("sigmoid", 1.0)),
-                    compare_float32=bool(meta.get("compare_float32", False)))
+            f = cls(
+                feature=np.asarray(arrays["feature"], np.int64),
+                threshold=np.asarray(arrays["threshold"], np.float64),
+                left=np.asarray(arrays["left"], np.int64),
+                right=np.asarray(arrays["right"], np.int64),
+                value=np.asarray(arrays["value"], np.float64),
+                roots=np.asarray(arrays["roots"], np.int64),
+                aggregate=str(meta["aggregate"]),
+                link=str(meta["link"]),
+                sigmoid=float(meta.get("sigmoid", 1.0)),
+                compare_float32=bool(meta.get("compare_float32", False)),
+            )
         except (KeyError, TypeError, ValueError) as e:
             raise CheckpointError(f"forest: missing or bad field ({e})") from None
         return f.validate(n_columns)
 
 
 # ---- scikit-learn ---------------------------------------------------------------------------------------
+
 
 def from_sklearn(est, n_columns: int) -> Forest:
     """Copy the trees of a fitted RandomForestClassifier (binary; P(class 1)) or RandomForestRegressor."""
@@ -168,13 +190,22 @@ def from_sklearn(est, n_columns: int) -> Forest:
         vals.append(np.where(leaf, val, 0.0))
         roots.append(base)
         base += n
-    f = Forest(np.concatenate(feats).astype(np.int64), np.concatenate(thrs).astype(np.float64), np.concatenate(lefts).astype(np.int64),
-               np.concatenate(rights).astype(np.int64), np.concatenate(vals).astype(np.float64), np.array(roots, np.int64),
-               aggregate="mean", link="identity", compare_float32=True)
+    f = Forest(
+        np.concatenate(feats).astype(np.int64),
+        np.concatenate(thrs).astype(np.float64),
+        np.concatenate(lefts).astype(np.int64),
+        np.concatenate(rights).astype(np.int64),
+        np.concatenate(vals).astype(np.float64),
+        np.array(roots, np.int64),
+        aggregate="mean",
+        link="identity",
+        compare_float32=True,
+    )
     return f.validate(n_columns)
 
 
 # ---- LightGBM text model --------------------------------------------------------------------------------
+
 
 def _nums(s: str, dtype) -> np.ndarray:
     s = s.strip()
@@ -185,8 +216,11 @@ def _nums(s: str, dtype) -> np.ndarray:
 
 def from_lightgbm_text(text: str, n_columns: int, source: str = "model.txt") -> Forest:
     """Parse LightGBM's text model (binary or regression objective, numerical splits) into a Forest."""
+
     def bad(msg: str) -> CheckpointError:
-        return CheckpointError(f"{source}: {msg}", hint="the file is damaged or not a LightGBM model; retrain the classifier")
+        return CheckpointError(
+            f"{source}: {msg}", hint="the file is damaged or not a LightGBM model; retrain the classifier"
+        )
 
     lines = text.splitlines()
     if not lines or lines[0].strip() != "tree":
@@ -238,8 +272,13 @@ def from_lightgbm_text(text: str, n_columns: int, source: str = "model.txt") -> 
                 raise bad("leaf_value does not match num_leaves")
             ni = nl - 1
             if ni == 0:
-                feats.append(np.zeros(1, np.int64)); thrs.append(np.full(1, np.inf)); lefts.append(np.array([base]))
-                rights.append(np.array([base])); vals.append(leaf_value); zms.append(np.zeros(1, bool)); dls.append(np.zeros(1, bool))
+                feats.append(np.zeros(1, np.int64))
+                thrs.append(np.full(1, np.inf))
+                lefts.append(np.array([base]))
+                rights.append(np.array([base]))
+                vals.append(leaf_value)
+                zms.append(np.zeros(1, bool))
+                dls.append(np.zeros(1, bool))
                 roots.append(base)
                 base += 1
                 continue
@@ -253,12 +292,14 @@ def from_lightgbm_text(text: str, n_columns: int, source: str = "model.txt") -> 
             if (dt & 1).any():
                 raise bad("categorical splits are not supported")
             missing_type = (dt >> 2) & 3
+
             # internal nodes 0..ni-1, then leaves ni..ni+nl-1; a negative child ~k is leaf k
             def child(c: np.ndarray) -> np.ndarray:
                 out = np.where(c >= 0, c, ni + (~c))
                 if ((c >= 0) & (c >= ni)).any() or ((c < 0) & ((~c) >= nl)).any():
                     raise bad("a child index is out of range")
                 return out + base
+
             idx = np.arange(ni + nl) + base
             feats.append(np.concatenate((sf, np.zeros(nl, np.int64))))
             thrs.append(np.concatenate((th, np.full(nl, np.inf))))
@@ -271,7 +312,18 @@ def from_lightgbm_text(text: str, n_columns: int, source: str = "model.txt") -> 
             base += ni + nl
     except (KeyError, ValueError, OverflowError) as e:
         raise bad(f"malformed tree ({e})") from None
-    f = Forest(np.concatenate(feats), np.concatenate(thrs), np.concatenate(lefts), np.concatenate(rights), np.concatenate(vals),
-               np.array(roots, np.int64), aggregate="sum", link=link, sigmoid=sigmoid, compare_float32=False,
-               zero_missing=np.concatenate(zms), default_left=np.concatenate(dls))
+    f = Forest(
+        np.concatenate(feats),
+        np.concatenate(thrs),
+        np.concatenate(lefts),
+        np.concatenate(rights),
+        np.concatenate(vals),
+        np.array(roots, np.int64),
+        aggregate="sum",
+        link=link,
+        sigmoid=sigmoid,
+        compare_float32=False,
+        zero_missing=np.concatenate(zms),
+        default_left=np.concatenate(dls),
+    )
     return f.validate(n_columns)
