@@ -55,7 +55,3 @@ class CheckpointError(PhitoolsError):
 
 class EndpointError(PhitoolsError):
     """An LLM endpoint could not be used (unreachable, auth, protocol)."""
-
-
-class NotBuiltError(PhitoolsError):
-    """A tool that exists in the CLI but is not implemented yet. Never fake output."""

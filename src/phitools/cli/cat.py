@@ -4,23 +4,15 @@ from __future__ import annotations
 
 import typer
 
-from phitools.cli.common import AllowPartial, Inputs, Limit, Output, ProgressEvery, Quiet, Seed, Shard, ShardSize, SkipBad, ToolIO, handle_errors, setup
-from phitools.runtime import console
+from phitools import pipeline
+from phitools.cli import console
+from phitools.cli.declare import RunOptions, command
+from phitools.pipeline import IOOptions
+from phitools.steps.cat import Cat
 
 
-@handle_errors("cat")
-def cat(
-    inputs: Inputs = None,
-    output: Output = None,
-    shard: Shard = None,
-    shard_size: ShardSize = "100000",
-    skip_bad: SkipBad = False,
-    allow_partial: AllowPartial = False,
-    seed: Seed = 0,
-    limit: Limit = None,
-    quiet: Quiet = False,
-    progress_every: ProgressEvery = 30.0,
-) -> None:
+@command("cat")
+def cat(io: IOOptions, run: RunOptions) -> None:
     """Read records from anywhere and write them out: decompress, convert, re-shard, validate.
 
     Examples:
@@ -29,15 +21,7 @@ def cat(
         phitools cat corpus/ --shard 0/4 -o part0/
         cat data.jsonl | phitools cat -o data.jsonl.zst
     """
-    setup(quiet, progress_every)
-    with ToolIO("cat", inputs, output, shard=shard, skip_bad=skip_bad, required=(), seed=seed, limit=limit, shard_size=shard_size,
-                allow_partial=allow_partial) as io:
-        write = io.writer.write
-        with console.progress("cat", stats=io.stats) as bar:
-            advance = bar.advance
-            for rec in io.records():
-                write(rec)
-                advance()
+    pipeline.run(Cat(), io, progress=console.progress)
 
 
 def register(app: typer.Typer) -> None:

@@ -6,7 +6,9 @@ import itertools
 from typing import Annotated
 
 import typer
+from rich.table import Table
 
+from phitools.cli import console
 from phitools.cli.common import (
     AllowPartial,
     Inputs,
@@ -21,8 +23,8 @@ from phitools.cli.common import (
     handle_errors,
     setup,
 )
+from phitools.cli.console import console as rich_console
 from phitools.errors import UsageError
-from phitools.runtime import console
 
 Features = Annotated[
     str,
@@ -148,7 +150,6 @@ def train(
     from phitools.shards import RecordReader, Stats
     from phitools.steps.classify.features import parse_features
     from phitools.steps.classify.hashing import HashSettings
-    from phitools.steps.classify.report import render
     from phitools.steps.classify.train import TrainOptions
     from phitools.steps.classify.train import train as train_classifier
 
@@ -194,10 +195,10 @@ def train(
         report["skipped_bad"] = dict(stats.skipped_bad)
     clf.save(output, report=report, inputs=reader.inputs, seed=seed)
     if not quiet:
-        render(report)
+        render_report(report)
         lab = report["labels"]
         skipped = lab["skipped_failed_label"] + lab["skipped_unlabelled"]
-        console.console.print(
+        rich_console.print(
             f"classify train: {lab['used']} labelled records used"
             + (
                 f", {skipped} skipped "
@@ -442,7 +443,7 @@ def _print_summary(classifier, s: dict, keep) -> None:
             f"{k:,}",
             "#" * int(round(30 * c / top)),
         )
-    console.console.print(t)
+    rich_console.print(t)
 
 
 def register(app: typer.Typer) -> None:
@@ -456,3 +457,49 @@ def register(app: typer.Typer) -> None:
     sub.command("train")(train)
     sub.command("apply")(apply)
     app.add_typer(sub, name="classify")
+
+
+def render_report(report: dict) -> None:
+    """Print the report as rich tables on stderr."""
+    ev = report["evaluation"]
+    m = ev["metrics"]
+    t = Table(
+        title=f"classify train: held-out report ({ev['method']}, n={m['n']}, good={m['n_good']}, bad={m['n_bad']})",
+        title_justify="left",
+        show_header=True,
+    )
+    t.add_column("metric")
+    t.add_column("classifier", justify="right")
+    t.add_column("baseline", justify="right")
+    base = m.get("baseline", {})
+
+    def fmt(v):
+        return "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
+
+    for key, name in (
+        ("f1", "F1 (good)"),
+        ("precision", "precision"),
+        ("recall", "recall"),
+        ("accuracy", "accuracy"),
+        ("roc_auc", "ROC-AUC"),
+        ("spearman", "Spearman vs labeller"),
+        ("mae", "MAE"),
+        ("rmse", "RMSE"),
+    ):
+        if key in m:
+            t.add_row(name, fmt(m[key]), fmt(base.get(key)))
+    c = m["confusion"]
+    t.add_row("confusion (tn fp / fn tp)", f"{c['tn']} {c['fp']} / {c['fn']} {c['tp']}", "")
+    rich_console.print(t)
+    cal = Table(title="calibration", title_justify="left")
+    for col in ("score bin", "n", "mean score", "mean label", "frac good"):
+        cal.add_column(col, justify="right")
+    for row in m["calibration"]:
+        cal.add_row(
+            f"[{row['bin'][0]:g}, {row['bin'][1]:g})",
+            str(row["n"]),
+            fmt(row["mean_score"]),
+            fmt(row["mean_label"]),
+            fmt(row["frac_good"]),
+        )
+    rich_console.print(cal)

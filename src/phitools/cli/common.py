@@ -16,9 +16,9 @@ from typing import Annotated
 
 import typer
 
+from phitools.cli import console
 from phitools.errors import PhitoolsError
 from phitools.records import Record
-from phitools.runtime import console
 from phitools.shards import RecordReader, RecordWriter, Stats, parse_shard
 
 # ---- the common options: the same name means the same thing in every tool ------------------------------
@@ -185,6 +185,9 @@ class ToolIO:
 
 
 def setup(quiet: bool, progress_every: float = 30.0) -> None:
-    """Per-command process setup."""
+    """Per-command process setup: how stderr talks (the rich frontend draws on a terminal)."""
+    from phitools.cli.console import install
+
+    install()
     console.set_quiet(quiet)
     console.set_progress_every(progress_every)

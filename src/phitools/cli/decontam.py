@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from phitools.cli import console
 from phitools.cli.common import (
     AllowPartial,
     Inputs,
@@ -22,7 +23,6 @@ from phitools.cli.common import (
     handle_errors,
     setup,
 )
-from phitools.runtime import console
 
 
 @handle_errors("decontam")

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from phitools.cli import console
 from phitools.cli.common import Limit, ProgressEvery, Quiet, Seed, handle_errors, setup
 from phitools.cli.llm_options import (
     API_KEY_ENV,
@@ -27,7 +28,6 @@ from phitools.cli.llm_options import (
     TpmOpt,
 )
 from phitools.errors import DataError, UsageError
-from phitools.runtime import console
 
 _S = "Sandbox"
 _G = "Generation"

@@ -49,8 +49,8 @@ def export(
         raise UsageError(f"unknown --dtype {dtype!r}", hint=f"use one of {', '.join(_DTYPES)}")
     import torch
 
+    from phitools.cli import console
     from phitools.model.hf import export_checkpoint
-    from phitools.runtime import console
 
     export_checkpoint(src, output, fmt=fmt, dtype=getattr(torch, dtype) if dtype else None, overwrite=overwrite)
     console.info(f"wrote {fmt} checkpoint {output}")

@@ -86,8 +86,8 @@ def grow(
     setup(quiet)
     import sys
 
+    from phitools.cli import console
     from phitools.model.grow import grow_checkpoint
-    from phitools.runtime import console
 
     plan, report = grow_checkpoint(
         src,

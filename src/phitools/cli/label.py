@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from phitools.cli import console
 from phitools.cli.common import (
     AllowPartial,
     Inputs,
@@ -44,7 +45,6 @@ from phitools.cli.llm_options import (
     TpmOpt,
 )
 from phitools.errors import UsageError
-from phitools.runtime import console
 
 LOCAL_NOTE = (
     "the embedded SmolLM2-135M model proves the plumbing, not the judgement: its scores carry next to no "

@@ -8,8 +8,8 @@ from typing import Annotated
 import orjson
 import typer
 
+from phitools.cli import console
 from phitools.cli.common import AllowPartial, Inputs, Limit, Quiet, Shard, ShardSize, SkipBad, handle_errors, setup
-from phitools.runtime import console
 
 
 @handle_errors("stats")

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from phitools.cli import console
 from phitools.cli.common import Output, ProgressEvery, Quiet, Seed, Shard, ShardSize, handle_errors, setup
 from phitools.cli.llm_options import (
     API_KEY_ENV,
@@ -26,7 +27,6 @@ from phitools.cli.llm_options import (
     TpmOpt,
 )
 from phitools.errors import DataError, PhitoolsError, UsageError
-from phitools.runtime import console
 
 LOCAL_NOTE = (
     "no --api-base: using the embedded SmolLM2-135M on CPU (~10 tokens/s on two cores). It shows the "
