@@ -16,14 +16,9 @@ on the tool (temperature, max_tokens; eval's longer request timeout) are the too
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Annotated
 
 import typer
-
-from phitools.errors import UsageError
 
 _P = "LLM"  # help panel name
 
@@ -159,144 +154,35 @@ StructuredOpt = Annotated[
 ]
 
 
-API_KEY_ENV = "OPENAI_API_KEY"
-#: seconds per attempt for label and synth (answers of a few hundred tokens)
-REQUEST_TIMEOUT_S = 120.0
-#: seconds per attempt for eval's completions (`eval --request-timeout`). A loaded vLLM or TGI server queues
-#: requests behind its running batch, then decodes up to --max-tokens (512) at tens of ms per token per
-#: sequence, so one answer can take minutes; 600 s is also the OpenAI Python client's default. Unrelated to
-#: the sandbox's per-check CPU limit (eval --timeout).
-GENERATION_REQUEST_TIMEOUT_S = 600.0
-MAX_ATTEMPTS = 5
+from phitools.llm.options import (  # noqa: E402 - the library's options and factory, re-exported for the commands
+    API_KEY_ENV,
+    GENERATION_REQUEST_TIMEOUT_S,
+    MAX_ATTEMPTS,
+    REQUEST_TIMEOUT_S,
+    LLMOptions,
+    build_backend,
+    build_runner,
+    cache_for,
+    concurrency_for,
+    llm_manifest,
+    open_runner,
+    usage_summary,
+)
+
 STRUCTURED = "auto"
 
-
-@dataclass
-class LLMOptions:
-    """The values of the shared LLM options."""
-
-    backend: str | None = None
-    api_base: str | None = None
-    model: list[str] = field(default_factory=list)
-    api_key_env: str = API_KEY_ENV
-    concurrency: int | None = None
-    rpm: float | None = None
-    tpm: float | None = None
-    request_timeout: float = REQUEST_TIMEOUT_S
-    max_attempts: int = MAX_ATTEMPTS
-    cache: str | None = None
-    price_per_1k: str | None = None
-    temperature: float | None = None
-    max_tokens: int | None = None
-    structured: str = STRUCTURED
-
-    def __post_init__(self) -> None:
-        self.model = list(self.model or [])
-
-    @property
-    def kind(self) -> str:
-        """The backend kind these options select."""
-        return self.backend or ("openai" if self.api_base else "local")
-
-    @property
-    def models(self) -> list:
-        """The --model values, or [None] for the backend's default."""
-        return list(self.model) or [None]
-
-
-def build_backend(opts: LLMOptions, model: str | None = None, *, allowed: tuple[str, ...] = ("local", "openai")):
-    """One backend for `model` (default: the first --model). Raises UsageError/ConfigError with a hint."""
-    from phitools.llm.backends import make_backend
-
-    if opts.structured not in ("auto", "json_schema", "json_object", "text"):
-        raise UsageError(f"--structured {opts.structured!r}: expected auto, json_schema, json_object or text")
-    model = model if model is not None else opts.models[0]
-    return make_backend(
-        opts.kind,
-        api_base=opts.api_base,
-        model=model,
-        api_key_env=opts.api_key_env,
-        concurrency=concurrency_for(opts),
-        structured=opts.structured,
-        allowed=allowed,
-    )
-
-
-def concurrency_for(opts: LLMOptions) -> int:
-    return opts.concurrency or 8
-
-
-def cache_for(opts: LLMOptions, output: str | None):
-    """The RequestCache these options and this output call for (None with --cache off)."""
-    from phitools.llm.cache import RequestCache, default_cache_path
-
-    if opts.cache is not None and opts.cache.lower() in ("off", "none", "no", "false", "0"):
-        return None
-    path = opts.cache if opts.cache else default_cache_path(output)
-    return RequestCache(path) if path is not None else None
-
-
-def build_runner(opts: LLMOptions, backend, *, cache=None, seed: int | None = None):
-    """An LLMRunner over `backend` with these options' concurrency, limits, retries and pricing."""
-    from phitools.llm.client import LLMRunner, Usage, parse_price
-    from phitools.llm.ratelimit import RateLimiter
-
-    try:
-        pin, pout = parse_price(opts.price_per_1k)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    limiter = RateLimiter(opts.rpm, opts.tpm) if (opts.rpm or opts.tpm or backend.kind == "openai") else None
-    return LLMRunner(
-        backend,
-        concurrency=concurrency_for(opts),
-        max_attempts=opts.max_attempts,
-        timeout=opts.request_timeout,
-        limiter=limiter,
-        cache=cache,
-        usage=Usage(price_in_per_1k=pin, price_out_per_1k=pout),
-        seed=seed,
-    )
-
-
-@contextlib.contextmanager
-def open_runner(
-    opts: LLMOptions,
-    *,
-    output: str | None,
-    seed: int | None = None,
-    model: str | None = None,
-    allowed: tuple[str, ...] = ("local", "openai"),
-    cache=None,
-) -> Iterator[tuple]:
-    """Context manager yielding (runner, backend); closes both. `cache` overrides the default cache."""
-    backend = build_backend(opts, model, allowed=allowed)
-    if cache is None:
-        cache = cache_for(opts, output)
-    runner = build_runner(opts, backend, cache=cache, seed=seed)
-    try:
-        with runner:
-            yield runner, backend
-    finally:
-        if cache is not None:
-            cache.close()
-
-
-def llm_manifest(runner) -> dict:
-    """What goes into the manifest about the model calls: backend, limits, cache, usage and cost. No key."""
-    d = {
-        "backend": runner.backend.describe(),
-        "usage": runner.usage.to_dict(),
-        "concurrency": runner.concurrency,
-        "max_attempts": runner.max_attempts,
-        "timeout_s": runner.timeout,
-    }
-    if runner.limiter is not None:
-        d["rate_limit"] = runner.limiter.describe()
-    if runner.cache is not None:
-        d["cache"] = runner.cache.describe()
-    return d
-
-
-def usage_summary(runner, tool: str) -> str:
-    """The one-line stderr summary."""
-    return f"phitools {tool}: {runner.usage.summary()}"
+__all__ = [
+    "API_KEY_ENV",
+    "GENERATION_REQUEST_TIMEOUT_S",
+    "MAX_ATTEMPTS",
+    "REQUEST_TIMEOUT_S",
+    "STRUCTURED",
+    "LLMOptions",
+    "build_backend",
+    "build_runner",
+    "cache_for",
+    "concurrency_for",
+    "llm_manifest",
+    "open_runner",
+    "usage_summary",
+]

@@ -6,7 +6,7 @@
     LocalBackend                 SmolLM2-135M-Instruct in-process on CPU (local.py)
     HeuristicBackend             a transparent non-LLM scorer for offline labelling (heuristic.py)
     RateLimiter, RequestCache    ratelimit.py, cache.py
-    make_backend                 build one from plain arguments (the CLI uses cli/llm_options.py)
+    make_backend                 build one from plain arguments (llm/options.py builds one from LLMOptions)
 
 Heavy imports (torch, transformers) happen only when the local model is first used.
 """

@@ -3,7 +3,7 @@
 Every tool that talks to a language model (label, synth, eval) goes through `LLMRunner`:
 
     from phitools.llm import LLMRequest, LLMRunner
-    from phitools.cli.llm_options import LLMOptions   # or build a backend yourself
+    from phitools.llm.options import LLMOptions   # or build a backend yourself
 
     with LLMRunner(backend, concurrency=16, cache=RequestCache("out/llm-cache.sqlite")) as runner:
         for res in runner.run(LLMRequest(messages=[{"role": "user", "content": q}]) for q in questions):
