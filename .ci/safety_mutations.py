@@ -112,7 +112,7 @@ MUTATIONS = [
     Mutation(
         "complete: tokenizer.json replaced",
         "shards/complete.py",
-        "if sha256 and sha256_of(tok) not in want:",
+        "if sha256 and sha256_file(tok) not in want:",
         "if False:",
         [TOK],
     ),
@@ -301,7 +301,7 @@ MUTATIONS = [
     Mutation(
         "tokens: record tokenizer.json's sha256",
         "shards/tokens.py",
-        "            tok_sha = sha256_of(self._tokenizer_tmp)",
+        "            tok_sha = sha256_file(self._tokenizer_tmp)",
         "            tok_sha = None",
         [TOK],
     ),

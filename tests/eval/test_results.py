@@ -19,7 +19,7 @@ import pytest
 from phitools.errors import UsageError
 from phitools.eval.results import ResultsLog, read_previous
 from phitools.records import loads_record
-from phitools.shards import file_sha256
+from phitools.runtime.files import sha256_file
 
 TIMING = ("cpu_s", "wall_s")
 
@@ -178,7 +178,7 @@ def test_kill_9_then_rerun_checks_only_what_was_not_done(tmp_path):
         assert summary[key] == ref_summary[key]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["stats"]["records_out"] == 2 * n_tasks
-    assert {o["path"]: o["sha256"] for o in manifest["outputs"]}["results.jsonl"] == file_sha256(journal)
+    assert {o["path"]: o["sha256"] for o in manifest["outputs"]}["results.jsonl"] == sha256_file(journal)
 
     # a finished run re-run: nothing is checked again
     _eval(*args, "-o", out, cwd=tmp_path)

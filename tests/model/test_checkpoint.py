@@ -86,7 +86,7 @@ def test_crash_mid_write_leaves_nothing_that_looks_whole(model, tmp_path):
 @pytest.mark.parametrize("exchange", [True, False])
 def test_replace_rules(model, tmp_path, monkeypatch, exchange):
     if not exchange:  # the portable two-rename path (no renameat2)
-        monkeypatch.setattr("phitools.model.store._exchange", lambda a, b: False)
+        monkeypatch.setattr("phitools.runtime.files._exchange", lambda a, b: False)
     save_checkpoint(tmp_path / "ck", model, meta={"steps": 1})
     with pytest.raises(CheckpointError, match="already exists"):
         save_checkpoint(tmp_path / "ck", model)

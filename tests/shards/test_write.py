@@ -7,7 +7,8 @@ import json
 import pytest
 
 from phitools.errors import UsageError
-from phitools.shards import RecordReader, RecordWriter, Stats, file_sha256, parse_shard, parse_size, redact_argv
+from phitools.runtime.files import sha256_file
+from phitools.shards import RecordReader, RecordWriter, Stats, parse_shard, parse_size, redact_argv
 
 
 def test_rolling_shards_and_manifest(tmp_path):
@@ -22,7 +23,7 @@ def test_rolling_shards_and_manifest(tmp_path):
     assert m["tool"] == "test" and m["seed"] == 3 and m["stats"]["records_out"] == 10
     assert [o["records"] for o in m["outputs"]] == [4, 4, 2]
     for o in m["outputs"]:
-        assert o["sha256"] == file_sha256(out / o["path"])
+        assert o["sha256"] == sha256_file(out / o["path"])
     assert [r["id"] for r in RecordReader([out])] == list(range(10))
 
 

@@ -391,7 +391,8 @@ def _score(bench, selected, samples_path, generated, *, out_dir, limits, workers
     from phitools.eval.results import ResultsLog, run_fingerprint
     from phitools.eval.sandbox import Sandbox
     from phitools.eval.score import collect_samples, read_samples, score
-    from phitools.shards import RecordWriter, Stats, file_sha256, write_manifest
+    from phitools.runtime.files import sha256_file
+    from phitools.shards import RecordWriter, Stats, write_manifest
 
     dropped: Counter = Counter()
     if generated is not None:
@@ -473,7 +474,7 @@ def _score(bench, selected, samples_path, generated, *, out_dir, limits, workers
             log.finish(results)
             (out_dir / "summary.json").write_bytes(_json_bytes(summary))
             outputs = [
-                {"path": n, "sha256": file_sha256(out_dir / n)}
+                {"path": n, "sha256": sha256_file(out_dir / n)}
                 for n in ("results.jsonl", "summary.json", "samples.jsonl")
                 if (out_dir / n).exists()
             ]

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from phitools.errors import DataError, UsageError
 from phitools.eval.sandbox import Job, Limits
+from phitools.runtime import files
 from phitools.shards import read_records
 
 
@@ -247,8 +248,7 @@ def import_statements(code: str) -> str:
 # ---- locating files ------------------------------------------------------------------------------------
 def cache_dir() -> Path:
     """phitools' user data cache: $XDG_CACHE_HOME/phitools/data or ~/.cache/phitools/data."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "phitools" / "data"
+    return files.cache_dir("data")
 
 
 def _read_bytes(path: Path) -> bytes:

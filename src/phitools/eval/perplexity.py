@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 
 from phitools.errors import DataError
-from phitools.shards.manifest import file_sha256
+from phitools.runtime.files import sha256_file
 
 
 def windows(n_tokens: int, seq_len: int) -> list[tuple[int, int]]:
@@ -60,7 +60,7 @@ def evaluate_perplexity(
 
         # the same identity `phitools tokenize` records: sha256 of the tokenizer's canonical JSON
         canon = hashlib.sha256(Tokenizer.from_file(ckpt_tok).to_str().encode("utf-8")).hexdigest()
-        tok_match = canon == td.tokenizer_sha256 or file_sha256(ckpt_tok) == file_sha256(td.tokenizer_path)
+        tok_match = canon == td.tokenizer_sha256 or sha256_file(ckpt_tok) == sha256_file(td.tokenizer_path)
         if not tok_match and warn:
             warn(
                 f"{tokdir} was tokenized with a different tokenizer than {ckpt}'s tokenizer.json: the loss is "

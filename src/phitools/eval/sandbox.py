@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from phitools.errors import PhitoolsError
 from phitools.eval import _wire as wire
+from phitools.runtime.files import cache_dir
 
 STATUSES = ("passed", "failed", "timed_out", "error")
 
@@ -175,8 +176,7 @@ def default_hidden_paths() -> list[str]:
             out.append(os.path.join(os.path.dirname(spec.origin), "data"))
     except (ImportError, ValueError):
         pass
-    for p in (os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),):
-        out.append(os.path.join(p, "phitools"))
+    out.append(str(cache_dir()))
     out.append(os.path.expanduser("~/.cache/evalplus"))
     return out
 

@@ -123,5 +123,6 @@ def default_cache_path(output: str | None) -> Path | None:
     if kind == "file":
         p = Path(output)  # type: ignore[arg-type]
         return p.with_name(p.name + "." + CACHE_NAME)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "phitools" / CACHE_NAME
+    from phitools.runtime.files import cache_dir
+
+    return cache_dir(CACHE_NAME)

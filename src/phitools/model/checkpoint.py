@@ -37,7 +37,8 @@ from phitools import __version__
 from phitools.errors import CheckpointError, ConfigError
 from phitools.model import hf
 from phitools.model.phi import Phi, PhiConfig, param_shapes
-from phitools.model.store import SafetensorsFile, TensorSpec, atomic_dir, file_digest, write_json, write_safetensors
+from phitools.model.store import SafetensorsFile, TensorSpec, atomic_dir, write_json, write_safetensors
+from phitools.runtime.files import file_digest
 
 FORMAT = "phitools-checkpoint"
 FORMAT_VERSION = 1

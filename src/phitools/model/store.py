@@ -12,20 +12,18 @@ place with a rename (an atomic exchange when replacing on Linux), so a crash nev
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import json
 import os
-import shutil
 import struct
-import tempfile
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import torch
 
 from phitools.errors import CheckpointError
+from phitools.runtime.files import atomic_dir as _atomic_dir
 
 DTYPES: dict[torch.dtype, str] = {
     torch.float64: "F64",
@@ -140,81 +138,13 @@ def write_json(path: str | os.PathLike, obj: object) -> dict:
     return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
-def file_digest(path: str | os.PathLike) -> dict:
-    """{bytes, sha256} of a file, read in chunks."""
-    h = hashlib.sha256()
-    n = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-            n += len(chunk)
-    return {"bytes": n, "sha256": h.hexdigest()}
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
-    try:
-        fn = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):
-        return False
-    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    at_fdcwd, rename_exchange = -100, 2
-    return fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
-
-
-@contextmanager
 def atomic_dir(
     path: str | os.PathLike, *, replace: bool = False, may_replace: Callable[[Path], bool] | None = None
-) -> Iterator[Path]:
-    """Yield a fresh temp dir beside `path`; on success it becomes `path`, on error it is removed.
-
-    replace: an existing `path` is swapped out (atomically on Linux) and deleted, but only if
-    `may_replace(path)` says it is safe (e.g. it is a checkpoint); otherwise CheckpointError.
-    """
-    path = Path(path)
-    parent = path.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    if path.exists() or path.is_symlink():
-        if not replace:
-            raise CheckpointError(f"{path} already exists", hint="choose another output or pass --overwrite")
-        if not path.is_dir() or (may_replace is not None and not may_replace(path)):
-            raise CheckpointError(
-                f"{path} exists and is not a plain checkpoint directory (other files in it would be lost); "
-                "refusing to replace it",
-                hint="choose another output",
-            )
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=parent))
-    try:
-        yield tmp
-        _fsync_dir(tmp)
-        if path.exists():
-            if _exchange(tmp, path):
-                shutil.rmtree(tmp)  # tmp now holds the old directory
-            else:  # portable fallback: a crash between the two renames leaves both dirs under hidden names
-                old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=parent))
-                os.rmdir(old)
-                os.rename(path, old)
-                os.rename(tmp, path)
-                shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, path)
-        _fsync_dir(parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+) -> AbstractContextManager[Path]:
+    """runtime.files.atomic_dir for checkpoints: a refusal is a CheckpointError."""
+    return _atomic_dir(
+        path, replace=replace, may_replace=may_replace, error=CheckpointError, what="checkpoint directory"
+    )
 
 
 class SafetensorsFile:

@@ -1,6 +1,6 @@
 """The only code that opens data files: read records from anything, write shards and manifests."""
 
-from phitools.shards.manifest import Stats, file_sha256, redact_argv, write_manifest
+from phitools.shards.manifest import Stats, redact_argv, write_manifest
 from phitools.shards.read import RecordReader, expand_inputs, read_records
 from phitools.shards.spec import ShardSpec, parse_shard, parse_size
 from phitools.shards.write import RecordWriter
@@ -11,7 +11,6 @@ __all__ = [
     "ShardSpec",
     "Stats",
     "expand_inputs",
-    "file_sha256",
     "parse_shard",
     "parse_size",
     "read_records",

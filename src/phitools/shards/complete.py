@@ -13,7 +13,6 @@ nothing to check it against, and it is read as it is.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from phitools.runtime.files import sha256_file
 from phitools.shards import ownership
 from phitools.shards.spec import ShardSpec
 
@@ -203,15 +203,6 @@ def load_manifest(path: Path) -> dict | None:
     return doc
 
 
-def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
-    """sha256 hex digest of a file, streamed."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while b := f.read(chunk):
-            h.update(b)
-    return h.hexdigest()
-
-
 def inspect_output(
     path: str | os.PathLike,
     *,
@@ -362,7 +353,7 @@ def inspect_output(
     if sha256:
         todo = [f for f in rep.listed if f.ok and f.sha256 and f.path.name not in (skip_sha or set())]
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:  # hashlib releases the GIL
-            digests = list(pool.map(lambda f: sha256_of(f.path), todo))
+            digests = list(pool.map(lambda f: sha256_file(f.path), todo))
         for f, got in zip(todo, digests):
             if got != f.sha256:
                 f.ok = False
@@ -393,7 +384,7 @@ def _check_token_parts(d: Path, rep: Report, sha256: bool) -> None:
         return
     want = {m.get("tokenizer_file_sha256") for m in docs} - {None}
     if want:
-        if sha256 and sha256_of(tok) not in want:
+        if sha256 and sha256_file(tok) not in want:
             rep.problems.append(
                 Problem("tokenizer_mismatch", "tokenizer.json differs from the one the manifests record", str(tok))
             )

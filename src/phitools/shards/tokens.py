@@ -164,15 +164,15 @@ class TokenShardWriter:
     def commit(self, write_manifest) -> dict:
         """Swap the shards and tokenizer.json in and write the manifest: `write_manifest(path, extra)` gets the
         token fields (format, dtype, shards, tokenizer_file_sha256, ...) to record. Releases the lock."""
-        from phitools.shards.complete import sha256_of
+        from phitools.runtime.files import sha256_file
 
         shared = []
         tok = self.dir / "tokenizer.json"
         if self._tokenizer_tmp is not None:
             shared.append((self._tokenizer_tmp, tok))
-            tok_sha = sha256_of(self._tokenizer_tmp)
+            tok_sha = sha256_file(self._tokenizer_tmp)
         else:
-            tok_sha = sha256_of(tok) if tok.is_file() else None
+            tok_sha = sha256_file(tok) if tok.is_file() else None
         fields = {
             "format": FORMAT,
             "dtype": self.dtype.name,

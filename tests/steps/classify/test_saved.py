@@ -79,7 +79,7 @@ def test_tampered_files_fail_safely(saved, tmp_path):
 
 def test_consistent_edit_of_a_file_and_its_hash_is_still_validated(saved, tmp_path):
     """Someone who also rewrites the manifest gets past the sha256, but not past the parsers' checks."""
-    from phitools.shards import file_sha256
+    from phitools.runtime.files import sha256_file
 
     _, path = saved
     dst = _copy(path, tmp_path / "edited")
@@ -89,7 +89,7 @@ def test_consistent_edit_of_a_file_and_its_hash_is_still_validated(saved, tmp_pa
     man = json.loads((dst / "manifest.json").read_text())
     for o in man["outputs"]:
         if o["path"] == "classifier.json":
-            o["sha256"] = file_sha256(dst / "classifier.json")
+            o["sha256"] = sha256_file(dst / "classifier.json")
     (dst / "manifest.json").write_text(json.dumps(man))
     with pytest.raises(CheckpointError, match="dim"):
         load_classifier(dst)

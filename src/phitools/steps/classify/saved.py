@@ -30,7 +30,8 @@ import numpy as np
 import orjson
 
 from phitools.errors import CheckpointError, UsageError
-from phitools.shards import file_sha256, write_manifest
+from phitools.runtime.files import sha256_file
+from phitools.shards import write_manifest
 from phitools.steps.classify.estimators import MODEL_FILES, Linear, Trees, load_model, model_arrays
 from phitools.steps.classify.features import Pipeline
 
@@ -150,7 +151,7 @@ class Classifier:
             os.umask(umask)
             for n in names:  # safetensors writes owner-only files; give every file the usual permissions
                 os.chmod(tmp / n, 0o666 & ~umask)
-            outputs = [{"path": n, "bytes": (tmp / n).stat().st_size, "sha256": file_sha256(tmp / n)} for n in names]
+            outputs = [{"path": n, "bytes": (tmp / n).stat().st_size, "sha256": sha256_file(tmp / n)} for n in names]
             write_manifest(
                 tmp / MANIFEST,
                 tool="classify train",
@@ -205,7 +206,7 @@ def verified_files(path: str | os.PathLike) -> tuple[Path, dict[str, str]]:
                 f"{f}: missing (listed in {MANIFEST})",
                 hint="the classifier directory is incomplete; retrain or restore it",
             )
-        got = file_sha256(f)
+        got = sha256_file(f)
         if got != o.get("sha256"):
             raise CheckpointError(
                 f"{f}: sha256 does not match {MANIFEST} (the file changed after training)",
