@@ -20,6 +20,7 @@ from pathlib import Path
 
 from phitools.errors import CheckpointError, UsageError
 from phitools.eval.benchmarks import Problem
+from phitools.llm.parse import code_blocks
 
 
 def truncate(text: str, stops: Sequence[str]) -> str:
@@ -32,13 +33,10 @@ def truncate(text: str, stops: Sequence[str]) -> str:
     return text[:cut]
 
 
-_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n(.*?)(?:```|\Z)", re.S)
-
-
 def extract_code(answer: str, problem: Problem) -> str:
     """The code in a chat answer: the ``` block that defines the entry point (else the first python block,
     else the first block, else the whole answer); returned as a completion for `problem.program`."""
-    blocks = [(lang.lower(), body) for lang, body in _FENCE.findall(answer)]
+    blocks = code_blocks(answer)
     code = None
     if problem.entry_point:
         for _, body in blocks:

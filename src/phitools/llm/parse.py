@@ -13,6 +13,9 @@ from typing import Any
 import orjson
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.S)
+# a fenced code block in Markdown: an opening fence (with an optional language) at the start of a line, up to
+# a closing fence on a line of its own or the end of the text (a model cut off by max_tokens leaves it open)
+CODE_FENCE = re.compile(r"^[ \t]*```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:^[ \t]*```[ \t]*$|\Z)", re.S | re.M)
 _SCORE_LINE = re.compile(
     r"(?:educational\s+)?(?:score|rating|points|total|grade)\s*(?:is|of|=|:|-)?\s*[*_`\"']*\s*(-?\d+(?:\.\d+)?)\s*[*_`\"']*"
     r"(?:\s*(?:/|out\s+of)\s*(\d+))?",
@@ -113,3 +116,8 @@ def _rationale(text: str, m: re.Match) -> str:
     rest = (text[:start] + text[end:]).splitlines()
     keep = [ln for ln in rest if not _SCORE_ONLY.match(ln)]
     return "\n".join(keep).strip()[:2000]
+
+
+def code_blocks(text: str) -> list[tuple[str, str]]:
+    """(language, code) for each fenced block in Markdown text (an unclosed last block runs to the end)."""
+    return [(m.group(1).lower(), m.group(2)) for m in CODE_FENCE.finditer(text)]

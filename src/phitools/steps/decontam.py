@@ -37,9 +37,9 @@ import numpy as np
 import orjson
 
 from phitools.errors import DataError, UsageError
+from phitools.llm.parse import code_blocks
 from phitools.records import Record, RecordParseError, loads_record
 from phitools.steps.ngrams import WordHasher, ngram_hashes, sorted_unique
-from phitools.steps.synth_prompts import code_blocks
 
 
 @dataclass(frozen=True)

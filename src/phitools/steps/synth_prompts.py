@@ -22,6 +22,7 @@ from importlib import resources
 from pathlib import Path
 
 from phitools.errors import ConfigError
+from phitools.llm.parse import code_blocks
 from phitools.steps.synth_spec import KINDS, Choice, Dimension
 
 PLACEHOLDER_RE = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -257,14 +258,6 @@ def render(
 
 class SynthParseError(ValueError):
     """A completion that cannot be used; the message is the short reason recorded in the manifest."""
-
-
-FENCE_RE = re.compile(r"^[ \t]*```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:^[ \t]*```[ \t]*$|\Z)", re.S | re.M)
-
-
-def code_blocks(text: str) -> list[tuple[str, str]]:
-    """(language, code) for each fenced block in Markdown text (an unclosed last block runs to the end)."""
-    return [(m.group(1).lower(), m.group(2)) for m in FENCE_RE.finditer(text)]
 
 
 @dataclass(frozen=True)
