@@ -1,7 +1,7 @@
 """The candidate's side of a check (P, the sandboxed process). Stdlib only.
 
-`start` turns a fresh fork of the slot init into the candidate's process: the slot's cgroup, its own IPC,
-network and mount namespaces with an empty /tmp, an unprivileged uid (or no capabilities in a user
+`start` turns a fresh fork of the slot init into the candidate's process: the slot's cgroup (and network
+namespace), its own IPC and mount namespaces with an empty /tmp, an unprivileged uid (or no capabilities in a user
 namespace), a seccomp filter, resource limits. `main` then runs the program (prompt + completion, or the
 MBPP code) once and answers the judge's requests: describe a name, call a function with plain arguments,
 read or set an attribute, index a value. Every answer is plain data (see _wire); anything else — a module
@@ -105,7 +105,7 @@ def start(caps: dict, cand_uid: int, fds: list[int], lim: dict, cg, work: str | 
             os.setsid()
             memory_cgroup = cg is not None and "memory" in cg.features
             if caps["ns_per_check"]:
-                lx.unshare(lx.CLONE_NEWIPC | lx.CLONE_NEWNET | lx.CLONE_NEWNS)
+                lx.unshare(lx.CLONE_NEWIPC | lx.CLONE_NEWNS)  # the network namespace is the slot's
                 if not memory_cgroup:
                     _bound_ipc(lim["memory"])
                 work = _fresh_tmp(caps, cand_uid, lim["fsize"] * 2 + (8 << 20))

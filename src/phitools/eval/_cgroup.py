@@ -97,7 +97,7 @@ class _Dir:
         return _Dir(self.kind, f"{self.path}/{name}", os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=self.fd))
 
     def remove(self, name: str) -> None:
-        for _ in range(50):  # a killed process leaves its cgroup a moment after it dies
+        for _ in range(250):  # a killed process leaves its cgroup a moment after it dies
             try:
                 os.rmdir(name, dir_fd=self.fd)
                 return
@@ -106,7 +106,7 @@ class _Dir:
             except OSError as e:
                 if e.errno != errno.EBUSY:
                     return
-                time.sleep(0.01)
+                time.sleep(0.002)
 
     def procs(self) -> list[int]:
         try:

@@ -114,8 +114,8 @@ class Supervisor:
 
     # -- the slot's init -----------------------------------------------------------------------------------
     def _start_init(self) -> None:
-        """Fork I0 -> I: I0 enters new pid and mount namespaces in one unshare(2); I is the namespace's first
-        process, reparented to this supervisor (a subreaper)."""
+        """Fork I0 -> I: I0 enters new pid, mount and network namespaces in one unshare(2); I is the pid
+        namespace's first process, reparented to this supervisor (a subreaper)."""
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         mine.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         r, w = os.pipe()
@@ -125,8 +125,12 @@ class Supervisor:
                 mine.close()
                 os.close(r)
                 os.close(self.chan)
-                flags = (lx.CLONE_NEWPID if self.caps["pid_ns"] else 0) | (
-                    lx.CLONE_NEWNS if self.caps["fs_hidden"] else 0
+                # The slot's own network namespace, once (creating one per check costs more than a check):
+                # nothing a check leaves in it outlives the check's processes (no capabilities, no loopback)
+                flags = (
+                    (lx.CLONE_NEWPID if self.caps["pid_ns"] else 0)
+                    | (lx.CLONE_NEWNS if self.caps["fs_hidden"] else 0)
+                    | (lx.CLONE_NEWNET if self.caps["ns_per_check"] else 0)
                 )
                 if flags:
                     lx.unshare(flags)

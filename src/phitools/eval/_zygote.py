@@ -3,8 +3,8 @@
     parent (phitools eval) --unix socket--> Z   never holds a test, a program or a result
       C  supervisor, one per slot (_supervisor.py): holds the checks' specs, never runs test or candidate code
         I  slot init (_slotinit.py): forked by C before C has read anything; first process of the slot's pid
-           namespace; never holds a spec or a program
-          P  candidate, one per check (_candidate.py): forked by I; fresh IPC, network and mount namespaces
+           namespace and of the slot's network namespace; never holds a spec or a program
+          P  candidate, one per check (_candidate.py): forked by I; fresh IPC and mount namespaces
         J  judge (_judge.py): forked by C; runs the benchmark's test against P's answers, as its own uid
 
 Z enters the network/IPC/mount namespaces (or, without root, a user namespace holding them), builds the
@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 import time
 
 from phitools.eval import _linux as lx
@@ -83,13 +84,18 @@ def main(fd: int) -> None:
     if os.getppid() != parent:
         os._exit(0)
     cfg = json.loads(sock.recv(1 << 20))
+    # Every module a role needs, imported before the root changes (the checkout may be anywhere, /tmp included)
+    from phitools.eval import _candidate, _judge, _slotinit, _supervisor  # noqa: F401
+
+    # phitools' modules came from (or went to) the cache named by PYTHONPYCACHEPREFIX; from here on, imports
+    # look for bytecode where Python usually does and write none
+    sys.pycache_prefix = None
+    sys.dont_write_bytecode = True
     for name in PRELOAD:
         try:
             __import__(name)
         except Exception:  # noqa: BLE001
             pass
-    # Every module a role needs, imported before the root changes (the checkout may be anywhere, /tmp included)
-    from phitools.eval import _candidate, _judge, _slotinit, _supervisor  # noqa: F401
 
     caps, cgroups = setup(cfg)
     import gc
@@ -134,7 +140,7 @@ def main(fd: int) -> None:
     # The parent is done: supervisors see their connections close and clean up; then the run's cgroups go.
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and _reap(children, adopted=True):
-        time.sleep(0.01)
+        time.sleep(0.002)
     for c in children:
         pr.kill(c)
     _reap(children, adopted=True)

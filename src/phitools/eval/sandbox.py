@@ -115,7 +115,6 @@ def _zygote_env(seed: int) -> dict:
         "HOME": "/tmp",
         # Fixed hash seed: set iteration order, and so a candidate's output, is the same on every run.
         "PYTHONHASHSEED": str(seed % 4294967296),
-        "PYTHONDONTWRITEBYTECODE": "1",
         # Candidates inherit the zygote's stdout/stderr: printing a lone surrogate (half an emoji) must not raise
         # where the reference harnesses' StringIO accepts it; it is captured as a backslash escape.
         "PYTHONIOENCODING": "utf-8:backslashreplace",
@@ -123,6 +122,10 @@ def _zygote_env(seed: int) -> dict:
         "OPENBLAS_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
     }
+    # The zygote's own modules are compiled once into phitools' cache (the zygote then stops writing bytecode
+    # and looks for it in the usual places again, before any candidate exists): a run starts ~20 ms sooner
+    # where PYTHONDONTWRITEBYTECODE is set or the checkout is read-only.
+    env["PYTHONPYCACHEPREFIX"] = str(cache_dir("pycache"))
     return env
 
 
