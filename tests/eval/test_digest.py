@@ -93,6 +93,11 @@ def test_equal_values_of_other_types_and_orders_have_one_digest():
     assert dig([1]) != dig((1,)) and dig("a") != dig(b"a") and dig(b"a") == dig(bytearray(b"a"))
     assert dig(range(0)) == dig(range(5, 5)) and dig(range(3)) != dig([0, 1, 2])
     assert dig(2 ** 53 + 1) != dig(float(2 ** 53)) and dig(10 ** 400) != dig(10 ** 400 + 1)
+    # objects, not identity: one string object many times, or as many equal ones (interned or not)
+    import sys
+    shared, big = "word", 10 ** 30
+    assert dig([(shared, big)] * 3 + [shared]) == dig([("".join(["wo", "rd"]), 10 ** 29 * 10) for _ in range(3)]
+                                                      + [sys.intern("wo" + "rd")])
 
 
 def test_nan_is_flagged_and_never_compared_by_digest():

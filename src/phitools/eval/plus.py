@@ -18,7 +18,10 @@ What evalplus (v0.1.10 HumanEval+, v0.2.0 MBPP+ data; `evalplus.evaluate`) does,
   within numpy.allclose(out, exp, rtol=1e-07, atol) of it.
 
 The expected outputs are computed in the judge by the canonical solution (trusted code from the data file),
-once per task and judge; the candidate's process never sees them. What is not the same: evalplus limits each
+once per task and judge; the candidate's process never sees them. One that is large (8 MiB or more in
+_wire.digest's canonical encoding: five of Mbpp/255's, up to ~1 GB as JSON, where a message is at most
+64 MiB) and compared exactly (`out == exp` decides: the default oracle, no tolerance, no NaN) is kept as its
+digest, and the candidate's process is asked for the digest of its answer instead of the answer. What is not the same: evalplus limits each
 input's wall time (at least 4 s, 4x the canonical solution's time); phitools limits the whole check's CPU time
 (docs/eval.md, "Timeouts").
 """
