@@ -25,21 +25,70 @@ def dig(x) -> str:
 
 # ---- the encoding: equal digests exactly when `==` ---------------------------------------------------------
 # numbers chosen so that many are equal across types (True, 1, 1.0, Fraction(1), Decimal("1.0"), 1+0j, ...)
-NUMBERS = [0, 1, 2, -1, True, False, 0.0, -0.0, 1.0, 2.0, 0.5, -0.5, 0.1, 1e300, 10 ** 300, 2 ** 53, 2 ** 53 + 1,
-           float(2 ** 53), 2 ** 80, -(2 ** 80), float("inf"), float("-inf"), Fraction(1, 2), Fraction(1, 3),
-           Fraction(4, 2), Fraction(-1, 2), Decimal("0.5"), Decimal("0.1"), Decimal("1.0"), Decimal("-0"),
-           Decimal("Infinity"), Decimal("1E+300"), complex(1, 0), complex(0.5, 0), complex(-0.0, 2), complex(0, 2),
-           complex(1, -1)]
-atoms = st.one_of(st.sampled_from(NUMBERS), st.sampled_from(["", "a", "é\ud800", "ab"]),
-                  st.sampled_from([b"", b"a", bytearray(b"a")]), st.none(),
-                  st.sampled_from([int, str, range(0), range(3, 3), range(2), range(0, 2, 1), range(0, 4, 2),
-                                   range(1, 2, 5), range(1, 3, 7)]))
-hashable = st.recursive(atoms.filter(lambda v: not isinstance(v, bytearray)),
-                        lambda inner: st.one_of(st.tuples(inner, inner), st.frozensets(inner, max_size=3)),
-                        max_leaves=6)
-values = st.recursive(atoms, lambda inner: st.one_of(
-    st.lists(inner, max_size=4), st.lists(inner, max_size=4).map(tuple), st.sets(hashable, max_size=4),
-    st.frozensets(hashable, max_size=3), st.dictionaries(hashable, inner, max_size=3)), max_leaves=12)
+NUMBERS = [
+    0,
+    1,
+    2,
+    -1,
+    True,
+    False,
+    0.0,
+    -0.0,
+    1.0,
+    2.0,
+    0.5,
+    -0.5,
+    0.1,
+    1e300,
+    10**300,
+    2**53,
+    2**53 + 1,
+    float(2**53),
+    2**80,
+    -(2**80),
+    float("inf"),
+    float("-inf"),
+    Fraction(1, 2),
+    Fraction(1, 3),
+    Fraction(4, 2),
+    Fraction(-1, 2),
+    Decimal("0.5"),
+    Decimal("0.1"),
+    Decimal("1.0"),
+    Decimal("-0"),
+    Decimal("Infinity"),
+    Decimal("1E+300"),
+    complex(1, 0),
+    complex(0.5, 0),
+    complex(-0.0, 2),
+    complex(0, 2),
+    complex(1, -1),
+]
+atoms = st.one_of(
+    st.sampled_from(NUMBERS),
+    st.sampled_from(["", "a", "é\ud800", "ab"]),
+    st.sampled_from([b"", b"a", bytearray(b"a")]),
+    st.none(),
+    st.sampled_from(
+        [int, str, range(0), range(3, 3), range(2), range(0, 2, 1), range(0, 4, 2), range(1, 2, 5), range(1, 3, 7)]
+    ),
+)
+hashable = st.recursive(
+    atoms.filter(lambda v: not isinstance(v, bytearray)),
+    lambda inner: st.one_of(st.tuples(inner, inner), st.frozensets(inner, max_size=3)),
+    max_leaves=6,
+)
+values = st.recursive(
+    atoms,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.lists(inner, max_size=4).map(tuple),
+        st.sets(hashable, max_size=4),
+        st.frozensets(hashable, max_size=3),
+        st.dictionaries(hashable, inner, max_size=3),
+    ),
+    max_leaves=12,
+)
 
 
 @settings(max_examples=1500, deadline=None)
@@ -50,9 +99,14 @@ def test_digests_are_equal_exactly_when_values_are(a, b):
 
 
 # numbers `==` another number of another type
-ALIKE = {1: [True, 1.0, Fraction(1), Decimal("1.0"), complex(1, 0)], 0: [False, 0.0, -0.0, Decimal("-0"), 0j],
-         0.5: [Fraction(1, 2), Decimal("0.5"), complex(0.5, 0)], 2: [2.0, Fraction(4, 2), Decimal("2")],
-         float("inf"): [Decimal("Infinity")], 10 ** 300: [Decimal("1E+300")]}
+ALIKE = {
+    1: [True, 1.0, Fraction(1), Decimal("1.0"), complex(1, 0)],
+    0: [False, 0.0, -0.0, Decimal("-0"), 0j],
+    0.5: [Fraction(1, 2), Decimal("0.5"), complex(0.5, 0)],
+    2: [2.0, Fraction(4, 2), Decimal("2")],
+    float("inf"): [Decimal("Infinity")],
+    10**300: [Decimal("1E+300")],
+}
 
 
 def _alike(x, rnd, hashable_only=False):
@@ -92,12 +146,14 @@ def test_equal_values_of_other_types_and_orders_have_one_digest():
     assert dig({1, 2, 3}) == dig(frozenset([3, 2, 1])) and dig({"a": 1, "b": (2,)}) == dig({"b": (2,), "a": 1})
     assert dig([1]) != dig((1,)) and dig("a") != dig(b"a") and dig(b"a") == dig(bytearray(b"a"))
     assert dig(range(0)) == dig(range(5, 5)) and dig(range(3)) != dig([0, 1, 2])
-    assert dig(2 ** 53 + 1) != dig(float(2 ** 53)) and dig(10 ** 400) != dig(10 ** 400 + 1)
+    assert dig(2**53 + 1) != dig(float(2**53)) and dig(10**400) != dig(10**400 + 1)
     # objects, not identity: one string object many times, or as many equal ones (interned or not)
     import sys
-    shared, big = "word", 10 ** 30
-    assert dig([(shared, big)] * 3 + [shared]) == dig([("".join(["wo", "rd"]), 10 ** 29 * 10) for _ in range(3)]
-                                                      + [sys.intern("wo" + "rd")])
+
+    shared, big = "word", 10**30
+    assert dig([(shared, big)] * 3 + [shared]) == dig(
+        [("".join(["wo", "rd"]), 10**29 * 10) for _ in range(3)] + [sys.intern("wo" + "rd")]
+    )
 
 
 def test_nan_is_flagged_and_never_compared_by_digest():
@@ -125,19 +181,24 @@ def test_only_plain_data_has_a_digest():
 
     class Color(enum.IntEnum):
         RED = 1
+
     Pair = collections.namedtuple("Pair", "a b")
     assert dig([Color.RED, Pair(1, "x"), collections.UserList([2])]) == dig([1, (1, "x"), [2]])
     with pytest.raises(wire.Unencodable):
         wire.digest(Pair(1, 2))  # without coerce a subclass is not plain
 
 
-big_values = st.lists(st.one_of(
-    st.lists(st.sampled_from(["Dog", "Cat", "é", ""]), max_size=90).map(tuple),
-    st.lists(st.sampled_from([0.25, 1.5, -2.75, float("inf")]), max_size=90).map(tuple),
-    st.lists(st.sampled_from([1.0, 0.25, -0.0]), max_size=5),
-    st.lists(st.integers(-2 ** 70, 2 ** 70), max_size=90),
-    st.lists(st.sampled_from([True, None, b"x", 3]), max_size=90).map(tuple),
-    st.sampled_from(["s", 7, 0.5, (), []])), max_size=3000)
+big_values = st.lists(
+    st.one_of(
+        st.lists(st.sampled_from(["Dog", "Cat", "é", ""]), max_size=90).map(tuple),
+        st.lists(st.sampled_from([0.25, 1.5, -2.75, float("inf")]), max_size=90).map(tuple),
+        st.lists(st.sampled_from([1.0, 0.25, -0.0]), max_size=5),
+        st.lists(st.integers(-(2**70), 2**70), max_size=90),
+        st.lists(st.sampled_from([True, None, b"x", 3]), max_size=90).map(tuple),
+        st.sampled_from(["s", 7, 0.5, (), []]),
+    ),
+    max_size=3000,
+)
 
 
 @settings(max_examples=60, deadline=None)
@@ -155,7 +216,7 @@ def test_marshal_fast_path_writes_what_the_item_by_item_path_writes(monkeypatch_
 
 
 def test_lists_of_simple_items_are_their_marshal_bytes():
-    x = [(1, "a", None, b"x"), [2.5, -3.25], ("é\ud800", 2 ** 100), list(range(5000))]
+    x = [(1, "a", None, b"x"), [2.5, -3.25], ("é\ud800", 2**100), list(range(5000))]
     assert dig(x) == hashlib.sha256(marshal.dumps(x, 2)).hexdigest()
 
 
@@ -169,9 +230,16 @@ def large(value) -> bool:
 
 
 def mbpp_plus(entry_point: str, canonical: str, plus_inputs, base=([3],)) -> bm.Problem:
-    rec = {"task_id": "Mbpp/9901", "prompt": '"""\nA task.\n"""\n', "entry_point": entry_point,
-           "canonical_solution": textwrap.dedent(canonical), "base_input": list(base), "plus_input": plus_inputs,
-           "atol": 0, "assertion": ""}
+    rec = {
+        "task_id": "Mbpp/9901",
+        "prompt": '"""\nA task.\n"""\n',
+        "entry_point": entry_point,
+        "canonical_solution": textwrap.dedent(canonical),
+        "base_input": list(base),
+        "plus_input": plus_inputs,
+        "atol": 0,
+        "assertion": "",
+    }
     return bm._evalplus_problem(rec, "test", "mbpp+")
 
 
@@ -193,29 +261,39 @@ def test_large_answers_are_compared_by_digest(sb):
             return [(i, str(i)) for i in range(n)]
     """
     p = mbpp_plus("pairs", canonical, [[n], [5]])
-    vs = verdicts(sb, p, [canonical, """
+    vs = verdicts(
+        sb,
+        p,
+        [
+            canonical,
+            """
         def pairs(n):
             out = []
             for i in range(n):
                 out.append((float(i), "%d" % i))    # 1.0 == 1: equal, as `==` sees it
             return out
-    """, """
+    """,
+            """
         import collections
         P = collections.namedtuple("P", "a b")
         class L(list):
             pass
         def pairs(n):
             return L(P(i, str(i)) for i in range(n))  # subclasses: compared as their plain data
-    """, """
+    """,
+            """
         def pairs(n):
             out = [(i, str(i)) for i in range(n)]
             if n > 1000:
                 out[n // 2] = (n // 2, "x")             # one item wrong
             return out
-    """, """
+    """,
+            """
         def pairs(n):
             return [(i, str(i)) for i in range(n)][:-1] if n > 1000 else [(i, str(i)) for i in range(n)]
-    """])
+    """,
+        ],
+    )
     assert [v.status for v in vs] == ["passed", "passed", "passed", "failed", "failed"], vs
     assert all("compared by digest" in v.reason and "plus input 0" in v.reason for v in vs[3:]), vs
 
@@ -227,14 +305,19 @@ def test_a_non_plain_or_forged_answer_to_a_large_expected_value_fails(sb):
     """
     assert large(list(range(N)))
     p = mbpp_plus("numbers", canonical, [[N]])
-    vs = verdicts(sb, p, ["""
+    vs = verdicts(
+        sb,
+        p,
+        [
+            """
         class AlwaysEqual:
             def __eq__(self, other):
                 return True
             __hash__ = object.__hash__
         def numbers(n):
             return AlwaysEqual() if n > 1000 else list(range(n))
-    """, """
+    """,
+            """
         class AlwaysEqual(object):
             def __eq__(self, other):
                 return True
@@ -243,19 +326,23 @@ def test_a_non_plain_or_forged_answer_to_a_large_expected_value_fails(sb):
             if n > 1000:
                 out[-1] = AlwaysEqual()      # one odd object among plain items
             return out
-    """, """
+    """,
+            """
         import sys
         wire = sys.modules["phitools.eval._wire"]   # the candidate's own copy: it can make it say anything
         import hashlib, marshal
         wire.digest = lambda value, coerce=False: (hashlib.sha256(marshal.dumps(value, 2)).hexdigest(), 0, False)
         def numbers(n):
             return list(range(n - 1 if n > 1000 else n))  # a wrong answer, and a digest of its choosing
-    """, """
+    """,
+            """
         import sys
         sys.modules["phitools.eval._wire"].digest = lambda value, coerce=False: ("not a digest", 0, False)
         def numbers(n):
             return list(range(n))
-    """])
+    """,
+        ],
+    )
     assert [v.status for v in vs] == ["failed"] * 4, vs
     assert "not plain data" in vs[0].reason and "AlwaysEqual" in vs[0].reason, vs[0]
     assert "not plain data" in vs[1].reason, vs[1]
@@ -271,19 +358,27 @@ def test_large_sets_and_dicts_compare_whatever_their_order(sb):
     n = 300_000
     assert large({i: (i * 7) % n for i in range(n)})
     p = mbpp_plus("index", canonical, [[n]])
-    vs = verdicts(sb, p, [canonical, """
+    vs = verdicts(
+        sb,
+        p,
+        [
+            canonical,
+            """
         def index(n):
             d = {}
             for i in reversed(range(n)):           # another insertion order
                 d[i] = (i * 7) % n
             return d, {i for i in reversed(range(n)) if i % 2 == 0}   # a set equals a frozenset
-    """, """
+    """,
+            """
         def index(n):
             d = {i: (i * 7) % n for i in range(n)}
             if n > 1000:
                 d[3] = -1
             return d, frozenset(range(0, n, 2))
-    """])
+    """,
+        ],
+    )
     assert [v.status for v in vs] == ["passed", "passed", "failed"], vs
     assert "compared by digest" in vs[2].reason
 
@@ -296,13 +391,20 @@ def test_large_float_answers_keep_evalplus_tolerance(sb):
     """
     p = mbpp_plus("halves", canonical, [[N // 2]])
     assert wire.digest([i + 0.5 for i in range(N // 2)])[1] >= wire.DIGEST_MIN
-    vs = verdicts(sb, p, ["""
+    vs = verdicts(
+        sb,
+        p,
+        [
+            """
         def halves(n):
             return [i + 0.5 + 1e-7 for i in range(n)]
-    """, """
+    """,
+            """
         def halves(n):
             return [i + 0.5 + 1e-3 for i in range(n)]
-    """])
+    """,
+        ],
+    )
     assert [v.status for v in vs] == ["passed", "failed"], vs
     assert "digest" not in vs[1].reason
 
@@ -328,10 +430,16 @@ def test_large_answers_to_tasks_with_their_own_oracle_are_compared_as_values(sb)
     """
     p = mbpp_plus("similar_elements", canonical, [[N, N]], base=[[3, 4]])
     assert large(tuple(range(N)))
-    vs = verdicts(sb, p, ["""
+    vs = verdicts(
+        sb,
+        p,
+        [
+            """
         def similar_elements(a, b):
             return tuple(reversed(range(min(a, b))))
-    """])
+    """
+        ],
+    )
     assert [v.status for v in vs] == ["passed"], vs
 
 

@@ -49,8 +49,15 @@ def seccomp_filter(deny_memfd: bool):
     mounts, and so memory no limit counts), or — when no memory cgroup bounds the check — create memfd files.
     Built once (in the zygote) and inherited."""
     if deny_memfd not in _FILTERS:
-        deny = {"add_key": errno.ENOSYS, "request_key": errno.ENOSYS, "keyctl": errno.ENOSYS,
-                "unshare": errno.EPERM, "setns": errno.EPERM, "clone3": errno.ENOSYS, "memfd_secret": errno.ENOSYS}
+        deny = {
+            "add_key": errno.ENOSYS,
+            "request_key": errno.ENOSYS,
+            "keyctl": errno.ENOSYS,
+            "unshare": errno.EPERM,
+            "setns": errno.EPERM,
+            "clone3": errno.ENOSYS,
+            "memfd_secret": errno.ENOSYS,
+        }
         if deny_memfd:
             deny["memfd_create"] = errno.ENOSYS
         _FILTERS[deny_memfd] = lx.seccomp_fprog(lx.seccomp_program(deny, clone_namespaces_errno=errno.EPERM))
@@ -141,8 +148,12 @@ def _where(e: BaseException) -> str:
 
 def _exc(e: BaseException) -> dict:
     t = type(e)
-    return {"type": getattr(t, "__name__", "Exception"), "builtin": getattr(t, "__module__", "") == "builtins",
-            "msg": _safe_str(e), "where": _where(e)}
+    return {
+        "type": getattr(t, "__name__", "Exception"),
+        "builtin": getattr(t, "__module__", "") == "builtins",
+        "msg": _safe_str(e),
+        "where": _where(e),
+    }
 
 
 def main(ctl: int, status: int, req: int, resp: int) -> None:
@@ -202,8 +213,9 @@ def _serve(G: dict, load_error, req: int, resp: int) -> None:
         if op == "describe":
             # a module is an object like any other: it stays here behind a handle (the judge takes its own
             # modules from its own imports, never from what the candidate names)
-            return {"names": {name: {"value": enc(G[name])} if name in G else {"missing": True}
-                              for name in msg["names"]}}
+            return {
+                "names": {name: {"value": enc(G[name])} if name in G else {"missing": True} for name in msg["names"]}
+            }
         if op == "call":
             f = lookup({"$h": msg["f"]})
             raw_args, raw_kw = msg.get("args", []), msg.get("kwargs", {})
@@ -264,8 +276,17 @@ def _serve(G: dict, load_error, req: int, resp: int) -> None:
         try:
             wire.send(resp, out)
         except wire.WireError:
-            wire.send(resp, {"raise": {"type": "OverflowError", "builtin": True, "where": "",
-                                       "msg": "the answer is larger than the 64 MiB message limit"}})
+            wire.send(
+                resp,
+                {
+                    "raise": {
+                        "type": "OverflowError",
+                        "builtin": True,
+                        "where": "",
+                        "msg": "the answer is larger than the 64 MiB message limit",
+                    }
+                },
+            )
         except OSError:
             return
 

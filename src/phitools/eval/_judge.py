@@ -41,8 +41,23 @@ from phitools.eval import _process as pr
 from phitools.eval import _wire as wire
 
 # Standard-library modules a test may name that the judge will not import for it (side effects on import).
-_NEVER_IMPORT = frozenset({"antigravity", "this", "__hello__", "__phello__", "idlelib", "turtledemo", "turtle",
-                           "tkinter", "__main__", "webbrowser", "pydoc", "sitecustomize", "usercustomize"})
+_NEVER_IMPORT = frozenset(
+    {
+        "antigravity",
+        "this",
+        "__hello__",
+        "__phello__",
+        "idlelib",
+        "turtledemo",
+        "turtle",
+        "tkinter",
+        "__main__",
+        "webbrowser",
+        "pydoc",
+        "sitecustomize",
+        "usercustomize",
+    }
+)
 # str <-> int conversions in test code (e.g. a failing assertion's message): bounded, not quadratic-unbounded
 JUDGE_INT_DIGITS = 100_000
 
@@ -63,8 +78,11 @@ class CandidateError(Exception):
     """The candidate raised an exception that is not a Python builtin one."""
 
 
-_BUILTIN_EXC = {n: getattr(builtins, n) for n in dir(builtins)
-                if isinstance(getattr(builtins, n), type) and issubclass(getattr(builtins, n), Exception)}
+_BUILTIN_EXC = {
+    n: getattr(builtins, n)
+    for n in dir(builtins)
+    if isinstance(getattr(builtins, n), type) and issubclass(getattr(builtins, n), Exception)
+}
 
 
 class Channel:
@@ -101,7 +119,7 @@ class Channel:
         except wire.WireError as e:
             raise CandidateGone(f"the candidate's process sent a malformed value ({e})") from None
 
-    def ref(self, d: dict) -> "RemoteRef":
+    def ref(self, d: dict) -> RemoteRef:
         h = d.get("$h")
         if type(h) is not int:
             raise wire.WireError("malformed handle")
@@ -130,9 +148,10 @@ class Channel:
             if type(obj) is RemoteRef:
                 return {"$h": object.__getattribute__(obj, "_h")}
             raise NeedsInProcess(f"the test passes a {wire.type_name(obj)} to the candidate")
+
         return wire.encode(x, handles=handle, coerce=True)
 
-    def call(self, ref: "RemoteRef", args: tuple, kwargs: dict):
+    def call(self, ref: RemoteRef, args: tuple, kwargs: dict):
         enc_args = [self.encode_arg(a) for a in args]
         enc_kw = {k: self.encode_arg(v) for k, v in kwargs.items()}
         self.calls += 1
@@ -141,15 +160,18 @@ class Channel:
         mut = r.get("mut")
         if isinstance(mut, dict):
             for key, enc in mut.items():
-                target = kwargs.get(key[2:]) if key.startswith("k:") else (
-                    args[int(key)] if key.isdigit() and int(key) < len(args) else None)
+                target = (
+                    kwargs.get(key[2:])
+                    if key.startswith("k:")
+                    else (args[int(key)] if key.isdigit() and int(key) < len(args) else None)
+                )
                 try:
                     _apply_mutation(target, wire.decode(enc, handle=self.ref))
                 except wire.WireError as e:
                     raise CandidateGone(f"the candidate's process sent a malformed value ({e})") from None
         return out
 
-    def call_digest(self, ref: "RemoteRef", args: tuple, kwargs: dict) -> str:
+    def call_digest(self, ref: RemoteRef, args: tuple, kwargs: dict) -> str:
         """Call a function in the candidate's process and get the digest of its answer (_wire.digest), not the
         answer. A non-plain answer has none: it cannot be compared, as a handle cannot."""
         enc_args = [self.encode_arg(a) for a in args]
@@ -159,14 +181,16 @@ class Channel:
         if "raise" in r:
             raise self._exception(r["raise"])
         if "unplain" in r:
-            raise Uncomparable(f"the candidate's answer is not plain data ({str(r['unplain'])[:300]}); only plain "
-                               "values (numbers, strings, lists, tuples, dicts, sets, ...) can be compared")
+            raise Uncomparable(
+                f"the candidate's answer is not plain data ({str(r['unplain'])[:300]}); only plain "
+                "values (numbers, strings, lists, tuples, dicts, sets, ...) can be compared"
+            )
         d = r.get("digest")
         if type(d) is not str or len(d) != 64 or d.strip("0123456789abcdef"):
             raise CandidateGone("the candidate's process sent a malformed answer")
         return d
 
-    def op(self, op: str, ref: "RemoteRef", **kw):
+    def op(self, op: str, ref: RemoteRef, **kw):
         msg = {"op": op, "h": object.__getattribute__(ref, "_h")}
         for k, v in kw.items():
             msg[k] = self.encode_arg(v) if k in ("key", "value") else v
@@ -188,8 +212,10 @@ def _apply_mutation(target, new) -> None:
 
 def _refuse(self, *a):
     t = object.__getattribute__(self, "_t")
-    raise Uncomparable(f"the candidate produced an object of type {t}; only plain values (numbers, strings, "
-                       "lists, tuples, dicts, sets, ...) can be compared, hashed or tested for truth")
+    raise Uncomparable(
+        f"the candidate produced an object of type {t}; only plain values (numbers, strings, "
+        "lists, tuples, dicts, sets, ...) can be compared, hashed or tested for truth"
+    )
 
 
 class RemoteRef:
@@ -262,8 +288,11 @@ class _CountAssertsEq(_CountAsserts):
         k = self.sites
         self.sites += 1
         if _is_eq_compare(node.test):
-            node.test = ast.Call(func=ast.Name("__phitools_eq__", ast.Load()),
-                                 args=[node.test.left, node.test.comparators[0]], keywords=[])
+            node.test = ast.Call(
+                func=ast.Name("__phitools_eq__", ast.Load()),
+                args=[node.test.left, node.test.comparators[0]],
+                keywords=[],
+            )
         ok = ast.Expr(ast.Call(func=ast.Name("__phitools_ok__", ast.Load()), args=[ast.Constant(k)], keywords=[]))
         return [node, ok]
 
@@ -355,6 +384,7 @@ def _digest_call(ch: Channel):
             return wire.digest(out, coerce=True)[0]
         except wire.Unencodable as e:
             raise Uncomparable(f"the answer is not plain data ({e})") from None
+
     return digest_call
 
 
@@ -430,8 +460,10 @@ def judge(spec: dict, ch: Channel) -> dict:
     if "load_error" in r:
         le = r["load_error"] if isinstance(r["load_error"], dict) else {}
         where = f" ({le.get('where')})" if le.get("where") else ""
-        return {"status": "failed", "reason": f"the program raised {le.get('type', 'an exception')}{where}: "
-                                              f"{str(le.get('msg', ''))[:1000]}"}
+        return {
+            "status": "failed",
+            "reason": f"the program raised {le.get('type', 'an exception')}{where}: {str(le.get('msg', ''))[:1000]}",
+        }
     described = r.get("names")
     if not isinstance(described, dict):
         return {"status": "candidate_gone", "reason": "the candidate's process sent a malformed answer"}
@@ -462,8 +494,11 @@ def judge(spec: dict, ch: Channel) -> dict:
     except Uncomparable as e:
         return {"status": "failed", "reason": str(e), **counts()}
     except MemoryError:
-        return {"status": "failed", "reason": "the judge ran out of memory handling the candidate's answers "
-                                              "(MemoryError)", **counts()}
+        return {
+            "status": "failed",
+            "reason": "the judge ran out of memory handling the candidate's answers (MemoryError)",
+            **counts(),
+        }
     except BaseException as e:  # noqa: BLE001 - any other exception fails the test, as in the reference
         return {"status": "failed", "reason": _error_reason(e, lines), **counts()}
     if ch.calls == 0:
@@ -482,8 +517,11 @@ def run(spec: dict, ch: Channel) -> dict:
     except NeedsInProcess as e:
         return {"status": "needs_inprocess", "reason": str(e)}
     except MemoryError:
-        return {"status": "failed", "reason": "the judge ran out of memory handling the candidate's answers "
-                                              "(MemoryError)", "calls": ch.calls}
+        return {
+            "status": "failed",
+            "reason": "the judge ran out of memory handling the candidate's answers (MemoryError)",
+            "calls": ch.calls,
+        }
 
 
 # ---- the judge process -----------------------------------------------------------------------------------

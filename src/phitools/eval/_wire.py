@@ -38,9 +38,9 @@ import os
 import struct
 import sys
 
-MAX_MSG = 64 << 20      # one message; a bigger one is a protocol error (a flood, not an answer)
-MAX_DEPTH = 200         # nesting depth of one value
-_BIG_INT = 1 << 512     # ints this large travel as hexadecimal
+MAX_MSG = 64 << 20  # one message; a bigger one is a protocol error (a flood, not an answer)
+MAX_DEPTH = 200  # nesting depth of one value
+_BIG_INT = 1 << 512  # ints this large travel as hexadecimal
 _HDR = struct.Struct(">I")
 
 
@@ -213,7 +213,7 @@ def decode(j, handle=None, _depth: int = 0):
         return handle(j)
     if len(j) != 1:
         raise WireError("malformed tagged value")
-    (tag, v), = j.items()
+    ((tag, v),) = j.items()
     try:
         if tag == "$t":
             return tuple(decode(x, handle, d) for x in _arr(v))
@@ -281,13 +281,13 @@ def allow_big_ints() -> None:
 
 
 # ---- digests ---------------------------------------------------------------------------------------------
-DIGEST_MIN = 8 << 20    # expected answers whose canonical encoding is at least this long are compared by digest
-_SLICE = 1024           # items of a list / tuple encoded per step
+DIGEST_MIN = 8 << 20  # expected answers whose canonical encoding is at least this long are compared by digest
+_SLICE = 1024  # items of a list / tuple encoded per step
 _SLICE_ITEMS = 1 << 16  # at most this many items of its lists / tuples in one step
 _FLUSH = 1 << 20
 _EXACT = frozenset({str, bytes, bytearray, int, type(None)})  # marshal writes these by value
 _SEQS = frozenset({list, tuple})
-_MARSHAL = 2            # version 2 never refers back to an object seen before (3+ do: identity, not value)
+_MARSHAL = 2  # version 2 never refers back to an object seen before (3+ do: identity, not value)
 _COUNT = struct.Struct("<q")
 _SEQ_HEAD = {list: b"[", tuple: b"("}
 # tags of our own: control bytes, which marshal never writes as a type code
@@ -458,7 +458,7 @@ class _Canon:
             raise Unencodable("a list or tuple of 2**31 items or more")
         self.put(_SEQ_HEAD[type(x)] + struct.pack("<i", n))  # marshal's own header, so its output fits in
         for i in range(0, n, _SLICE):
-            self.items(x[i:i + _SLICE], depth)
+            self.items(x[i : i + _SLICE], depth)
 
     def items(self, part, depth: int) -> None:
         """Some consecutive items of a list or tuple: in one marshal call where that writes them canonically."""
@@ -468,7 +468,7 @@ class _Canon:
             if total > _SLICE_ITEMS and len(part) > 1:  # smaller steps: one step's encoding stays small
                 step = max(1, len(part) * _SLICE_ITEMS // total)
                 for j in range(0, len(part), step):
-                    self.items(part[j:j + step], depth)
+                    self.items(part[j : j + step], depth)
                 return
             if total > _SLICE_ITEMS:
                 self.value(part[0], depth + 1)

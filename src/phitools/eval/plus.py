@@ -21,9 +21,9 @@ The expected outputs are computed in the judge by the canonical solution (truste
 once per task and judge; the candidate's process never sees them. One that is large (8 MiB or more in
 _wire.digest's canonical encoding: five of Mbpp/255's, up to ~1 GB as JSON, where a message is at most
 64 MiB) and compared exactly (`out == exp` decides: the default oracle, no tolerance, no NaN) is kept as its
-digest, and the candidate's process is asked for the digest of its answer instead of the answer. What is not the same: evalplus limits each
-input's wall time (at least 4 s, 4x the canonical solution's time); phitools limits the whole check's CPU time
-(docs/eval.md, "Timeouts").
+digest, and the candidate's process is asked for the digest of its answer instead of the answer. What is not
+the same: evalplus limits each input's wall time (at least 4 s, 4x the canonical solution's time); phitools
+limits the whole check's CPU time (docs/eval.md, "Timeouts").
 """
 
 from __future__ import annotations
@@ -34,10 +34,31 @@ import json
 # MBPP+ input conversions (evalplus.data.mbpp.mbpp_deserialize_inputs): an expression over `inp`, the JSON list
 # of one call's arguments, that gives the arguments the call receives.
 _MBPP_GROUPS = {
-    "[tuple(a) for a in inp]":
-        (2, 116, 132, 143, 222, 261, 273, 394, 399, 421, 424, 429, 470, 560, 579, 596, 616, 630, 726, 740, 744, 809),
-    "[[tuple(x) for x in a] for a in inp]":
-        (63, 64, 70, 94, 120, 237, 272, 299, 400, 409, 417, 438, 473, 614, 780),
+    "[tuple(a) for a in inp]": (
+        2,
+        116,
+        132,
+        143,
+        222,
+        261,
+        273,
+        394,
+        399,
+        421,
+        424,
+        429,
+        470,
+        560,
+        579,
+        596,
+        616,
+        630,
+        726,
+        740,
+        744,
+        809,
+    ),
+    "[[tuple(x) for x in a] for a in inp]": (63, 64, 70, 94, 120, 237, 272, 299, 400, 409, 417, 438, 473, 614, 780),
     "[[tuple(x) for x in inp[0]], inp[1]]": (75, 413, 444, 753),
     "[inp[0], tuple(inp[1])]": (106, 750),
     "[[set(x) if isinstance(x, list) and len(x) else {} for x in inp[0]]]": (115,),
@@ -55,22 +76,34 @@ MBPP_INPUTS: dict[int, str] = {t: expr for expr, tasks in _MBPP_GROUPS.items() f
 # Oracles by entry point (evalplus.eval._special_oracle and evalplus.eval.unsafe_execute): an expression over
 # `out`, `exp` and `inp` that replaces `out == exp`. MBPP+ ones apply to MBPP+ only, HumanEval+ ones to HumanEval+.
 MBPP_ORACLES: dict[str, str] = {
-    "are_equivalent": "True",                                                          # Mbpp/164
-    "sum_div": "out == exp or out == 0",                                               # Mbpp/295
-    "surface_Area": "out == exp or abs(out - _plus_surface_area(*inp)) <= atol",        # Mbpp/581
-    "digit_distance_nums": "out == exp or out == _plus_digit_distance(*inp)",           # Mbpp/558
-    **{name: "set(out) == set(exp)" for name in (
-        "similar_elements", "find_char_long", "common_in_nested_lists", "extract_singly", "larg_nnum",
-        "intersection_array", "find_dissimilar", "Diff")},
+    "are_equivalent": "True",  # Mbpp/164
+    "sum_div": "out == exp or out == 0",  # Mbpp/295
+    "surface_Area": "out == exp or abs(out - _plus_surface_area(*inp)) <= atol",  # Mbpp/581
+    "digit_distance_nums": "out == exp or out == _plus_digit_distance(*inp)",  # Mbpp/558
+    **{
+        name: "set(out) == set(exp)"
+        for name in (
+            "similar_elements",
+            "find_char_long",
+            "common_in_nested_lists",
+            "extract_singly",
+            "larg_nnum",
+            "intersection_array",
+            "find_dissimilar",
+            "Diff",
+        )
+    },
     # the canonical answer is a re.Match or None: only whether it is None is compared (exp holds that bool)
-    **{name: "(out == exp) if type(out) is bool else (exp == (out is not None))" for name in (
-        "check_str", "text_match_three", "text_starta_endb")},
+    **{
+        name: "(out == exp) if type(out) is bool else (exp == (out is not None))"
+        for name in ("check_str", "text_match_three", "text_starta_endb")
+    },
 }
 NOT_NONE = ("check_str", "text_match_three", "text_starta_endb")
 HUMANEVAL_ROOT_ORACLE = "find_zero"  # HumanEval/32: any root within atol passes
 
 # Judge-side helpers, stdlib only. Written for phitools from evalplus's documented behaviour.
-_HELPERS = '''
+_HELPERS = """
 import cmath as _plus_cmath, copy as _plus_copy, json as _plus_json, math as _plus_math
 
 def _plus_tuples(x):
@@ -116,14 +149,13 @@ def _plus_allclose(a, b, atol, rtol=1e-07):
     if finite(a) and finite(b):
         return abs(a - b) <= atol + rtol * abs(b)
     return a == b
-'''
+"""
 
 
 def _round_check(oracle: str, root_oracle: bool) -> str:
     """Source of `_plus_agree(out, exp, inp, atol) -> (agrees, atol for the rest of the round)`."""
     if root_oracle:
-        return ("def _plus_agree(out, exp, inp, atol):\n"
-                "    return abs(_plus_poly(*inp, out)) <= atol, atol\n")
+        return "def _plus_agree(out, exp, inp, atol):\n    return abs(_plus_poly(*inp, out)) <= atol, atol\n"
     return f"""def _plus_agree(out, exp, inp, atol):
     exact = {oracle}
     if atol == 0 and _plus_is_floats(exp):
@@ -136,8 +168,9 @@ def _round_check(oracle: str, root_oracle: bool) -> str:
 """
 
 
-def plus_test(task_id: str, entry_point: str, reference: str, base_input, plus_input, atol: float,
-              benchmark: str) -> str:
+def plus_test(
+    task_id: str, entry_point: str, reference: str, base_input, plus_input, atol: float, benchmark: str
+) -> str:
     """Judge-side test code for one HumanEval+ / MBPP+ task (see the module docstring)."""
     mbpp = benchmark == "mbpp+"
     prep = MBPP_INPUTS.get(_task_number(task_id), "inp") if mbpp else "inp"
