@@ -4,8 +4,9 @@
 namespace), its own IPC and mount namespaces with an empty /tmp, an unprivileged uid (or no capabilities in a user
 namespace), a seccomp filter, resource limits. `main` then runs the program (prompt + completion, or the
 MBPP code) once and answers the judge's requests: describe a name, call a function with plain arguments,
-read or set an attribute, index a value. Every answer is plain data (see _wire); anything else — a module
-included — stays here behind a handle. Nothing P sends is trusted: it is the candidate's answer, and the
+read or set an attribute, index a value, or call a function and send the digest of its answer (an answer
+too large to send). Every answer is plain data (see _wire); anything else — a module included — stays here
+behind a handle. Nothing P sends is trusted: it is the candidate's answer, and the
 judge compares it with values P never sees.
 """
 
@@ -237,6 +238,15 @@ def _serve(G: dict, load_error, req: int, resp: int) -> None:
             if mut:
                 out["mut"] = mut
             return out
+        if op == "digest":
+            # an answer too large to send: its digest (_wire.digest), for the judge to compare with the digest
+            # of the expected value, which stays there. Only plain data has one.
+            f = lookup({"$h": msg["f"]})
+            r = f(*[dec(a) for a in msg.get("args", [])], **{k: dec(v) for k, v in msg.get("kwargs", {}).items()})
+            try:
+                return {"digest": wire.digest(r, coerce=True)[0]}
+            except wire.Unencodable as e:
+                return {"unplain": _safe_str(e, 300)}
         obj = lookup({"$h": msg.get("h")})
         if op == "getattr":
             return {"ok": enc(getattr(obj, msg["name"]))}

@@ -10,7 +10,9 @@ the names the test takes from the program (the entry point, MBPP's functions; de
 by the candidate) bound to proxies. Everything else the test uses is the judge's own: builtins, the trusted
 prelude (HumanEval's prompt; MBPP's test imports and the reference solution's imports) and standard-library
 modules the test names. Calling a proxy sends plain arguments to the candidate's process and gets a plain
-value back (or a handle for anything else). Expected values, helper functions and comparisons all stay
+value back (or a handle for anything else); test code can instead ask for the digest of the answer
+(`__phitools_digest_call__`) and compare it with the digest of its expected value (`__phitools_digest__`),
+for answers too large to send. Expected values, their digests, helper functions and comparisons all stay
 here, so:
 
 * the candidate never sees what it is compared with (beyond what the prompt itself shows);
@@ -168,6 +170,25 @@ class Channel:
                 except wire.WireError as e:
                     raise CandidateGone(f"the candidate's process sent a malformed value ({e})") from None
         return out
+
+    def call_digest(self, ref: RemoteRef, args: tuple, kwargs: dict) -> str:
+        """Call a function in the candidate's process and get the digest of its answer (_wire.digest), not the
+        answer. A non-plain answer has none: it cannot be compared, as a handle cannot."""
+        enc_args = [self.encode_arg(a) for a in args]
+        enc_kw = {k: self.encode_arg(v) for k, v in kwargs.items()}
+        self.calls += 1
+        r = self.rpc({"op": "digest", "f": object.__getattribute__(ref, "_h"), "args": enc_args, "kwargs": enc_kw})
+        if "raise" in r:
+            raise self._exception(r["raise"])
+        if "unplain" in r:
+            raise Uncomparable(
+                f"the candidate's answer is not plain data ({str(r['unplain'])[:300]}); only plain "
+                "values (numbers, strings, lists, tuples, dicts, sets, ...) can be compared"
+            )
+        d = r.get("digest")
+        if type(d) is not str or len(d) != 64 or d.strip("0123456789abcdef"):
+            raise CandidateGone("the candidate's process sent a malformed answer")
+        return d
 
     def op(self, op: str, ref: RemoteRef, **kw):
         msg = {"op": op, "h": object.__getattribute__(ref, "_h")}
@@ -343,6 +364,30 @@ def _error_reason(e: BaseException, lines: list[str]) -> str:
 _CACHE: dict = {}
 
 
+def expected_digest(value) -> str | None:
+    """For test code: the digest of a trusted expected value when it is large enough (wire.DIGEST_MIN) to be
+    compared by digest and its digest decides `==` (plain data without NaN); None: compare the value itself."""
+    try:
+        hexd, size, nan = wire.digest(value, coerce=True)
+    except (wire.Unencodable, RecursionError):
+        return None
+    return hexd if size >= wire.DIGEST_MIN and not nan else None
+
+
+def _digest_call(ch: Channel):
+    def digest_call(f, *args, **kwargs) -> str:
+        """For test code: the digest of what `f(*args, **kwargs)` returns, computed where it runs."""
+        if type(f) is RemoteRef:
+            return ch.call_digest(f, args, kwargs)
+        out = f(*args, **kwargs)  # not the candidate's function (a builtin it bound, say): it ran here
+        try:
+            return wire.digest(out, coerce=True)[0]
+        except wire.Unencodable as e:
+            raise Uncomparable(f"the answer is not plain data ({e})") from None
+
+    return digest_call
+
+
 # Compiled test code and preludes, by source (a run checks many samples per task): trusted code only.
 _COMPILED: dict = {}
 
@@ -437,6 +482,8 @@ def judge(spec: dict, ch: Channel) -> dict:
 
     G["__phitools_ok__"] = ok
     G["__phitools_cache__"] = _CACHE
+    G["__phitools_digest__"] = expected_digest
+    G["__phitools_digest_call__"] = _digest_call(ch)
     counts = lambda: {"asserts": asserts[0], "calls": ch.calls}  # noqa: E731
     try:
         exec(code, G)

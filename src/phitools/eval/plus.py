@@ -18,9 +18,12 @@ What evalplus (v0.1.10 HumanEval+, v0.2.0 MBPP+ data; `evalplus.evaluate`) does,
   within numpy.allclose(out, exp, rtol=1e-07, atol) of it.
 
 The expected outputs are computed in the judge by the canonical solution (trusted code from the data file),
-once per task and judge; the candidate's process never sees them. What is not the same: evalplus limits each
-input's wall time (at least 4 s, 4x the canonical solution's time); phitools limits the whole check's CPU time
-(docs/eval.md, "Timeouts").
+once per task and judge; the candidate's process never sees them. One that is large (8 MiB or more in
+_wire.digest's canonical encoding: five of Mbpp/255's, up to ~1 GB as JSON, where a message is at most
+64 MiB) and compared exactly (`out == exp` decides: the default oracle, no tolerance, no NaN) is kept as its
+digest, and the candidate's process is asked for the digest of its answer instead of the answer. What is not
+the same: evalplus limits each input's wall time (at least 4 s, 4x the canonical solution's time); phitools
+limits the whole check's CPU time (docs/eval.md, "Timeouts").
 """
 
 from __future__ import annotations
@@ -174,6 +177,7 @@ def plus_test(
     oracle = MBPP_ORACLES.get(entry_point, "out == exp") if mbpp else "out == exp"
     root = not mbpp and entry_point == HUMANEVAL_ROOT_ORACLE
     not_none = mbpp and entry_point in NOT_NONE
+    exact = oracle == "out == exp" and not root  # `out == exp` decides, unless a tolerance applies
     rounds = [("base", list(base_input or [])), ("plus", list(plus_input or []))]
     data = json.dumps(rounds)
     key = "plus:" + hashlib.sha256((reference + prep + str(not_none) + data).encode()).hexdigest()
@@ -187,16 +191,37 @@ def _plus_prep(inp):
 
 {_round_check(oracle, root)}
 _plus_rounds = [(kind, [_plus_prep(inp) for inp in inputs]) for kind, inputs in _plus_json.loads({data!r})]
-# expected outputs: computed once per task and judge (the judge keeps a cache across checks)
+# expected outputs, computed once per task and judge (the judge keeps a cache across checks), each as
+# (value, None) or, when it is large and compared exactly, (None, its digest): the candidate is then asked
+# for the digest of its answer, not the answer (see docs/eval.md, "Large answers")
 _plus_exps = __phitools_cache__.get({key!r})
 if _plus_exps is None:
-    _plus_exps = [[_plus_ref(*_plus_copy.deepcopy(inp)) for inp in inputs] for _, inputs in _plus_rounds]
-    if {not_none!r}:
-        _plus_exps = [[e is not None for e in exps] for exps in _plus_exps]
+    _plus_exps = []
+    for _, _plus_inputs in _plus_rounds:
+        _plus_atol, _plus_round = {float(atol or 0)!r}, []
+        for _plus_inp in _plus_inputs:
+            _plus_exp = _plus_ref(*_plus_copy.deepcopy(_plus_inp))
+            if {not_none!r}:
+                _plus_exp = _plus_exp is not None
+            _plus_dig = None
+            if {exact!r}:
+                if _plus_atol == 0 and _plus_is_floats(_plus_exp):
+                    _plus_atol = 1e-06
+                if _plus_atol == 0:
+                    _plus_dig = __phitools_digest__(_plus_exp)
+            _plus_round.append((_plus_exp, None) if _plus_dig is None else (None, _plus_dig))
+            del _plus_exp
+        _plus_exps.append(_plus_round)
     __phitools_cache__[{key!r}] = _plus_exps
 for (_plus_kind, _plus_inputs), _plus_round_exps in zip(_plus_rounds, _plus_exps):
     _plus_atol = {float(atol or 0)!r}
-    for _plus_i, (_plus_inp, _plus_exp) in enumerate(zip(_plus_inputs, _plus_round_exps)):
+    for _plus_i, (_plus_inp, (_plus_exp, _plus_dig)) in enumerate(zip(_plus_inputs, _plus_round_exps)):
+        if _plus_dig is not None:
+            # exact comparison (no tolerance applies to it), so equal digests are equal answers
+            _plus_ok = __phitools_digest_call__({entry_point}, *_plus_copy.deepcopy(_plus_inp)) == _plus_dig
+            assert _plus_ok, (_plus_kind + " input " + str(_plus_i) + " (a large answer, compared by digest): "
+                              + repr(_plus_inp)[:200])
+            continue
         _plus_out = {entry_point}(*_plus_copy.deepcopy(_plus_inp))
         _plus_ok, _plus_atol = _plus_agree(_plus_out, _plus_exp, _plus_inp, _plus_atol)
         assert _plus_ok, _plus_kind + " input " + str(_plus_i) + ": " + repr(_plus_inp)[:200]
