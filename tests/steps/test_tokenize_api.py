@@ -178,6 +178,7 @@ def test_progress_is_reported_through_the_callback(corpus, tmp_path):
         ),
         (lambda: tokenize(TokenizeIO(inputs=["a"], output="o"), records=[]), "inputs or records, not both"),
         (lambda: Tokenize(TokenizeOptions(train_tokenizer=True)), "--train-tokenizer needs -o DIR"),
+        (lambda: Tokenize(TokenizeOptions(), trained=object()), "goes with train_tokenizer=True"),
     ],
 )
 def test_usage_errors(build, message, tmp_path, monkeypatch):

@@ -344,9 +344,7 @@ class Tokenize:
     def __init__(self, opts: TokenizeOptions | None = None, *, trained: Any = None) -> None:
         self.opts = opts if opts is not None else TokenizeOptions()
         if self.opts.train_tokenizer and trained is None:
-            raise UsageError(
-                "--train-tokenizer needs -o DIR", hint="the trained tokenizer is saved as DIR/tokenizer.json"
-            )
+            raise _needs_dir()
         if trained is not None and not self.opts.train_tokenizer:
             raise UsageError("a trained tokenizer goes with train_tokenizer=True (else opts.tokenizer is loaded)")
         self.required: tuple[str, ...] = (self.opts.field,)
@@ -415,7 +413,7 @@ def tokenize(
         raise UsageError("give inputs or records, not both")
     set_threads(opts.workers or os.cpu_count() or 1)
     if opts.train_tokenizer and io.directory is None:
-        raise UsageError("--train-tokenizer needs -o DIR", hint="the trained tokenizer is saved as DIR/tokenizer.json")
+        raise _needs_dir()
     spec = io.shard_spec
     if opts.train_tokenizer and spec and spec.count > 1:
         raise UsageError(
@@ -427,6 +425,10 @@ def tokenize(
     if io.directory is None:
         return _to_stdout(source, io, opts, report)
     return _to_token_dir(source, io, opts, report)
+
+
+def _needs_dir() -> UsageError:
+    return UsageError("--train-tokenizer needs -o DIR", hint="the trained tokenizer is saved as DIR/tokenizer.json")
 
 
 def _no_progress(*args: Any, **kwargs: Any) -> Any:
