@@ -162,8 +162,10 @@ MUTATIONS = [
     Mutation(
         "read: lone surrogate in a text a tool needs",
         "shards/read.py",
-        '                            if bad:\n                                self._bad(\n                                    "lone_surrogate"',
-        '                            if False:\n                                self._bad(\n                                    "lone_surrogate"',
+        "                            if bad:\n"
+        '                                self._bad(\n                                    "lone_surrogate"',
+        "                            if False:\n"
+        '                                self._bad(\n                                    "lone_surrogate"',
         ["tests/cli/test_odd_records.py"],
     ),
     Mutation(
@@ -321,7 +323,7 @@ MUTATIONS = [
     ),
     Mutation(
         "tokenize: abort on failure",
-        "cli/tokenize.py",
+        "steps/tokenize.py",
         "        if tw is not None:\n            tw.abort()",
         "        if False:\n            tw.abort()",
         [TOK],
@@ -364,7 +366,8 @@ MUTATIONS = [
     Mutation(
         "cli: OSError as one line",
         "cli/common.py",
-        '                console.error(f"phitools {tool}: error: {e}")\n                raise typer.Exit(1) from None\n            except KeyboardInterrupt',
+        '                console.error(f"phitools {tool}: error: {e}")\n'
+        "                raise typer.Exit(1) from None\n            except KeyboardInterrupt",
         "                raise\n            except KeyboardInterrupt",
         [TOK],
     ),
