@@ -12,7 +12,7 @@ from phitools.steps.decontam import Decontam, DecontamOptions
 
 
 @command("decontam")
-def decontam(io: IOOptions, opts: DecontamOptions, run: RunOptions) -> None:
+def decontam(opts: DecontamOptions, io: IOOptions, run: RunOptions) -> None:
     """Flag (or --drop) records that overlap a benchmark's prompts or reference solutions.
 
     Two tests. Word 13-grams as in phi-1: a record sharing any 13 consecutive words (lowercased,
