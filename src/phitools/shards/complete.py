@@ -212,16 +212,14 @@ def _ranges(ks: list[int | None]) -> str:
     return ",".join(out)
 
 
+_DIRS_HELP = "Output directories written by -o DIR (records or token shards)."
+
+
 @dataclass
 class VerifyOptions:
     """Which output directories `phitools verify` checks, and how."""
 
-    dirs: list[str] = option(
-        argument=True,
-        metavar="DIR",
-        show_default=False,
-        help="Output directories written by -o DIR (records or token shards).",
-    )
+    dirs: list[str] = option(argument=True, metavar="DIR", show_default=False, help=_DIRS_HELP)
     parts: int | None = option(
         None,
         "--parts",
