@@ -402,9 +402,9 @@ MUTATIONS = [
     ),
     Mutation(
         "ingest: --dedup --shard by size",
-        "cli/ingest.py",
-        "    by_size = bool(dedup and spec and spec.count > 1)",
-        "    by_size = False",
+        "steps/ingest.py",
+        "        by_size = bool(opts.dedup and spec and spec.count > 1)",
+        "        by_size = False",
         ["tests/cli/test_ingest.py"],
     ),
     Mutation(

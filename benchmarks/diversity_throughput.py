@@ -58,7 +58,8 @@ def main() -> None:
     ap.add_argument("--data-dir", default=None)
     args = ap.parse_args()
 
-    from phitools.steps.decontam import BenchmarkIndex, resolve_benchmark
+    from phitools.eval.benchmarks import load_texts
+    from phitools.steps.decontam import BenchmarkIndex
     from phitools.steps.neardup import NearDupIndex
     from phitools.steps.ngrams import words
     from phitools.steps.stats import compute_stats
@@ -93,9 +94,9 @@ def main() -> None:
 
     # -- decontam vs ast.parse ---------------------------------------------------------------------------
     try:
-        items = resolve_benchmark("humaneval", args.data_dir)
+        items = load_texts("humaneval", args.data_dir)
         try:
-            items += resolve_benchmark("mbpp", args.data_dir)
+            items += load_texts("mbpp", args.data_dir)
         except Exception:
             pass
     except Exception as e:  # no benchmark data: say so, do not invent a number
@@ -120,7 +121,8 @@ def main() -> None:
     print(f"decontam index: {len(items)} problems in {t_index:.2f} s")
     print(f"ast.parse only:      {mb / t_parse:7.1f} MB/s (baseline)")
     print(
-        f"decontam (13-gram + AST): {mb / t_dec:5.1f} MB/s  = {t_dec / t_parse:.2f}x the parse time; flagged {flagged} of {len(texts)}"
+        f"decontam (13-gram + AST): {mb / t_dec:5.1f} MB/s  = {t_dec / t_parse:.2f}x the parse time; "
+        f"flagged {flagged} of {len(texts)}"
     )
 
 

@@ -81,6 +81,18 @@ class IOOptions:
         self.shard_spec: ShardSpec | None = parse_shard(self.shard)
 
 
+def io_option(name: str) -> Any:
+    """IOOptions' declaration of field `name` (flags, default, help), for a tool with its own options dataclass
+    that shares some of these flags (ingest reads paths, not records; stats' -o is its report): declared once.
+
+        @dataclass
+        class IngestOptions:
+            shard: str | None = io_option("shard")
+    """
+    f = next(f for f in dataclasses.fields(IOOptions) if f.name == name)
+    return dataclasses.field(default=f.default, metadata=f.metadata)
+
+
 @dataclass
 class Context:
     """What a step sees of its run besides the records: counters, the slice, the seed, progress."""
@@ -177,9 +189,12 @@ class _no_progress:
         return None
 
 
+no_progress = _no_progress  # the default progress for a tool that writes its records itself (ingest, stats)
+
+
 def replace(opts: Any, **changes: Any) -> Any:
     """A copy of an options dataclass with some fields changed (validated again)."""
     return dataclasses.replace(opts, **changes)
 
 
-__all__ = ["IOOptions", "Context", "Step", "run", "read", "limited", "replace"]
+__all__ = ["IOOptions", "Context", "Step", "run", "read", "limited", "replace", "io_option", "no_progress"]

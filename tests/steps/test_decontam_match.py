@@ -6,21 +6,14 @@ import ast
 import builtins
 import gzip
 import json
-from collections import Counter
 
 import pytest
 
 from phitools.errors import DataError, UsageError
 from phitools.eval import benchmarks as bm
-from phitools.steps.decontam import (
-    BenchmarkIndex,
-    DecontamConfig,
-    decontaminate,
-    function_keys,
-    load_benchmark_file,
-    parse_python,
-    resolve_benchmark,
-)
+from phitools.eval.benchmarks import load_texts, load_texts_file
+from phitools.pipeline import Context
+from phitools.steps.decontam import BenchmarkIndex, Decontam, DecontamOptions, function_keys, parse_python
 
 
 class Rename(ast.NodeTransformer):
@@ -61,12 +54,12 @@ class Rename(ast.NodeTransformer):
 
 @pytest.fixture(scope="module")
 def humaneval():
-    return resolve_benchmark("humaneval")
+    return load_texts("humaneval")
 
 
 @pytest.fixture(scope="module")
 def index(humaneval):
-    return BenchmarkIndex(humaneval + resolve_benchmark("mbpp"))
+    return BenchmarkIndex(humaneval + load_texts("mbpp"))
 
 
 def test_renamed_canonical_solutions_are_caught(humaneval, index):
@@ -105,16 +98,16 @@ def test_renamed_copy_with_an_added_statement_is_caught_by_windows(humaneval, in
 
 
 def test_thirteen_gram_copy_is_caught_and_twelve_is_not():
-    mbpp = resolve_benchmark("mbpp")
+    mbpp = load_texts("mbpp")
     it = next(i for i in mbpp if len(i.prompt.split()) >= 16)
-    idx = BenchmarkIndex(mbpp, DecontamConfig(ast=False))
+    idx = BenchmarkIndex(mbpp, DecontamOptions(ast=False))
     words = it.prompt.split()
     prose = "Here is a lesson about something else entirely. "
     found = idx.check(prose + " ".join(words[:13]) + " and then we stop.")
     assert found["ngram"]["hits"] >= 1 and it.task_id in found["tasks"]
     assert idx.check(prose + " ".join(words[:12]) + " and then we stop.") is None
     # configurable n
-    assert BenchmarkIndex(mbpp, DecontamConfig(ngram=8, ast=False)).check(prose + " ".join(words[:8])) is not None
+    assert BenchmarkIndex(mbpp, DecontamOptions(ngram=8, ast=False)).check(prose + " ".join(words[:8])) is not None
 
 
 def test_unrelated_stdlib_code_is_not_flagged(stdlib_small, index):
@@ -154,21 +147,22 @@ def test_normalisation_ignores_names_docstrings_annotations_but_not_structure():
 
 
 def test_decontaminate_flags_or_drops_and_counts(humaneval):
-    idx = BenchmarkIndex(humaneval)
     it = humaneval[3]
     recs = [
         {"id": "copy", "text": it.prompt + it.solution},
         {"id": "clean", "text": "print('hello world')"},
         {"id": "none"},
     ]
-    counts = Counter()
-    out = list(decontaminate(recs, idx, counts=counts))
+    step = Decontam(items=humaneval)
+    out = list(step(recs, Context()))
+    counts = step.counts
     assert [r["id"] for r in out] == ["copy", "clean", "none"]
     assert out[0]["decontam"]["contaminated"] is True and it.task_id in out[0]["decontam"]["tasks"]
     assert "decontam" not in out[1] and out[2] == {"id": "none"}
     assert counts["contaminated"] == 1 and counts["checked"] == 3 and counts["no_text"] == 1
-    dropped = list(decontaminate(recs, idx, drop=True))
-    assert [r["id"] for r in dropped] == ["clean", "none"]
+    ctx = Context()
+    dropped = list(Decontam(DecontamOptions(drop=True), items=humaneval)(recs, ctx))
+    assert [r["id"] for r in dropped] == ["clean", "none"] and ctx.stats.dropped == {"contaminated": 1}
 
 
 def test_benchmark_files(tmp_path, monkeypatch):
@@ -176,25 +170,25 @@ def test_benchmark_files(tmp_path, monkeypatch):
     he.write_text(
         json.dumps({"task_id": "T/1", "prompt": "def f(x):\n", "canonical_solution": "    return x\n"}) + "\n"
     )
-    items = load_benchmark_file(he)
+    items = load_texts_file(he)
     assert items[0].task_id == "T/1" and items[0].solution == "def f(x):\n    return x\n"
     shipped = bm.shipped_dir()
-    san = load_benchmark_file(shipped / "mbpp" / "sanitized-mbpp.json.gz")  # a gzipped JSON array
+    san = load_texts_file(shipped / "mbpp" / "sanitized-mbpp.json.gz")  # a gzipped JSON array
     assert len(san) == 427 and san[0].prompt.startswith("Write a")
     (tmp_path / "san.json").write_bytes(gzip.decompress((shipped / "mbpp" / "sanitized-mbpp.json.gz").read_bytes()))
-    assert [i.task_id for i in load_benchmark_file(tmp_path / "san.json")] == [i.task_id for i in san]
-    assert len(resolve_benchmark("mbpp-sanitized")) == 427
-    assert len(resolve_benchmark(str(shipped / "evalplus" / "HumanEvalPlus.jsonl.gz"))) == 164
+    assert [i.task_id for i in load_texts_file(tmp_path / "san.json")] == [i.task_id for i in san]
+    assert len(load_texts("mbpp-sanitized")) == 427
+    assert len(load_texts(str(shipped / "evalplus" / "HumanEvalPlus.jsonl.gz"))) == 164
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "?"}\n')
     with pytest.raises(DataError, match="none of prompt/canonical_solution/code"):
-        load_benchmark_file(bad)
+        load_texts_file(bad)
     with pytest.raises(UsageError, match="neither a known benchmark"):
-        resolve_benchmark("humaneva1")
-    assert len(resolve_benchmark("mbpp", data_dir=tmp_path, allow_download=False)) == 974  # the shipped copy
+        load_texts("humaneva1")
+    assert len(load_texts("mbpp", data_dir=tmp_path, allow_download=False)) == 974  # the shipped copy
     monkeypatch.setattr(bm, "shipped_dir", lambda: tmp_path / "nothing")
     with pytest.raises(DataError, match="mbpp/mbpp.jsonl not found"):
-        resolve_benchmark("mbpp", data_dir=tmp_path, allow_download=False)
+        load_texts("mbpp", data_dir=tmp_path, allow_download=False)
     monkeypatch.undo()
-    plus = resolve_benchmark("mbpp+")
+    plus = load_texts("mbpp+")
     assert len(plus) == 378 and all(it.solution for it in plus)

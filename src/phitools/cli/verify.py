@@ -7,32 +7,17 @@ from typing import Annotated
 import orjson
 import typer
 
-from phitools.cli.common import handle_errors
-from phitools.errors import UsageError
+from phitools.cli.declare import command
+from phitools.shards.complete import VerifyOptions
+from phitools.shards.complete import verify as inspect_outputs
 
 
-@handle_errors("verify")
+@command("verify")
 def verify(
-    dirs: Annotated[
-        list[str],
-        typer.Argument(
-            metavar="DIR", help="Output directories written by -o DIR (records or token shards).", show_default=False
-        ),
-    ],
+    opts: VerifyOptions,
     json: Annotated[
         bool, typer.Option("--json", help="Print the report as JSON (one object per DIR, one per line).")
     ] = False,
-    parts: Annotated[
-        int | None,
-        typer.Option(
-            "--parts",
-            metavar="N",
-            min=1,
-            help="The number of --shard K/N parts expected (e.g. a Slurm array's size); default: what the manifests say.",
-            show_default=False,
-        ),
-    ] = None,
-    quick: Annotated[bool, typer.Option("--quick", help="Check sizes only, not sha256.")] = False,
 ) -> None:
     """Check that DIR holds one complete output: every --shard part, every listed file with its size and sha256,
     nothing unlisted. Exit 0 when complete, 1 when not (the report says what is missing and what to do).
@@ -47,35 +32,12 @@ def verify(
         phitools verify corpus/
         phitools verify labeled/ --parts 8 --json | jq -c .missing        # [3, 5]: re-run --shard 3/8 and 5/8
     """
-    from phitools.shards.complete import inspect_output
-
-    if not dirs:
-        raise UsageError("give at least one DIR")
-    ok = True
-    out = []
-    for d in dirs:
-        rep = inspect_output(d, sha256=not quick, parts=parts)
-        ok = ok and rep.complete
-        if json:
-            out.append(orjson.dumps(rep.to_dict()).decode())
-        else:
-            lines = [f"{d}: {rep.summary()}"]
-            for p in rep.problems[:20]:
-                lines.append(f"  {p.kind}: {p.message}")
-            if len(rep.problems) > 20:
-                lines.append(f"  ... {len(rep.problems) - 20} more")
-            if rep.running:
-                lines.append(f"  running now: --shard K = {', '.join(map(str, rep.running))}")
-            stale = [t for t in rep.temps if t.stale()]
-            if rep.temps:
-                lines.append(
-                    f"  temp files: {len(rep.temps)} ({len(stale)} provably stale, removed by the next run of that part)"
-                )
-            if not rep.complete and rep.kind not in ("plain", "empty", "missing"):
-                lines.append(f"  hint: {rep.hint()}")
-            out.append("\n".join(lines))
-    typer.echo("\n".join(out))
-    if not ok:
+    reports = inspect_outputs(opts)
+    if json:
+        typer.echo("\n".join(orjson.dumps(rep.to_dict()).decode() for rep in reports))
+    else:
+        typer.echo("\n".join(rep.text() for rep in reports))
+    if not all(rep.complete for rep in reports):
         raise typer.Exit(1)
 
 

@@ -23,7 +23,7 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -404,6 +404,22 @@ def _jsonl(content: bytes, source: str) -> list[dict]:
     return out
 
 
+def _rows(content: bytes, source: str) -> list:
+    """The problems in a benchmark file's (decompressed) content: a JSON array for `.json[.gz]` (an object: its
+    values), else JSON lines."""
+    if not source.removesuffix(".gz").endswith(".json"):
+        return _jsonl(content, source)
+    try:
+        rows = json.loads(content)
+    except ValueError as e:
+        raise DataError(f"malformed JSON ({e})", source=source) from None
+    if isinstance(rows, dict):
+        rows = list(rows.values())
+    if not isinstance(rows, list):
+        raise DataError("a .json benchmark must be an array of problems", source=source)
+    return rows
+
+
 def _humaneval_problem(rec: dict, source: str, line: int | None = None) -> Problem:
     for k in ("task_id", "prompt", "test", "entry_point"):
         if not isinstance(rec.get(k), str):
@@ -494,11 +510,7 @@ def load_benchmark(
     elif key == "mbpp":
         problems = [_mbpp_problem(r, src, False) for r in _jsonl(content, src) if r["task_id"] in MBPP_TEST_IDS]
     elif key == "mbpp-sanitized":
-        try:
-            rows = json.loads(content)
-        except ValueError as e:
-            raise DataError(f"malformed JSON ({e})", source=src) from None
-        problems = [_mbpp_problem(r, src, True) for r in rows if r["task_id"] in MBPP_TEST_IDS]
+        problems = [_mbpp_problem(r, src, True) for r in _rows(content, src) if r["task_id"] in MBPP_TEST_IDS]
     else:
         problems = [_evalplus_problem(r, src, key) for r in _jsonl(content, src)]
     return Benchmark(name=key, problems=problems, source=src, sha256=sha, pinned=pinned)
@@ -519,6 +531,78 @@ def load_problems_file(path: str | os.PathLike) -> Benchmark:
     )
 
 
+# ---- problems as text: what decontamination indexes ------------------------------------------------------
+@dataclass(frozen=True)
+class BenchmarkText:
+    """One problem as text: its prompt (task text) and its reference solution (full code)."""
+
+    benchmark: str
+    task_id: str
+    prompt: str
+    solution: str
+
+
+def texts_from_rows(rows: Iterable[dict], name: str, source: str) -> list[BenchmarkText]:
+    """Prompt and solution of every problem, whatever the schema: human-eval / evalplus (prompt +
+    canonical_solution), MBPP (text or prompt, and code) or a generic {prompt, solution} file (e.g. synth's
+    exercises)."""
+    items = []
+    for i, r in enumerate(rows):
+        if not isinstance(r, dict):
+            raise DataError(f"benchmark entry {i} is not a JSON object", source=source)
+        tid = str(r.get("task_id", i))
+        if "canonical_solution" in r or ("prompt" in r and "entry_point" in r):  # human-eval / evalplus schema
+            prompt = r.get("prompt") or ""
+            sol = prompt + (r.get("canonical_solution") or "")
+        elif "code" in r:  # mbpp (text) and sanitized mbpp (prompt)
+            prompt = r.get("text") or r.get("prompt") or ""
+            sol = r.get("code") or ""
+        elif "prompt" in r or "solution" in r:  # a generic {prompt, solution} file
+            prompt = r.get("prompt") or ""
+            sol = prompt + (r.get("solution") or "")
+        else:
+            raise DataError(
+                f"benchmark entry {tid!r} has none of prompt/canonical_solution/code",
+                source=source,
+                hint="use the human-eval schema (task_id, prompt, canonical_solution) or MBPP's (task_id, text, code)",
+            )
+        items.append(BenchmarkText(name, tid, prompt.replace("\r\n", "\n"), sol.replace("\r\n", "\n")))
+    if not items:
+        raise DataError("benchmark file holds no problems", source=source)
+    return items
+
+
+def load_texts_file(path: str | os.PathLike, name: str | None = None) -> list[BenchmarkText]:
+    """Every problem in a file as text: JSONL (.gz/.zst too) in the human-eval, MBPP or {prompt, solution}
+    schema, or a JSON array (.json[.gz])."""
+    p = Path(path)
+    name = name or p.name.split(".")[0]
+    if not p.is_file():
+        raise DataError("benchmark file not found", source=str(p), hint="check the path")
+    rows = _rows(_read_bytes(p), str(p)) if p.name.endswith((".json", ".json.gz")) else read_records([str(p)])
+    return texts_from_rows(rows, name, str(p))
+
+
+def load_texts(
+    spec: str, data_dir: str | os.PathLike | None = None, *, allow_download: bool = True
+) -> list[BenchmarkText]:
+    """Every problem of a benchmark, by name (see BENCHMARKS: found as by `load_benchmark`) or by path, as text.
+
+    Every problem in the file counts, not only the test split (for MBPP all 974): a copy of a training or
+    few-shot problem is contamination too.
+    """
+    key = spec.lower()
+    if key not in BENCHMARKS:
+        if Path(spec).exists():
+            return load_texts_file(spec)
+        raise UsageError(
+            f"--benchmark {spec!r} is neither a known benchmark ({', '.join(BENCHMARKS)}) nor a file",
+            hint="give a name, or a path to a human-eval/MBPP-style JSONL file",
+        )
+    path, content, _pinned = locate(key, data_dir, allow_download=allow_download)
+    return texts_from_rows(_rows(content, str(path)), key, str(path))
+
+
 def reference_jobs(bench: Benchmark, limits: Limits | None = None) -> list[Job]:
     """Jobs checking every problem's own reference solution (exactness checks)."""
     return [p.job(p.reference, limits, key=p.task_id) for p in bench.problems if p.reference is not None]
@@ -527,6 +611,7 @@ def reference_jobs(bench: Benchmark, limits: Limits | None = None) -> list[Job]:
 __all__ = [
     "BENCHMARKS",
     "Benchmark",
+    "BenchmarkText",
     "DataFile",
     "FILES",
     "Problem",
@@ -534,9 +619,12 @@ __all__ = [
     "download",
     "load_benchmark",
     "load_problems_file",
+    "load_texts",
+    "load_texts_file",
     "locate",
     "mbpp_prompt",
     "reference_jobs",
     "shipped_dir",
+    "texts_from_rows",
     "io",
 ]

@@ -22,6 +22,8 @@ from typing import Any
 
 import orjson
 
+from phitools.errors import UsageError
+from phitools.options import check, option
 from phitools.runtime.files import sha256_file
 from phitools.shards import ownership
 from phitools.shards.spec import ShardSpec
@@ -120,9 +122,8 @@ class Report:
         out = []
         for kind, ps in kinds.items():
             if kind == "missing_part":
-                out.append(
-                    f"{len(self.present)} of {self.parts} --shard parts are complete (missing K = {_ranges([p.part for p in ps])})"
-                )
+                missing = _ranges([p.part for p in ps])
+                out.append(f"{len(self.present)} of {self.parts} --shard parts are complete (missing K = {missing})")
             elif kind in ("missing_file", "size_mismatch", "sha256_mismatch", "extra_file", "duplicate_file"):
                 names = ", ".join(Path(p.path or "").name for p in ps[:3]) + (
                     f", +{len(ps) - 3} more" if len(ps) > 3 else ""
@@ -149,6 +150,25 @@ class Report:
         else:
             fix, way = "re-run the command that wrote this directory", "the files that check out"
         return f"{fix}, or pass --allow-partial to read {way}" if allow_partial else fix
+
+    def text(self, max_problems: int = 20) -> str:
+        """The human report `phitools verify` prints: the summary line, then problems, running parts, temporary
+        files and the hint, indented."""
+        lines = [f"{self.path}: {self.summary()}"]
+        for p in self.problems[:max_problems]:
+            lines.append(f"  {p.kind}: {p.message}")
+        if len(self.problems) > max_problems:
+            lines.append(f"  ... {len(self.problems) - max_problems} more")
+        if self.running:
+            lines.append(f"  running now: --shard K = {', '.join(map(str, self.running))}")
+        if self.temps:
+            stale = [t for t in self.temps if t.stale()]
+            lines.append(
+                f"  temp files: {len(self.temps)} ({len(stale)} provably stale, removed by the next run of that part)"
+            )
+        if not self.complete and self.kind not in ("plain", "empty", "missing"):
+            lines.append(f"  hint: {self.hint()}")
+        return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON `phitools verify --json` prints (fields documented in docs/formats.md; kept stable)."""
@@ -192,8 +212,38 @@ def _ranges(ks: list[int | None]) -> str:
     return ",".join(out)
 
 
+_DIRS_HELP = "Output directories written by -o DIR (records or token shards)."
+
+
+@dataclass
+class VerifyOptions:
+    """Which output directories `phitools verify` checks, and how."""
+
+    dirs: list[str] = option(argument=True, metavar="DIR", show_default=False, help=_DIRS_HELP)
+    parts: int | None = option(
+        None,
+        "--parts",
+        metavar="N",
+        min=1,
+        show_default=False,
+        help="The number of --shard K/N parts expected (e.g. a Slurm array's size); default: what the manifests say.",
+    )
+    quick: bool = option(False, "--quick", help="Check sizes only, not sha256.")
+
+    def __post_init__(self) -> None:
+        check(self)
+        if not self.dirs:
+            raise UsageError("give at least one DIR")
+
+
+def verify(opts: VerifyOptions) -> list[Report]:
+    """What `phitools verify` checks: one `Report` per directory (`.complete`, `.text()`, `.to_dict()`)."""
+    return [inspect_output(d, sha256=not opts.quick, parts=opts.parts) for d in opts.dirs]
+
+
 def load_manifest(path: Path) -> dict | None:
-    """A phitools manifest, or None when the JSON is not one (no `tool`/`outputs`). Raises ValueError when unreadable."""
+    """A phitools manifest, or None when the JSON is not one (no `tool`/`outputs`). Raises ValueError when
+    unreadable."""
     try:
         doc = orjson.loads(path.read_bytes())
     except (orjson.JSONDecodeError, OSError) as e:

@@ -24,137 +24,23 @@ Two independent tests, both reported (a record is contaminated if either fires):
 from __future__ import annotations
 
 import ast
+import dataclasses
 import hashlib
-import os
 import re
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-import orjson
 
-from phitools.errors import DataError, UsageError
+from phitools.errors import UsageError
+from phitools.eval.benchmarks import BenchmarkText, load_texts
 from phitools.llm.parse import code_blocks
-from phitools.records import Record, RecordParseError, loads_record
+from phitools.options import check, option
+from phitools.pipeline import Context
+from phitools.records import Record
 from phitools.steps.ngrams import WordHasher, ngram_hashes, sorted_unique
-
-
-@dataclass(frozen=True)
-class BenchmarkItem:
-    """One benchmark problem: its prompt (task text) and reference solution (full code)."""
-
-    benchmark: str
-    task_id: str
-    prompt: str
-    solution: str
-
-
-# ---- loading benchmarks -----------------------------------------------------------------------------------
-
-
-def _items_from_rows(rows: Iterable[dict], name: str, source: str) -> list[BenchmarkItem]:
-    items = []
-    for i, r in enumerate(rows):
-        if not isinstance(r, dict):
-            raise DataError(f"benchmark entry {i} is not a JSON object", source=source)
-        tid = str(r.get("task_id", i))
-        if "canonical_solution" in r or ("prompt" in r and "entry_point" in r):  # human-eval / evalplus schema
-            prompt = r.get("prompt") or ""
-            sol = prompt + (r.get("canonical_solution") or "")
-        elif "code" in r:  # mbpp (text) and sanitized mbpp (prompt)
-            prompt = r.get("text") or r.get("prompt") or ""
-            sol = r.get("code") or ""
-        elif "prompt" in r or "solution" in r:  # a generic {prompt, solution} file (e.g. synth exercises)
-            prompt = r.get("prompt") or ""
-            sol = prompt + (r.get("solution") or "")
-        else:
-            raise DataError(
-                f"benchmark entry {tid!r} has none of prompt/canonical_solution/code",
-                source=source,
-                hint="use the human-eval schema (task_id, prompt, canonical_solution) or MBPP's (task_id, text, code)",
-            )
-        items.append(BenchmarkItem(name, tid, prompt.replace("\r\n", "\n"), sol.replace("\r\n", "\n")))
-    if not items:
-        raise DataError("benchmark file holds no problems", source=source)
-    return items
-
-
-def load_benchmark_file(path: str | os.PathLike, name: str | None = None) -> list[BenchmarkItem]:
-    """Problems from a file: JSONL (optionally .gz/.zst) in the human-eval or MBPP schema, or a JSON array."""
-    p = Path(path)
-    name = name or p.name.split(".")[0]
-    if not p.is_file():
-        raise DataError("benchmark file not found", source=str(p), hint="check the path")
-    if p.name.endswith((".json", ".json.gz")):
-        raw = p.read_bytes()
-        if p.suffix == ".gz":
-            import gzip
-
-            try:
-                raw = gzip.decompress(raw)
-            except (OSError, EOFError) as e:
-                raise DataError(f"corrupt gzip file ({e})", source=str(p)) from None
-        try:
-            rows = orjson.loads(raw)
-        except orjson.JSONDecodeError as e:
-            raise DataError(f"not valid JSON ({e})", source=str(p)) from None
-        if isinstance(rows, dict):
-            rows = list(rows.values())
-        if not isinstance(rows, list):
-            raise DataError("a .json benchmark must be an array of problems", source=str(p))
-        return _items_from_rows(rows, name, str(p))
-    from phitools.shards import read_records  # the one reader of record files
-
-    return _items_from_rows(read_records([str(p)]), name, str(p))
-
-
-BENCHMARK_NAMES = ("humaneval", "humaneval+", "mbpp", "mbpp-sanitized", "mbpp+")
-
-
-def _items_from_bytes(content: bytes, path: str, name: str) -> list[BenchmarkItem]:
-    """Problems from a file's (decompressed) content; `path` names it (a .json[.gz] is one JSON array)."""
-    if path.removesuffix(".gz").endswith(".json"):
-        try:
-            rows = orjson.loads(content)
-        except orjson.JSONDecodeError as e:
-            raise DataError(f"not valid JSON ({e})", source=path) from None
-        return _items_from_rows(rows if isinstance(rows, list) else [], name, path)
-    rows = []
-    for i, line in enumerate(content.split(b"\n"), 1):
-        if line.strip():
-            try:
-                rows.append(loads_record(line))  # falls back to the stdlib for NaN/Infinity (MBPP+ has them)
-            except RecordParseError as e:
-                raise DataError(str(e), source=path, line=i) from None
-    return _items_from_rows(rows, name, path)
-
-
-def resolve_benchmark(
-    spec: str, data_dir: str | os.PathLike | None = None, *, allow_download: bool = True
-) -> list[BenchmarkItem]:
-    """A benchmark by name (see BENCHMARK_NAMES) or by path.
-
-    Names are found where `phitools eval` finds them (phitools.eval.benchmarks.locate): --data-dir or
-    $PHITOOLS_DATA, the user cache ~/.cache/phitools/data, the copies shipped with phitools, then a
-    download checked against the pinned sha256. Every problem in the file counts (for MBPP all 974, not only the
-    test split: a copy of a training or few-shot problem is contamination too).
-    """
-    key = spec.lower()
-    if key not in BENCHMARK_NAMES:
-        if Path(spec).exists():
-            return load_benchmark_file(spec)
-        raise UsageError(
-            f"--benchmark {spec!r} is neither a known benchmark ({', '.join(BENCHMARK_NAMES)}) nor a file",
-            hint="give a name, or a path to a human-eval/MBPP-style JSONL file",
-        )
-    from phitools.eval.benchmarks import locate
-
-    path, content, _pinned = locate(key, data_dir, allow_download=allow_download)
-    return _items_from_bytes(content, str(path), key)
-
 
 # ---- AST normalisation ------------------------------------------------------------------------------------
 
@@ -336,19 +222,67 @@ def python_trees(text: str) -> list[ast.AST]:
 # ---- the index --------------------------------------------------------------------------------------------
 
 
+_BENCHMARK_HELP = (
+    "humaneval, humaneval+, mbpp, mbpp-sanitized, mbpp+, or a FILE (JSONL in the human-eval or MBPP schema, "
+    ".gz/.zst, or a JSON array). Repeat for several."
+)
+_DATA_DIR_HELP = (
+    "Folder laid out like humaneval/HumanEval.jsonl, mbpp/mbpp.jsonl (.gz accepted) whose copies win over the "
+    "rest (else $PHITOOLS_DATA, ~/.cache/phitools/data, the copies shipped with phitools, a download), as for "
+    "`phitools eval`."
+)
+
+
 @dataclass
-class DecontamConfig:
-    """Test parameters (see the module docstring)."""
+class DecontamOptions:
+    """Which benchmarks to check against, how (the test parameters, see the module docstring), and what to do
+    with a contaminated record."""
 
-    ngram: int = 13
-    min_hits: int = 1
-    ast: bool = True
-    min_nodes: int = 20
-    ast_window: int = 12
-    ast_coverage: float = 0.7
-    ast_window_min_nodes: int = 30
+    benchmarks: list[str] = option(
+        dataclasses.MISSING,
+        "--benchmark",
+        "-b",
+        factory=lambda: ["humaneval"],
+        show_default=False,
+        help=_BENCHMARK_HELP,
+    )
+    data_dir: str | None = option(None, "--data-dir", show_default=False, help=_DATA_DIR_HELP)
+    download: bool = option(
+        True,
+        "--download/--no-download",
+        help="Fetch a named benchmark from its public source (sha256-checked) when no copy is found (phitools "
+        "ships every named one).",
+    )
+    drop: bool = option(
+        False, "--drop", help="Drop contaminated records (default: keep them and add `decontam: {...}`)."
+    )
+    ngram: int = option(13, "--ngram", min=1, help="Word n-gram length for the overlap test (phi-1: 13).")
+    min_hits: int = option(1, "--min-hits", min=1, help="Shared n-grams needed to flag a record.")
+    ast: bool = option(
+        True, "--ast/--no-ast", help="Also compare functions after AST normalisation (renaming-insensitive)."
+    )
+    min_nodes: int = option(
+        20, "--min-nodes", min=1, help="Benchmark functions smaller than this many AST nodes are too generic to match."
+    )
+    field: str = option("text", "--field", help="The record field to check.")
+    # the looser AST test's window, coverage and minimum function size: tuned, not on the command line
+    ast_window: int = option(12, min=1, cli=False, help="Tokens per window of the normalised token stream.")
+    ast_coverage: float = option(
+        0.7, cli=False, help="Share of a benchmark function's windows a record must hold, in (0, 1]."
+    )
+    ast_window_min_nodes: int = option(
+        30, min=1, cli=False, help="Functions smaller than this match exactly only (no window test)."
+    )
 
-    def describe(self) -> dict:
+    def __post_init__(self) -> None:
+        check(self)
+        if not self.benchmarks:
+            raise UsageError("give at least one --benchmark")
+        if not 0 < self.ast_coverage <= 1:
+            raise UsageError(f"ast_coverage must be in (0, 1], got {self.ast_coverage!r}")
+
+    def method(self) -> dict:
+        """The test parameters, for the manifest."""
         d = {"ngram": self.ngram, "ngram_words": "lowercased \\w+ runs", "min_hits": self.min_hits, "ast": self.ast}
         if self.ast:
             d.update(
@@ -362,13 +296,16 @@ class DecontamConfig:
         return d
 
 
+def benchmark_texts(opts: DecontamOptions) -> list[BenchmarkText]:
+    """The problems of every --benchmark, found as `phitools eval` finds them (eval/benchmarks.py)."""
+    return [t for b in opts.benchmarks for t in load_texts(b, opts.data_dir, allow_download=opts.download)]
+
+
 class BenchmarkIndex:
     """Hashed word n-grams and normalised functions of one or more benchmarks."""
 
-    def __init__(self, items: Sequence[BenchmarkItem], config: DecontamConfig | None = None):
-        self.config = cfg = config or DecontamConfig()
-        if cfg.ngram < 1 or cfg.ast_window < 1 or not 0 < cfg.ast_coverage <= 1:
-            raise UsageError("--ngram and the AST window must be >= 1 and the AST coverage in (0, 1]")
+    def __init__(self, items: Sequence[BenchmarkText], config: DecontamOptions | None = None):
+        self.config = cfg = config or DecontamOptions()
         self.hasher = WordHasher()
         self.items = list(items)
         self.ngram_owner: dict[int, set[int]] = {}  # word n-gram hash -> item indices
@@ -494,36 +431,68 @@ def _natural(s: str) -> list:
     return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", s) if t]
 
 
-def decontaminate(
-    records: Iterable[Record],
-    index: BenchmarkIndex,
-    *,
-    field: str = "text",
-    drop: bool = False,
-    counts: Counter | None = None,
-) -> Iterator[Record]:
-    """Flag (add `decontam`) or drop records that overlap the benchmark; `counts` collects the tallies."""
-    counts = counts if counts is not None else Counter()
-    for rec in records:
-        text = rec.get(field)
-        counts["checked"] += 1
-        if not isinstance(text, str):
-            counts["no_text"] += 1
-            yield rec
-            continue
-        found = index.check(text)
-        if found is None:
-            yield rec
-            continue
-        counts["contaminated"] += 1
-        if "ngram" in found:
-            counts["by_ngram"] += 1
-        if "ast" in found:
-            counts["by_ast"] += 1
-        for t in found["tasks"]:
-            counts["task:" + t] += 1
-        if drop:
-            continue
-        out = dict(rec)
-        out["decontam"] = {"contaminated": True, **found}
-        yield out
+class Decontam:
+    """The decontam step: flag (add `decontam: {...}`) or with `drop` remove records whose `field` overlaps a
+    benchmark. Tallies in `counts` (checked, contaminated, by_ngram, by_ast, no_text, task:ID); a dropped
+    record is counted in the run's stats as `contaminated`.
+
+    The benchmarks are loaded and indexed when the step is built (an unknown name or a bad file fails then,
+    before any output); `items` indexes these problems instead of `opts.benchmarks`.
+    """
+
+    name = "decontam"
+    required: tuple[str, ...] = ()
+
+    def __init__(self, opts: DecontamOptions | None = None, *, items: Sequence[BenchmarkText] | None = None):
+        self.opts = opts = opts or DecontamOptions()
+        self.index = BenchmarkIndex(benchmark_texts(opts) if items is None else items, opts)
+        self.counts: Counter = Counter()
+
+    def __call__(self, records: Iterable[Record], ctx: Context | None = None) -> Iterator[Record]:
+        ctx = ctx if ctx is not None else Context()
+        counts, index, field, drop = self.counts, self.index, self.opts.field, self.opts.drop
+        for rec in records:
+            text = rec.get(field)
+            counts["checked"] += 1
+            if not isinstance(text, str):
+                counts["no_text"] += 1
+                yield rec
+                continue
+            found = index.check(text)
+            if found is None:
+                yield rec
+                continue
+            counts["contaminated"] += 1
+            if "ngram" in found:
+                counts["by_ngram"] += 1
+            if "ast" in found:
+                counts["by_ast"] += 1
+            for t in found["tasks"]:
+                counts["task:" + t] += 1
+            if drop:
+                ctx.stats.drop("contaminated")
+                continue
+            out = dict(rec)
+            out["decontam"] = {"contaminated": True, **found}
+            yield out
+
+    def manifest(self) -> dict:
+        """The manifest's `decontam` entry: parameters, benchmark sizes and the tallies."""
+        counts = self.counts
+        tasks = {k[5:]: v for k, v in counts.items() if k.startswith("task:")}
+        top = sorted(tasks.items(), key=lambda kv: (-kv[1], kv[0]))
+        return {
+            "decontam": {
+                "benchmarks": list(self.opts.benchmarks),
+                "index": self.index.describe(),
+                "method": self.opts.method(),
+                "action": "drop" if self.opts.drop else "flag",
+                "checked": counts["checked"],
+                "contaminated": counts["contaminated"],
+                "by_ngram": counts["by_ngram"],
+                "by_ast": counts["by_ast"],
+                "without_field": counts["no_text"],
+                "tasks_hit": len(tasks),
+                "top_tasks": [[t, c] for t, c in top[:20]],
+            }
+        }

@@ -1,18 +1,34 @@
-"""ingest: files and directories -> records {id, text, meta: {path, bytes, lang}}."""
+"""ingest: files and directories -> records {id, text, meta: {path, bytes, lang}}; parquet rows -> records
+(steps/ingest_parquet.py). `IngestOptions` are the command's options, `Ingest` the records it makes and its
+manifest entries, `ingest(opts)` the whole command (read, write opts.output, manifest):
+
+    from phitools.steps.ingest import Ingest, IngestOptions, ingest
+    source = Ingest(IngestOptions(paths=["src/"], dedup=True))
+    for rec in source.records(): ...
+    source.stats, source.manifest()                       # counters, {"ingest": {...}}
+    ingest(IngestOptions(paths=["src/"], output="corpus/"))  # what `phitools ingest src/ -o corpus/` does
+"""
 
 from __future__ import annotations
 
 import fnmatch
 import hashlib
+import itertools
 import os
 import stat
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from phitools.errors import DataError
+from phitools.errors import DataError, UsageError
+from phitools.options import check, option
+from phitools.pipeline import io_option, no_progress
 from phitools.records import Record
+from phitools.runtime.progress import NullReporter, Reporter
+from phitools.shards import RecordWriter
 from phitools.shards.manifest import Stats
-from phitools.shards.spec import ShardSpec
+from phitools.shards.spec import ShardSpec, parse_shard
 
 # extension -> language; the default set of text/code files ingest picks up
 LANGUAGES = {
@@ -205,3 +221,208 @@ def select_shard(files: list, shard: ShardSpec | None, *, by_size: bool = False)
         if key % shard.count == shard.index:
             out.append(f)
     return out
+
+
+# ---- the command: options, the records it makes, and the run ---------------------------------------------
+FORMATS = ("auto", "files", "parquet")
+
+
+def check_format(fmt: str) -> None:
+    """--format is one of FORMATS."""
+    if fmt not in FORMATS:
+        raise UsageError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
+
+
+@dataclass
+class IngestOptions:
+    """What `phitools ingest` reads and how (the command's flags, one field each)."""
+
+    paths: list[str] = option(
+        argument=True,
+        metavar="PATH",
+        show_default=False,
+        help="Files and directories to read; parquet files, folders of them, or hf://datasets/ORG/NAME/PATH.",
+    )
+    output: str | None = io_option("output")
+    include: list[str] | None = option(
+        None, "--include", help="Glob(s) on the relative path or name; replaces the default extension list."
+    )
+    exclude: list[str] | None = option(
+        None, "--exclude", help="Glob(s) on the relative path or name to skip (e.g. '*/test/*')."
+    )
+    ext: list[str] | None = option(None, "--ext", help="Extensions to read (default: common code and text types).")
+    max_bytes: int = option(1_000_000, "--max-bytes", help="Skip files (parquet: texts) larger than this many bytes.")
+    dedup: bool = option(
+        False,
+        "--dedup/--no-dedup",
+        help="Drop exact duplicates (same content hash), keeping the first. With --shard, files are split by size "
+        "so copies meet in one part: the union of the parts equals the unsharded run (parquet: per part).",
+    )
+    format: str = option(
+        "auto",
+        "--format",
+        metavar="auto|files|parquet",
+        help="auto: parquet for *.parquet, hf:// and folders holding parquet, else files; files: every file is a "
+        "record; parquet: every row is a record.",
+    )
+    text_field: str | None = option(
+        None,
+        "--text-field",
+        show_default=False,
+        help="parquet: the column holding the text (default: content, else text).",
+    )
+    id_field: str | None = option(
+        None,
+        "--id-field",
+        show_default=False,
+        help="parquet: the column holding the id (default: FILE:ROW, FILE relative to the root's parent).",
+    )
+    meta_fields: list[str] | None = option(
+        None,
+        "--meta-fields",
+        metavar="A,B,...",
+        show_default=False,
+        help="parquet: columns copied into meta (e.g. max_stars_repo_path,lang,size,licenses); only these and the "
+        "text/id columns are read.",
+    )
+    skip_bad: bool = option(
+        False, "--skip-bad", help="parquet: count and skip a damaged row group instead of stopping."
+    )
+    shard: str | None = io_option("shard")
+    shard_size: str = io_option("shard_size")
+    seed: int = io_option("seed")
+    limit: int | None = io_option("limit")
+
+    def __post_init__(self) -> None:
+        check(self)
+        check_format(self.format)
+        self.shard_spec: ShardSpec | None = parse_shard(self.shard)
+
+
+class Ingest:
+    """The records `phitools ingest` makes from `opts.paths`, its counters (`stats`) and its manifest entries.
+
+    Building it finds the inputs and checks them (no such path, no matching files, parquet columns that do not
+    exist, flags that do not apply to these inputs): every such error comes before any output is opened.
+    `records()` then reads this --shard part, stopping after --limit records. `total` and `unit` size a
+    progress bar (files, or parquet rows when known).
+    """
+
+    name = "ingest"
+
+    def __init__(self, opts: IngestOptions, *, stats: Stats | None = None) -> None:
+        from phitools.steps.ingest_parquet import input_format  # pyarrow only for parquet inputs
+
+        self.opts = opts
+        self.stats = stats if stats is not None else Stats()
+        self.format = input_format(opts.paths, opts.format)
+        self.total: int | None = None
+        self.unit = "files"
+        self.inputs: list[str] = list(opts.paths)
+        if self.format == "parquet":
+            self._plan_parquet()
+        else:
+            self._plan_files()
+
+    def _plan_files(self) -> None:
+        opts, spec = self.opts, self.opts.shard_spec
+        given = [
+            flag
+            for flag, v in (
+                ("--text-field", opts.text_field),
+                ("--id-field", opts.id_field),
+                ("--meta-fields", opts.meta_fields),
+                ("--skip-bad", opts.skip_bad),
+            )
+            if v
+        ]
+        if given:
+            raise UsageError(
+                f"{given[0]} applies to parquet inputs, and {', '.join(opts.paths)} holds none",
+                hint="point at *.parquet files or a folder of them (or pass --format parquet)",
+            )
+        # with --dedup, copies of a file must meet in one process: split by file size (identical files, same size)
+        by_size = bool(opts.dedup and spec and spec.count > 1)
+        listed = list_files(
+            opts.paths, include=opts.include or (), exclude=opts.exclude or (), extensions=opts.ext, stats=self.stats
+        )
+        self.files = select_shard(listed, spec, by_size=by_size)
+        if not self.files and not spec:
+            raise DataError(
+                "no matching files", source=", ".join(opts.paths), hint="check the path and --include/--ext"
+            )
+        self.total = len(self.files)
+        self.info: dict[str, Any] = {
+            "format": "files",
+            "max_bytes": opts.max_bytes,
+            "dedup": opts.dedup,
+            "files_listed": len(self.files),
+        }
+        if spec and spec.count > 1:
+            self.info["shard_by"] = (
+                "file size (copies meet in one part: the union equals the unsharded run)" if by_size else "file index"
+            )
+
+    def _plan_parquet(self) -> None:
+        from phitools.steps.ingest_parquet import plan_parquet
+
+        if self.opts.ext:
+            raise UsageError(
+                "--ext chooses files by extension; these inputs are parquet",
+                hint="use --include/--exclude to pick parquet files",
+            )
+        self.fields, self.units, self.total, self.info = plan_parquet(self.opts, self.stats)
+        self.unit = "rows"
+        if self.opts.shard_spec:
+            self.inputs = [u.source.display for u in self.units]
+
+    def records(self, progress: Reporter | None = None) -> Iterator[Record]:
+        """The records, in order (the first --limit of them); `progress` advances per file or parquet row."""
+        opts = self.opts
+        bar = progress if progress is not None else NullReporter()
+        if self.format == "parquet":
+            from phitools.steps.ingest_parquet import ingest_parquet
+
+            recs = ingest_parquet(
+                self.units,
+                self.fields,
+                max_bytes=opts.max_bytes,
+                dedup=opts.dedup,
+                skip_bad=opts.skip_bad,
+                stats=self.stats,
+                progress=bar,
+            )
+        else:
+
+            def counted(items: Iterable[tuple[Path, str]]) -> Iterator[tuple[Path, str]]:
+                for item in items:
+                    yield item
+                    bar.advance()
+
+            recs = ingest_files(counted(self.files), max_bytes=opts.max_bytes, dedup=opts.dedup, stats=self.stats)
+        return recs if opts.limit is None else itertools.islice(recs, opts.limit)
+
+    def manifest(self) -> dict:
+        """The manifest's `ingest` section: format, limits, dedup, files listed, how --shard split the work."""
+        return {"ingest": self.info}
+
+
+def ingest(opts: IngestOptions, *, progress: Callable[..., Any] | None = None) -> Stats:
+    """What `phitools ingest` does: read `opts.paths`, write `opts.output` (stdout when None; a directory gets
+    rolling shards) with its manifest. Returns the counters. `progress` is as for `pipeline.run`."""
+    source = Ingest(opts)
+    with RecordWriter(
+        opts.output,
+        tool="ingest",
+        shard_size=opts.shard_size,
+        shard=opts.shard_spec,
+        stats=source.stats,
+        seed=opts.seed,
+        inputs=source.inputs,
+        manifest_extra=source.manifest(),
+    ) as w:
+        with (progress or no_progress)("ingest", total=source.total, unit=source.unit, stats=source.stats) as bar:
+            write = w.write
+            for rec in source.records(bar):
+                write(rec)
+    return source.stats

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from phitools.errors import DataError, UsageError
 from phitools.records import Record
+from phitools.runtime.console import warn
 from phitools.runtime.prefetch import prefetch
 from phitools.runtime.progress import NullReporter, Reporter
 from phitools.shards.manifest import Stats
@@ -34,13 +35,14 @@ from phitools.shards.parquet import (
     list_remote,
 )
 from phitools.shards.spec import ShardSpec
-from phitools.steps.ingest import SKIP_DIRS, _matches
+from phitools.steps.ingest import SKIP_DIRS, _matches, check_format
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from phitools.steps.ingest import IngestOptions
+
 DEFAULT_TEXT_FIELDS = ("content", "text")
-FORMATS = ("auto", "files", "parquet")
 
 
 def _is_parquet(name: str) -> bool:
@@ -61,8 +63,7 @@ def _local_parquet(root: Path) -> Iterator[Path]:
 
 def input_format(paths: Sequence[str], fmt: str = "auto") -> str:
     """'files' or 'parquet' for these inputs. auto: parquet for URLs, *.parquet files and folders holding any."""
-    if fmt not in FORMATS:
-        raise UsageError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
+    check_format(fmt)
     if fmt != "auto":
         if fmt == "files" and any(is_url(p) for p in paths):
             raise UsageError("--format files reads local files; URLs are read as parquet", hint="drop --format files")
@@ -201,6 +202,35 @@ def check_local(units: list[Unit], fields: Fields) -> int | None:
             fields.resolve(f.columns, u.source.display)
             total += f.num_rows if u.row_groups is None else sum(f.group_rows[g] for g in u.row_groups)
     return total
+
+
+def plan_parquet(opts: IngestOptions, stats: Stats) -> tuple[Fields, list[Unit], int | None, dict]:
+    """This --shard part's parquet work for `opts`: (fields, units, rows to read or None, the manifest's
+    `ingest` section). Every local file's schema is checked here, before any output."""
+    spec = opts.shard_spec
+    fields = Fields(text=opts.text_field, id=opts.id_field, meta=Fields.parse_meta(opts.meta_fields))
+    sources = list_parquet(opts.paths, include=opts.include or (), exclude=opts.exclude or (), stats=stats)
+    if not sources:
+        raise DataError("no parquet files", source=", ".join(opts.paths), hint="check the path and --include/--exclude")
+    units = plan(sources, spec)
+    total_rows = check_local(units, fields)
+    info = {
+        "format": "parquet",
+        **fields.describe(),
+        "max_bytes": opts.max_bytes,
+        "dedup": opts.dedup,
+        "files_listed": len(sources),
+        "files": len(units),
+        "split": "row_group" if any(u.row_groups is not None for u in units) else "file",
+    }
+    if opts.dedup and spec and spec.count > 1:
+        # rows are split by file or row group, so copies of a text may land in different parts
+        warn(
+            f"--dedup with --shard {spec}: exact duplicates are dropped within this part only (the parts' union may "
+            "still hold copies; run ingest --dedup without --shard for the global answer)"
+        )
+        info["dedup_scope"] = f"per shard: part {spec} only"
+    return fields, units, total_rows, info
 
 
 def _textual(t: pa.DataType) -> bool:

@@ -12,17 +12,31 @@ runs of letters, digits and underscore):
 * near-duplicate rate: see `neardup` (MinHash + LSH, exact Jaccard >= 0.8 on 5-word shingles, keep-first).
 * coverage: for records that carry `synth.draw` (what `phitools synth` drew), the count of each value of
   each dimension; with the spec, the declared values never drawn.
+
+`phitools stats` from Python: `run_stats(StatsOptions(inputs=["synth/"]))` returns the report (and writes what
+the command writes); the `Diversity` step passes records through (without near-duplicates with --dedup) and
+gives `report()` at the end, for any iterable of records.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import orjson
 
+from phitools.errors import UsageError
+from phitools.options import check, option
+from phitools.pipeline import Context, IOOptions, io_option, limited, no_progress, read
 from phitools.records import Record
-from phitools.steps.neardup import MinHashParams, NearDupIndex
+from phitools.runtime.console import warn
+from phitools.runtime.files import atomic_write
+from phitools.shards import RecordWriter, Stats
+from phitools.shards.spec import ShardSpec, parse_shard
+from phitools.steps.neardup import MinHashParams, NearDupIndex, dedup_records
 from phitools.steps.ngrams import WordHasher, ngram_hashes, sorted_unique, words
 
 _COMPACT_AT = 1 << 22  # compact accumulated n-gram hashes into a unique set after this many
@@ -169,18 +183,21 @@ class DiversityStats:
             "field": self.field,
             "records_without_text": self.no_text,
             "words": {
-                "definition": "lowercased runs of letters, digits and underscore (regex \\w+); punctuation and whitespace ignored",
+                "definition": "lowercased runs of letters, digits and underscore (regex \\w+); punctuation and "
+                "whitespace ignored",
                 "total": self.words_total,
                 "mean_per_record": round(self.words_total / self.records, 3) if self.records else 0.0,
             },
             "distinct": {
-                "definition": "distinct word n-grams / total word n-grams over the corpus (n-grams do not cross records)",
+                "definition": "distinct word n-grams / total word n-grams over the corpus (n-grams do not cross "
+                "records)",
                 **{f"distinct_{dc.n}": round(dc.ratio(), 6) for dc in self.distinct},
                 "counts": {f"{dc.n}": {"distinct": dc.distinct, "total": dc.total} for dc in self.distinct},
             },
             "openings": {
                 "k_words": self.k,
-                "definition": f"fraction of records (with at least one word) whose first {self.k} words are shared with another record",
+                "definition": f"fraction of records (with at least one word) whose first {self.k} words are shared "
+                "with another record",
                 "repeated_opening_rate": round(repeated / with_words, 6) if with_words else 0.0,
                 "distinct_openings": len(self.openings),
                 "top": [[o, c] for o, c in self.openings.most_common(self.top) if c > 1],
@@ -199,3 +216,182 @@ def compute_stats(recs: Iterable[Record], **kwargs) -> dict:
     s = DiversityStats(**kwargs)
     s.add_all(recs)
     return s.report()
+
+
+# ---- the command: options, the step, the run ---------------------------------------------------------------
+@dataclass
+class StatsOptions:
+    """What `phitools stats` reads, which statistics it computes, and where the report (and with --dedup the
+    records without near-duplicates) go."""
+
+    inputs: list[str] | None = io_option("inputs")
+    output: str | None = option(
+        None, "-o", "--output", show_default=False, help="Write the JSON report to this file instead of stdout."
+    )
+    field: str = option("text", "--field", help="The record field holding the text.")
+    opening_words: int = option(5, "--opening-words", min=1, help="k: an opening is a record's first k words.")
+    top: int = option(10, "--top", min=0, help="List this many most common repeated openings.")
+    near_dup: bool = option(True, "--near-dup/--no-near-dup", help="Compute the MinHash near-duplicate rate.")
+    threshold: float = option(
+        0.8, "--threshold", min=0.01, max=1.0, help="Jaccard similarity at which two texts are near-duplicates."
+    )
+    shingle: int = option(5, "--shingle", min=1, help="Words per shingle.")
+    num_perm: int = option(128, "--num-perm", min=1, help="MinHash permutations (= bands x rows).")
+    bands: int = option(32, "--bands", min=1, help="LSH bands.")
+    spec: str | None = option(
+        None, "--spec", show_default=False, help="The synth spec: coverage then also lists declared values never drawn."
+    )
+    dedup: str | None = option(
+        None,
+        "--dedup",
+        show_default=False,
+        help="Also write the records without near-duplicates (keeping the first) to PATH ('-' for stdout; then the "
+        "report needs -o).",
+    )
+    shard: str | None = io_option("shard")
+    shard_size: str = io_option("shard_size")
+    skip_bad: bool = io_option("skip_bad")
+    allow_partial: bool = io_option("allow_partial")
+    limit: int | None = io_option("limit")
+
+    def __post_init__(self) -> None:
+        check(self)
+        if self.num_perm % self.bands:
+            raise UsageError(
+                f"--num-perm {self.num_perm} is not a multiple of --bands {self.bands}",
+                hint="e.g. --num-perm 128 --bands 32",
+            )
+        if self.dedup == "-" and self.output in (None, "-"):
+            raise UsageError(
+                "--dedup - writes records to stdout, so the report needs -o FILE", hint="e.g. -o report.json"
+            )
+        self.shard_spec: ShardSpec | None = parse_shard(self.shard)
+
+    def params(self) -> MinHashParams:
+        """The near-duplicate parameters."""
+        return MinHashParams(
+            num_perm=self.num_perm,
+            bands=self.bands,
+            rows=self.num_perm // self.bands,
+            shingle=self.shingle,
+            threshold=self.threshold,
+        )
+
+    def io(self) -> IOOptions:
+        """The reading side (and, with --dedup, the records' output) as the shared record-tool options."""
+        return IOOptions(
+            inputs=self.inputs,
+            output=self.dedup,
+            shard=self.shard,
+            shard_size=self.shard_size,
+            skip_bad=self.skip_bad,
+            allow_partial=self.allow_partial,
+            limit=self.limit,
+        )
+
+
+class Diversity:
+    """The stats step: every record is accounted for and passed through; with `opts.dedup` set, records that
+    near-duplicate an earlier kept one are dropped (counted as `near_duplicate`). `report()` after the last
+    record; `manifest()` is the deduplicated output's `dedup` entry."""
+
+    name = "stats"
+    required: tuple[str, ...] = ()
+
+    def __init__(self, opts: StatsOptions | None = None) -> None:
+        self.opts = opts = opts or StatsOptions()
+        declared = None
+        if opts.spec:
+            from phitools.steps.synth_spec import load_spec
+
+            declared = load_spec(opts.spec).declared_values()
+        params = opts.params()
+        self.diversity = DiversityStats(
+            field=opts.field,
+            opening_words=opts.opening_words,
+            top=opts.top,
+            near_dup=opts.near_dup and opts.dedup is None,
+            params=params,
+            declared=declared,
+        )
+        self.index = NearDupIndex(params) if opts.dedup is not None else None
+        self.shard: ShardSpec | None = None
+
+    def __call__(self, records: Iterable[Record], ctx: Context | None = None) -> Iterator[Record]:
+        ctx = ctx if ctx is not None else Context()
+        self.shard = ctx.shard
+        add = self.diversity.add
+
+        def observed(it: Iterable[Record]) -> Iterator[Record]:
+            for r in it:
+                add(r)
+                yield r
+
+        if self.index is None:
+            yield from observed(records)
+            return
+        yield from dedup_records(
+            observed(records), self.index, field=self.opts.field, on_drop=lambda r, v: ctx.stats.drop("near_duplicate")
+        )
+
+    def manifest(self) -> dict:
+        if self.index is None:
+            return {}
+        sh = self.shard
+        return {
+            "dedup": {
+                **self.index.report(),
+                "scope": f"per shard: part {sh} only" if sh and sh.count > 1 else "all records",
+            }
+        }
+
+    def report(self) -> dict:
+        """The JSON report of the records seen so far."""
+        rep = self.diversity.report()
+        if self.index is not None:
+            rep["near_duplicates"] = self.index.report()
+        return rep
+
+
+def report_json(report: dict) -> bytes:
+    """The report as `phitools stats` writes it (indented JSON, one trailing newline)."""
+    return orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+
+
+def run_stats(opts: StatsOptions, *, progress: Callable[..., Any] | None = None) -> dict:
+    """What `phitools stats` does: read `opts.inputs` (this --shard part, the first --limit records), write the
+    records without near-duplicates to `opts.dedup` (with its manifest) when set, write the report to
+    `opts.output` when it names a file, and return the report. `progress` is as for `pipeline.run`."""
+    step = Diversity(opts)
+    io = opts.io()
+    stats = Stats()
+    reader = read(io, stats=stats)
+    ctx = Context(stats=stats, shard=io.shard_spec, inputs=reader.inputs, output=opts.dedup)
+    with (progress or no_progress)(step.name, stats=stats) as bar:
+        ctx.progress = bar
+        records = step(limited(reader, io.limit), ctx)
+        if opts.dedup is None:
+            for _ in records:
+                bar.advance()
+        else:
+            sh = io.shard_spec
+            if sh and sh.count > 1:
+                warn(
+                    f"--dedup with --shard {sh}: near-duplicates are dropped within this part only; run it unsharded "
+                    "on the union for the global answer"
+                )
+            # no seed: nothing here is random (MinHash's permutations are fixed)
+            with RecordWriter(
+                opts.dedup, tool=step.name, shard_size=io.shard_size, shard=sh, stats=stats, inputs=reader.inputs
+            ) as w:
+                for rec in records:
+                    w.write(rec)
+                    bar.advance()
+                w.manifest_extra.update(step.manifest())
+    report = step.report()
+    if stats.skipped_bad:
+        report["skipped_bad"] = dict(stats.skipped_bad)
+    report["inputs"] = reader.inputs
+    if opts.output and opts.output != "-":
+        atomic_write(opts.output, report_json(report))
+    return report
