@@ -42,14 +42,12 @@ def clf(clf_dir):
 
 def _run(clf, clf_dir, recs, keep, *, rereadable, workers=1):
     kept, dropped = [], []
-
-    def emit(rec, k):
-        (kept if k else dropped).append(rec["id"])
-
     import copy
 
+    out = ap.Outcome(histogram=ap.histogram_for(clf))
     with ap.Scorer(clf, str(clf_dir), workers=workers) as scorer:
-        out = ap.run(clf, scorer, lambda: iter(copy.deepcopy(recs)), keep, emit, rereadable=rereadable)
+        for rec, k in ap.select(clf, scorer, lambda: iter(copy.deepcopy(recs)), keep, out, rereadable=rereadable):
+            (kept if k else dropped).append(rec["id"])
     return kept, dropped, out
 
 
