@@ -31,7 +31,7 @@ import orjson
 from phitools.errors import CheckpointError, UsageError
 from phitools.runtime.files import atomic_dir, sha256_file
 from phitools.shards import write_manifest
-from phitools.steps.classify.estimators import MODEL_FILES, Linear, Trees, load_model, model_arrays
+from phitools.steps.classify.estimators import MODEL_FILES, LightGBMModel, Linear, Trees, load_model, model_arrays
 from phitools.steps.classify.features import Pipeline
 
 FORMAT = "phitools-classifier"
@@ -47,14 +47,13 @@ class Classifier:
     """Feature pipeline + fitted model + what the score means."""
 
     pipeline: Pipeline
-    model: Trees | Linear
+    model: LightGBMModel | Trees | Linear
     estimator: str
     target: str  # "regression" (score on the label scale) or "binary" (P(label >= threshold))
     threshold: float  # a label >= threshold is "good"
     score_range: tuple[float, float]
     info: dict = field(default_factory=dict)
     decision_point: float | None = None  # the default cut on the score (see `decision`)
-    native: dict = field(default_factory=dict, repr=False)  # the estimator's own files (lgbm: model.txt bytes)
     name: str = "classifier"
     id: str = ""
     _w: np.ndarray | None = field(default=None, repr=False)
@@ -107,14 +106,10 @@ class Classifier:
         ) as tmp:
             farrays = self.pipeline.arrays()
             model_file = MODEL_FILES[self.estimator]
-            if isinstance(self.model, Trees) and self.estimator == "lgbm":
+            if isinstance(self.model, LightGBMModel):
                 farrays["lgbm.columns"] = self.model.columns
-                model_meta = self.model.forest.meta()
-                if model_file not in self.native:
-                    raise UsageError(
-                        "this LightGBM classifier was loaded, not trained: copy its directory instead of saving it"
-                    )
-                (tmp / model_file).write_bytes(self.native[model_file])
+                model_meta = self.model.meta()
+                (tmp / model_file).write_bytes(self.model.text.encode())
             else:
                 arrays, model_meta = model_arrays(self.model)
                 save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp / model_file))
@@ -283,7 +278,7 @@ def load_classifier(
         )
     else:
         model = load_model(estimator, st(model_file), meta, dim, str(root / model_file))
-    if isinstance(model, Trees) and len(model.columns) > 1 and (np.diff(model.columns) <= 0).any():
+    if not isinstance(model, Linear) and len(model.columns) > 1 and (np.diff(model.columns) <= 0).any():
         raise CheckpointError(f"{root}: tree model columns are not sorted")
     cid = hashlib.sha256("".join(digests[n] for n in sorted(digests) if n != REPORT_FILE).encode()).hexdigest()[:12]
     info = {k: doc[k] for k in ("labels", "label_source", "packages", "trained") if k in doc}

@@ -271,7 +271,7 @@ def _fit(pipeline: Pipeline, data: Labelled, rows: np.ndarray, opts: TrainOption
     scale = _idf_scale(pipeline, data.X, rows)
     Xs = _scaled(data.X[rows], scale)
     active, dense = _active(pipeline, data.X, rows, opts.min_df)
-    model, native = estimators.fit(
+    model = estimators.fit(
         opts.estimator,
         Xs,
         data.y[rows],
@@ -284,7 +284,7 @@ def _fit(pipeline: Pipeline, data: Labelled, rows: np.ndarray, opts: TrainOption
         threads=opts.threads,
         max_columns=opts.max_columns or estimators.DEFAULT_MAX_COLUMNS[opts.estimator],
     )
-    return model, native, scale
+    return model, scale
 
 
 def _post(score: np.ndarray, opts: TrainOptions) -> np.ndarray:
@@ -349,7 +349,7 @@ def evaluate(pipeline: Pipeline, data: Labelled, opts: TrainOptions) -> dict:
         method = f"stratified hold-out ({opts.test_size:g} of the data)"
     held = np.full(n, np.nan)
     for tr, te in splits:
-        model, _, scale = _fit(pipeline, data, tr, opts)
+        model, scale = _fit(pipeline, data, tr, opts)
         held[te] = _post(predict_matrix(model, _scaled(data.X[te], scale)), opts)
     ev = np.flatnonzero(~np.isnan(held))
     decision = decision_point(opts, y)
@@ -403,7 +403,7 @@ def train(
     t0 = time.monotonic()
     data = collect(records, pipeline, opts, progress)
     evaluation = evaluate(pipeline, data, opts)
-    model, native, scale = _fit(pipeline, data, np.arange(len(data.y)), opts)
+    model, scale = _fit(pipeline, data, np.arange(len(data.y)), opts)
     for part, off in zip(pipeline.parts, pipeline.offsets):
         if part.kind == "hash":
             part.idf = scale[off : off + part.settings.n_features].astype(np.float32)
@@ -446,7 +446,6 @@ def train(
         tuple(opts.bounds),
         info=info,
         decision_point=decision_point(opts, data.y),
-        native=native,
     )
     return clf, report
 
