@@ -159,3 +159,11 @@ def test_saved_directory_has_the_usual_permissions(saved, tmp_path):
         os.umask(umask)
     assert stat.S_IMODE(out.stat().st_mode) == 0o755
     assert {stat.S_IMODE(f.stat().st_mode) for f in out.iterdir()} == {0o644}
+
+
+def test_a_loaded_classifier_saves_again(saved, tmp_path, heldout):
+    _, path = saved
+    texts = [r["text"] for r in heldout]
+    loaded = load_classifier(path)
+    again = load_classifier(loaded.save(tmp_path / "again"))
+    assert np.array_equal(again.score(texts), loaded.score(texts))
