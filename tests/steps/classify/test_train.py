@@ -101,3 +101,38 @@ def test_hold_out_split(labelled):
     _, report = _train(labelled, test_size=0.25)
     ev = report["evaluation"]
     assert ev["method"].startswith("stratified hold-out") and 14 <= ev["metrics"]["n"] <= 16
+
+
+def test_folds_are_stratified_and_seeded():
+    from phitools.steps.classify.train import splits
+
+    good = np.array([True] * 23 + [False] * 17)
+    folds = splits(good, TrainOptions(folds=5, seed=1))
+    tested = np.sort(np.concatenate([te for _, te in folds]))
+    assert tested.tolist() == list(range(40))  # every record held out exactly once
+    for tr, te in folds:
+        assert not set(tr) & set(te) and len(tr) + len(te) == 40
+        assert int(good[te].sum()) in (4, 5) and int((~good[te]).sum()) in (3, 4)
+    again = splits(good, TrainOptions(folds=5, seed=1))
+    other = splits(good, TrainOptions(folds=5, seed=2))
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(folds, again))
+    assert not all(np.array_equal(a[1], b[1]) for a, b in zip(folds, other))
+    ((tr, te),) = splits(good, TrainOptions(test_size=0.25, seed=1))
+    assert len(te) == 10 and int(good[te].sum()) in (5, 6) and not set(tr) & set(te)
+
+
+def test_report_metrics_by_hand():
+    from phitools.steps.classify.report import binary_metrics
+
+    truth = np.array([True, True, False, False, False])
+    score = np.array([0.9, 0.4, 0.4, 0.1, 0.1])
+    assert roc_auc(truth, score) == 0.9167  # of the 6 (good, bad) pairs 5 are ordered right, 1 tied: 5.5 / 6
+    assert roc_auc(np.array([True, True]), np.array([0.1, 0.2])) is None
+    # average ranks 5 3.5 3.5 1.5 1.5 against 5 3.5 3.5 2 1: Pearson of the ranks = 9 / sqrt(9 * 9.5)
+    assert spearman(score, np.array([5, 4, 4, 1, 0])) == 0.9733
+    assert spearman(score, np.ones(5)) is None
+    m = binary_metrics(truth, score >= 0.4)
+    assert m["confusion"] == {"tn": 2, "fp": 1, "fn": 0, "tp": 2}
+    assert (m["precision"], m["recall"], m["f1"], m["accuracy"]) == (0.6667, 1.0, 0.8, 0.8)
+    none = binary_metrics(truth, np.zeros(5, bool))  # nothing predicted good: 0, not a division by zero
+    assert (none["precision"], none["recall"], none["f1"]) == (0.0, 0.0, 0.0)

@@ -15,6 +15,7 @@ records already in memory and returns the classifier unsaved (`clf.save(path, re
 
 from __future__ import annotations
 
+import math
 import platform
 import time
 from collections.abc import Callable, Iterable
@@ -293,28 +294,17 @@ def _post(score: np.ndarray, opts: TrainOptions) -> np.ndarray:
     return np.round(score, 6) + 0.0
 
 
-def stratified_folds(good: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """k (train, test) index splits; each class is shuffled (seeded) and dealt round-robin into the k folds."""
-    rng = np.random.default_rng(seed)
-    fold = np.empty(len(good), np.int64)
-    offset = 0
-    for cls in (True, False):
-        members = rng.permutation(np.flatnonzero(good == cls))
-        fold[members] = (np.arange(len(members)) + offset) % k
-        offset += len(members)
-    idx = np.arange(len(good))
-    return [(idx[fold != f], idx[fold == f]) for f in range(k)]
+def splits(good: np.ndarray, opts: TrainOptions) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, test) index splits, stratified by good/bad and seeded: scikit-learn's StratifiedKFold (k folds,
+    shuffled) or, with `test_size`, one StratifiedShuffleSplit."""
+    from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit
 
-
-def stratified_holdout(good: np.ndarray, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """One (train, test) split holding out `test_size` of each class (at least one of each)."""
-    rng = np.random.default_rng(seed)
-    test = []
-    for cls in (True, False):
-        members = rng.permutation(np.flatnonzero(good == cls))
-        test.append(members[: max(1, int(round(test_size * len(members))))])
-    te = np.sort(np.concatenate(test))
-    return np.setdiff1d(np.arange(len(good)), te), te
+    seed = opts.seed % 2**32  # scikit-learn takes seeds in [0, 2^32)
+    if opts.test_size is None:
+        cv = StratifiedKFold(n_splits=opts.folds, shuffle=True, random_state=seed)
+    else:
+        cv = StratifiedShuffleSplit(n_splits=1, test_size=opts.test_size, random_state=seed)
+    return list(cv.split(np.zeros((len(good), 1)), good))
 
 
 def evaluate(pipeline: Pipeline, data: Labelled, opts: TrainOptions) -> dict:
@@ -335,20 +325,18 @@ def evaluate(pipeline: Pipeline, data: Labelled, opts: TrainOptions) -> dict:
                 f"too few examples for --folds {opts.folds}: {n} labelled records, only {n_min} in the smaller class",
                 hint="label more records, or lower --folds (2 at least; the smaller class needs one per fold)",
             )
-        splits = stratified_folds(good, opts.folds, opts.seed)
         method = f"{opts.folds}-fold stratified cross-validation"
     else:
-        n_test = int(round(opts.test_size * n))
+        n_test = math.ceil(opts.test_size * n)  # as scikit-learn counts it
         if n_min < 2 or n_test < 2 or n - n_test < 2:
             raise DataError(
                 f"too few examples for --test-size {opts.test_size:g}: {n} labelled records, {n_min} in the smaller "
                 "class",
                 hint="label more records, or change --test-size",
             )
-        splits = [stratified_holdout(good, opts.test_size, opts.seed)]
         method = f"stratified hold-out ({opts.test_size:g} of the data)"
     held = np.full(n, np.nan)
-    for tr, te in splits:
+    for tr, te in splits(good, opts):
         model, scale = _fit(pipeline, data, tr, opts)
         held[te] = _post(predict_matrix(model, _scaled(data.X[te], scale)), opts)
     ev = np.flatnonzero(~np.isnan(held))
