@@ -136,3 +136,64 @@ def test_report_metrics_by_hand():
     assert (m["precision"], m["recall"], m["f1"], m["accuracy"]) == (0.6667, 1.0, 0.8, 0.8)
     none = binary_metrics(truth, np.zeros(5, bool))  # nothing predicted good: 0, not a division by zero
     assert (none["precision"], none["recall"], none["f1"]) == (0.0, 0.0, 0.0)
+
+
+def test_python_gives_what_the_command_gives(labelled, tmp_path):
+    """train_classifier(opts) writes the directory `classify train` writes, byte for byte (bar timings)."""
+    import json
+
+    from conftest import run_phitools
+
+    from phitools.shards import RecordWriter
+    from phitools.steps.classify.saved import load_classifier
+    from phitools.steps.classify.train import train_classifier
+
+    data = tmp_path / "labelled.jsonl"
+    with RecordWriter(data, tool="test") as w:
+        for r in copy.deepcopy(labelled):
+            w.write(r)
+    flags = ["--n-estimators", "10", "--folds", "2", "--n-features", "16384", "--char-ngrams", "3,4", "--seed", "3"]
+    run_phitools("classify", "train", data, *flags, "-o", tmp_path / "cli", check=True)
+    opts = TrainOptions(
+        labeled=[str(data)], output=str(tmp_path / "py"), n_estimators=10, folds=2, n_features=16384,
+        char_ngrams=(3, 4), seed=3,
+    )  # fmt: skip
+    clf, report = train_classifier(opts)
+    for name in ("classifier.json", "features.safetensors", "model.txt"):
+        assert (tmp_path / "py" / name).read_bytes() == (tmp_path / "cli" / name).read_bytes(), name
+
+    def timeless(path):
+        doc = json.loads(path.read_text())
+        for key in ("argv", "created", "train_seconds"):
+            doc.pop(key, None)
+        for o in doc.get("outputs", []):
+            if o["path"] == "report.json":
+                o.pop("sha256"), o.pop("bytes")
+        return doc
+
+    for name in ("report.json", "manifest.json"):
+        assert timeless(tmp_path / "py" / name) == timeless(tmp_path / "cli" / name), name
+    assert load_classifier(tmp_path / "py").id == load_classifier(tmp_path / "cli").id
+    assert report["labels"]["used"] == len(labelled) and clf.estimator == "lgbm"
+
+
+def test_train_option_errors_from_python():
+    for kw, message in (
+        ({"folds": "5"}, "--folds expects integer"),
+        ({"estimator": "svm"}, "--estimator must be one of rf, lgbm, logreg"),
+        ({"min_df": 0}, "--min-df must be at least 1"),
+        ({"n_estimators": 0}, "--n-estimators must be at least 1"),
+        ({"score_range": "0-5"}, "is not LO,HI"),
+        ({"char_ngrams": "3,x"}, "is not a list of sizes"),
+        ({"char_ngrams": (9,)}, "char n-gram sizes must be 1..8"),
+        ({"n_features": 1000}, "power of two"),
+        ({"features": "tfidf"}, "unknown feature set"),
+    ):
+        with pytest.raises(UsageError, match=message):
+            TrainOptions(**kw)
+    assert TrainOptions(score_range=(0, 10), threshold=7).bounds == (0.0, 10.0)
+    assert TrainOptions(char_ngrams=()).hash_settings.char_ngrams == ()
+    with pytest.raises(UsageError, match="needs -o DIR"):
+        from phitools.steps.classify.train import train_classifier
+
+        train_classifier(TrainOptions(labeled=["x.jsonl"]))
