@@ -65,6 +65,19 @@ def option(
     return dataclasses.field(default=default, metadata=meta)
 
 
+def same_as(cls: type, name: str, **changes: Any) -> Any:
+    """Field `name` of options class `cls`, declared again in another options class: a flag that means the
+    same in a tool that cannot take all of `cls` (classify train's --seed and --limit are IOOptions') keeps one
+    default and one help text. `changes` override metadata (e.g. `help=`)."""
+    f = next((f for f in dataclasses.fields(cls) if f.name == name), None)
+    if f is None:
+        raise TypeError(f"{cls.__name__} has no option {name!r}")
+    meta = {**f.metadata, **changes}
+    if f.default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=f.default_factory, metadata=meta)
+    return dataclasses.field(default=f.default, metadata=meta)
+
+
 def hints(cls: type) -> dict[str, Any]:
     """The resolved type of every field of an options dataclass."""
     return typing.get_type_hints(cls)
@@ -175,4 +188,4 @@ def from_mapping(cls: type[T], values: dict, *, source: str, base: T | None = No
     return cls(**kw)
 
 
-__all__ = ["option", "check", "conforms", "from_mapping", "hints", "flag_name", "type_name"]
+__all__ = ["option", "same_as", "check", "conforms", "from_mapping", "hints", "flag_name", "type_name"]

@@ -9,6 +9,9 @@ A step is an object with
 
 and optionally `total` (records it will emit, for an ETA) and `whole_input = True` when it reads every part
 of a sharded input itself (label's exact sharded sample: ctx.shard then says which share is its own).
+A step that needs a second pass over its input (classify apply's exact --keep-top) calls `ctx.reopen()`: the
+same records again (same slice, limit and checks; the counters start over), or None when the input cannot be
+read twice (stdin). A step with a second output (classify apply's --rejects) writes it with `ctx.shard_size`.
 
 `run(step, io)` reads `io.inputs` (files, directories, globs, stdin; `--shard K/N`, `--skip-bad`,
 `--allow-partial`), stops after `io.limit` records, feeds them through the step, writes `io.output` (stdout, a
@@ -103,6 +106,8 @@ class Context:
     progress: Reporter = field(default_factory=NullReporter)
     inputs: list[str] = field(default_factory=list)
     output: str | None = None
+    shard_size: str | int | None = None  # the run's --shard-size, for a step's second output (None: the default)
+    reopen: Callable[[], Iterable[Record]] | None = None  # the same input again, for a second pass; None: stdin
 
 
 class Step(Protocol):
@@ -163,9 +168,23 @@ def run(
     ) as writer:
         records: Iterable[Record] = reader.tagged() if whole else reader
         records = limited(records, io.limit)
+
+        def reopen() -> Iterable[Record]:
+            stats.records_in = 0  # the counters are those of the last pass
+            stats.skipped_bad.clear()
+            again = read(io, required=tuple(step.required), stats=stats, whole=whole)
+            return limited(again.tagged() if whole else again, io.limit)
+
         with (progress or _no_progress)(step.name, total=getattr(step, "total", None), stats=stats) as bar:
             ctx = Context(
-                stats=stats, shard=io.shard_spec, seed=io.seed, progress=bar, inputs=reader.inputs, output=io.output
+                stats=stats,
+                shard=io.shard_spec,
+                seed=io.seed,
+                progress=bar,
+                inputs=reader.inputs,
+                output=io.output,
+                shard_size=io.shard_size,
+                reopen=None if "-" in (reader.all_files if whole else reader.files) else reopen,
             )
             write = writer.write
             advance = bar.advance

@@ -100,11 +100,19 @@ def install() -> None:
     runtime_console.set_frontend(RichFrontend())
 
 
-def table(title: str | None, columns: list[str], rows: list[list[Any]], *, justify_right_from: int = 1) -> None:
-    """A table on stderr (a terminal draws boxes; a log gets the same text)."""
+def table(
+    title: str | None,
+    columns: list[str],
+    rows: list[list[Any]],
+    *,
+    justify_right_from: int = 1,
+    justify: list[str] | None = None,
+) -> None:
+    """A table on stderr (a terminal draws boxes; a log gets the same text). Columns from `justify_right_from`
+    on are right-aligned, or each as `justify` says ("left"/"right")."""
     t = Table(title=title, show_header=True, header_style="bold")
     for i, c in enumerate(columns):
-        t.add_column(c, justify="right" if i >= justify_right_from else "left")
+        t.add_column(c, justify=justify[i] if justify else "right" if i >= justify_right_from else "left")
     for r in rows:
         t.add_row(*[str(x) for x in r])
     console.print(t)

@@ -115,3 +115,55 @@ def test_identical_training_gives_the_same_id(labelled, tmp_path, estimator):
         clf.save(tmp_path / run / "clf", report=report, inputs=["labelled.jsonl"], seed=0)
         ids.append(load_classifier(tmp_path / run / "clf").id)
     assert ids[0] == ids[1]  # the id hashes what was learnt, not how long it took
+
+
+def test_replacing_a_classifier_never_leaves_the_path_without_one(saved, tmp_path, monkeypatch):
+    """Saving over a classifier swaps the new directory in whole: if the swap fails, the old one is still there."""
+    import os
+
+    import phitools.runtime.files as files
+
+    clf, path = saved
+    dst = _copy(path, tmp_path)
+    before = load_classifier(dst).id
+
+    real_rename, real_replace = os.rename, os.replace
+
+    def broken(real):
+        def move(a, b, **kw):
+            if os.path.isdir(a):  # moving a directory into place fails (files inside it still write)
+                raise OSError("disk gone")
+            return real(a, b, **kw)
+
+        return move
+
+    monkeypatch.setattr(files, "_exchange", lambda a, b: False)  # the portable path: two renames
+    monkeypatch.setattr(os, "rename", broken(real_rename))
+    monkeypatch.setattr(os, "replace", broken(real_replace))
+    with pytest.raises(OSError):
+        clf.save(dst, report={"evaluation": None})
+    monkeypatch.undo()
+    assert load_classifier(dst).id == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clf"]  # no temporary directory left behind
+
+
+def test_saved_directory_has_the_usual_permissions(saved, tmp_path):
+    import os
+    import stat
+
+    clf, _ = saved
+    umask = os.umask(0o022)
+    try:
+        out = clf.save(tmp_path / "new", report={})
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o755
+    assert {stat.S_IMODE(f.stat().st_mode) for f in out.iterdir()} == {0o644}
+
+
+def test_a_loaded_classifier_saves_again(saved, tmp_path, heldout):
+    _, path = saved
+    texts = [r["text"] for r in heldout]
+    loaded = load_classifier(path)
+    again = load_classifier(loaded.save(tmp_path / "again"))
+    assert np.array_equal(again.score(texts), loaded.score(texts))

@@ -101,3 +101,99 @@ def test_hold_out_split(labelled):
     _, report = _train(labelled, test_size=0.25)
     ev = report["evaluation"]
     assert ev["method"].startswith("stratified hold-out") and 14 <= ev["metrics"]["n"] <= 16
+
+
+def test_folds_are_stratified_and_seeded():
+    from phitools.steps.classify.train import splits
+
+    good = np.array([True] * 23 + [False] * 17)
+    folds = splits(good, TrainOptions(folds=5, seed=1))
+    tested = np.sort(np.concatenate([te for _, te in folds]))
+    assert tested.tolist() == list(range(40))  # every record held out exactly once
+    for tr, te in folds:
+        assert not set(tr) & set(te) and len(tr) + len(te) == 40
+        assert int(good[te].sum()) in (4, 5) and int((~good[te]).sum()) in (3, 4)
+    again = splits(good, TrainOptions(folds=5, seed=1))
+    other = splits(good, TrainOptions(folds=5, seed=2))
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(folds, again))
+    assert not all(np.array_equal(a[1], b[1]) for a, b in zip(folds, other))
+    ((tr, te),) = splits(good, TrainOptions(test_size=0.25, seed=1))
+    assert len(te) == 10 and int(good[te].sum()) in (5, 6) and not set(tr) & set(te)
+
+
+def test_report_metrics_by_hand():
+    from phitools.steps.classify.report import binary_metrics
+
+    truth = np.array([True, True, False, False, False])
+    score = np.array([0.9, 0.4, 0.4, 0.1, 0.1])
+    assert roc_auc(truth, score) == 0.9167  # of the 6 (good, bad) pairs 5 are ordered right, 1 tied: 5.5 / 6
+    assert roc_auc(np.array([True, True]), np.array([0.1, 0.2])) is None
+    # average ranks 5 3.5 3.5 1.5 1.5 against 5 3.5 3.5 2 1: Pearson of the ranks = 9 / sqrt(9 * 9.5)
+    assert spearman(score, np.array([5, 4, 4, 1, 0])) == 0.9733
+    assert spearman(score, np.ones(5)) is None
+    m = binary_metrics(truth, score >= 0.4)
+    assert m["confusion"] == {"tn": 2, "fp": 1, "fn": 0, "tp": 2}
+    assert (m["precision"], m["recall"], m["f1"], m["accuracy"]) == (0.6667, 1.0, 0.8, 0.8)
+    none = binary_metrics(truth, np.zeros(5, bool))  # nothing predicted good: 0, not a division by zero
+    assert (none["precision"], none["recall"], none["f1"]) == (0.0, 0.0, 0.0)
+
+
+def test_python_gives_what_the_command_gives(labelled, tmp_path):
+    """train_classifier(opts) writes the directory `classify train` writes, byte for byte (bar timings)."""
+    import json
+
+    from conftest import run_phitools
+
+    from phitools.shards import RecordWriter
+    from phitools.steps.classify.saved import load_classifier
+    from phitools.steps.classify.train import train_classifier
+
+    data = tmp_path / "labelled.jsonl"
+    with RecordWriter(data, tool="test") as w:
+        for r in copy.deepcopy(labelled):
+            w.write(r)
+    flags = ["--n-estimators", "10", "--folds", "2", "--n-features", "16384", "--char-ngrams", "3,4", "--seed", "3"]
+    run_phitools("classify", "train", data, *flags, "-o", tmp_path / "cli", check=True)
+    opts = TrainOptions(
+        labeled=[str(data)], output=str(tmp_path / "py"), n_estimators=10, folds=2, n_features=16384,
+        char_ngrams=(3, 4), seed=3,
+    )  # fmt: skip
+    clf, report = train_classifier(opts)
+    for name in ("classifier.json", "features.safetensors", "model.txt"):
+        assert (tmp_path / "py" / name).read_bytes() == (tmp_path / "cli" / name).read_bytes(), name
+
+    def timeless(path):
+        doc = json.loads(path.read_text())
+        for key in ("argv", "created", "train_seconds"):
+            doc.pop(key, None)
+        for o in doc.get("outputs", []):
+            if o["path"] == "report.json":
+                o.pop("sha256"), o.pop("bytes")
+        return doc
+
+    for name in ("report.json", "manifest.json"):
+        assert timeless(tmp_path / "py" / name) == timeless(tmp_path / "cli" / name), name
+    assert load_classifier(tmp_path / "py").id == load_classifier(tmp_path / "cli").id
+    assert report["labels"]["used"] == len(labelled) and clf.estimator == "lgbm"
+
+
+def test_train_option_errors_from_python():
+    for kw, message in (
+        ({"folds": "5"}, "--folds expects integer"),
+        ({"estimator": "svm"}, "--estimator must be one of rf, lgbm, logreg"),
+        ({"min_df": 0}, "--min-df must be at least 1"),
+        ({"n_estimators": 0}, "--n-estimators must be at least 1"),
+        ({"score_range": "0-5"}, "is not LO,HI"),
+        ({"char_ngrams": "3,x"}, "is not a list of sizes"),
+        ({"char_ngrams": (9,)}, "char n-gram sizes must be 1..8"),
+        ({"n_features": 1000}, "power of two"),
+        ({"features": "tfidf"}, "unknown feature set"),
+    ):
+        with pytest.raises(UsageError, match=message):
+            TrainOptions(**kw)
+    assert TrainOptions(score_range=(0, 10), threshold=7).bounds == (0.0, 10.0)
+    assert TrainOptions(char_ngrams=()).hash_settings.char_ngrams == ()
+    with pytest.raises(UsageError, match="needs -o DIR"):
+        from phitools.steps.classify.train import train_classifier
+
+        train_classifier(TrainOptions(labeled=["x.jsonl"]))

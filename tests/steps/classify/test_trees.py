@@ -1,4 +1,4 @@
-"""Forests as arrays: numpy prediction equals the libraries' own, and bad arrays are refused."""
+"""Random forests as arrays: numpy prediction equals scikit-learn's, and bad arrays are refused."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 from phitools.errors import CheckpointError
-from phitools.steps.classify.trees import Forest, from_lightgbm_text, from_sklearn
+from phitools.steps.classify.trees import Forest, from_sklearn
 
 
 @pytest.fixture(scope="module")
@@ -30,21 +30,6 @@ def test_sklearn_forest_matches(data):
     clf = RandomForestClassifier(n_estimators=15, random_state=0).fit(X, y > np.median(y))
     f = from_sklearn(clf, X.shape[1])
     assert np.allclose(f.predict(X[:, f.columns].toarray()), clf.predict_proba(X)[:, 1], rtol=1e-12, atol=1e-12)
-
-
-@pytest.mark.parametrize("objective", ["regression", "binary"])
-def test_lightgbm_text_model_matches(data, objective):
-    import lightgbm as lgb
-
-    X, y = data
-    label = y if objective == "regression" else (y > np.median(y)).astype(int)
-    b = lgb.train(
-        {"objective": objective, "num_leaves": 7, "min_data_in_leaf": 5, "verbosity": -1, "num_threads": 1},
-        lgb.Dataset(X, label=label),
-        num_boost_round=25,
-    )
-    f = from_lightgbm_text(b.model_to_string(), X.shape[1])
-    assert np.allclose(f.predict(X[:, f.columns].toarray()), b.predict(X), rtol=1e-12, atol=1e-12)
 
 
 def _tiny() -> Forest:
@@ -73,15 +58,3 @@ def test_refuses_loops_and_out_of_range():
     nan.value = np.array([0.0, np.nan, 2.0])
     with pytest.raises(CheckpointError):
         nan.validate(1)
-
-
-def test_lightgbm_text_errors():
-    for text in (
-        "",
-        "not a model",
-        "tree\nobjective=lambdarank\nTree=0\nnum_leaves=1\nleaf_value=1\nend of trees\n",
-        "tree\nobjective=regression\nTree=0\nnum_leaves=2\nleaf_value=1 2\nsplit_feature=0\nthreshold=0.5\n"
-        "decision_type=2\nleft_child=-1\nright_child=5\nend of trees\n",
-    ):
-        with pytest.raises(CheckpointError):
-            from_lightgbm_text(text, 4)

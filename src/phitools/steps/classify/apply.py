@@ -1,5 +1,11 @@
 """Applying a classifier to a corpus: score in batches (optionally on many cores), then keep or drop.
 
+    from phitools import pipeline
+    from phitools.steps.classify.apply import Apply, ApplyOptions
+    step = Apply(ApplyOptions(clf="clf/", keep_top=0.3, rejects="rejects.jsonl.zst"))
+    pipeline.run(step, pipeline.IOOptions(inputs=["corpus/"], output="filtered/"))   # what the command does
+    print(step.summary)
+
 Batches are cut by input order and size alone (BATCH_BYTES of text or BATCH_RECORDS records), and a
 document's score depends only on its own text, so the output is byte-identical for any --workers.
 Workers receive texts and send back scores; the main process keeps a bounded window of batches in flight
@@ -23,6 +29,8 @@ Keep policies (`Keep`):
 from __future__ import annotations
 
 import collections
+import contextlib
+import dataclasses
 import math
 import os
 import tempfile
@@ -31,8 +39,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from phitools.errors import DataError
+from phitools.errors import DataError, UsageError
+from phitools.options import check, option
+from phitools.pipeline import Context
 from phitools.records import Record
+from phitools.runtime import console
+from phitools.shards import RecordWriter, Stats
 from phitools.steps.classify.saved import Classifier, load_classifier
 
 BATCH_BYTES = 2 << 20
@@ -272,48 +284,42 @@ def _tag(batch: list[Record], scores: np.ndarray, tag: str) -> None:
         rec["quality"] = {"score": s, "classifier": tag}
 
 
-def run(
+def select(
     clf: Classifier,
     scorer: Scorer,
     open_records: Callable[[], Iterable[Record]],
     keep: Keep,
-    emit: Callable[[Record, bool], None],
+    out: Outcome,
     *,
     rereadable: bool,
-    progress=None,
     tmp_dir: str | None = None,
-) -> Outcome:
-    """Score every record from open_records() and call emit(record, kept) in input order."""
-    out = Outcome(histogram=histogram_for(clf))
+) -> Iterator[tuple[Record, bool]]:
+    """Score every record from open_records() and yield (record, kept) in input order; counts go into `out`.
+
+    open_records() is called once per pass (twice for an exact --keep-top over re-readable input)."""
     tag = clf.tag
-
-    def advance(n: int) -> None:
-        if progress is not None:
-            progress.advance(n)
-
-    def finish(batch: list[Record], scores: np.ndarray, k: np.ndarray) -> None:
-        out.histogram.add(scores, k)
-        for rec, kk in zip(batch, k.tolist()):
-            emit(rec, kk)
-        n_kept = int(k.sum())
-        out.kept += n_kept
-        out.dropped += len(batch) - n_kept
-        out.scored += len(batch)
-        advance(len(batch))
-
     if keep.mode in ("threshold", "score_only"):
         out.cut = keep.threshold if keep.mode == "threshold" else None
         for batch, scores in scorer.map(batches(open_records())):
             _tag(batch, scores, tag)
             k = np.ones(len(batch), bool) if keep.mode == "score_only" else scores >= keep.threshold
-            finish(batch, scores, k)
-        return out
-    if rereadable:
-        return _keep_top_exact(scorer, open_records, keep, tag, out, finish, tmp_dir)
-    return _keep_top_streaming(scorer, open_records, keep, tag, out, finish)
+            yield from _finish(out, batch, scores, k)
+    elif rereadable:
+        yield from _keep_top_exact(scorer, open_records, keep, tag, out, tmp_dir)
+    else:
+        yield from _keep_top_streaming(scorer, open_records, keep, tag, out)
 
 
-def _keep_top_exact(scorer, open_records, keep: Keep, tag, out: Outcome, finish, tmp_dir) -> Outcome:
+def _finish(out: Outcome, batch: list[Record], scores: np.ndarray, k: np.ndarray) -> Iterator[tuple[Record, bool]]:
+    out.histogram.add(scores, k)
+    n_kept = int(k.sum())
+    out.kept += n_kept
+    out.dropped += len(batch) - n_kept
+    out.scored += len(batch)
+    yield from zip(batch, k.tolist())
+
+
+def _keep_top_exact(scorer, open_records, keep: Keep, tag, out: Outcome, tmp_dir) -> Iterator[tuple[Record, bool]]:
     spill = _Spill(tmp_dir)
     try:
         for _, scores in scorer.map(batches(open_records())):
@@ -349,18 +355,17 @@ def _keep_top_exact(scorer, open_records, keep: Keep, tag, out: Outcome, finish,
                 take = eq[:ties_left]
                 kk[take] = True
                 ties_left -= len(take)
-            finish(batch, scores, kk)
+            yield from _finish(out, batch, scores, kk)
         if seen != n:
             raise DataError(
                 f"the input changed between the two passes of --keep-top ({n} records, then {seen})",
                 hint="do not modify the input files while classify apply runs",
             )
-        return out
     finally:
         spill.close()
 
 
-def _keep_top_streaming(scorer, open_records, keep: Keep, tag, out: Outcome, finish) -> Outcome:
+def _keep_top_streaming(scorer, open_records, keep: Keep, tag, out: Outcome) -> Iterator[tuple[Record, bool]]:
     frac = keep.fraction
     rng = np.random.default_rng(keep.seed)
     reservoir = np.zeros(0)
@@ -413,20 +418,19 @@ def _keep_top_streaming(scorer, open_records, keep: Keep, tag, out: Outcome, fin
             if held_n < WARMUP_RECORDS and held_bytes < WARMUP_BYTES:
                 continue
             warm = False
-            _flush_held(held, frac, finish)
+            yield from _flush_held(held, frac, out)
             held = []
             continue
         t, p = cut()
-        finish(batch, scores, decide(scores, t, p))
+        yield from _finish(out, batch, scores, decide(scores, t, p))
         absorb(scores)
     if warm and held:
-        _flush_held(held, frac, finish)
+        yield from _flush_held(held, frac, out)
     if len(reservoir):
         out.cut = cut()[0]
-    return out
 
 
-def _flush_held(held, frac: float, finish) -> None:
+def _flush_held(held, frac: float, out: Outcome) -> Iterator[tuple[Record, bool]]:
     """Cut the warm-up records exactly (top round(frac * n), ties in input order)."""
     allsc = np.concatenate([s for _, s in held])
     k = int(math.floor(frac * len(allsc) + 0.5))
@@ -435,8 +439,171 @@ def _flush_held(held, frac: float, finish) -> None:
     kk[order] = True
     i = 0
     for batch, scores in held:
-        finish(batch, scores, kk[i : i + len(batch)])
+        yield from _finish(out, batch, scores, kk[i : i + len(batch)])
         i += len(batch)
+
+
+# ---- the step ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ApplyOptions:
+    """What `classify apply` takes besides the shared record options (`pipeline.IOOptions`)."""
+
+    clf: str = option(argument=True, show_default=False, help="Classifier directory written by `classify train`.")
+    threshold: float | None = option(
+        None,
+        "--threshold",
+        show_default=False,
+        help="Keep records with score >= this (default: the classifier's: its label threshold for regression, 0.5 "
+        "for binary).",
+    )
+    keep_top: float | None = option(
+        None,
+        "--keep-top",
+        show_default=False,
+        help="Keep this fraction of records with the highest scores (exact for files, a streaming estimate from "
+        "stdin).",
+    )
+    score_only: bool = option(False, "--score-only", help="Keep every record; only add `quality`.")
+    rejects: str | None = option(
+        None, "--rejects", show_default=False, help="Also write the dropped records here (e.g. rejects.jsonl.zst)."
+    )
+    workers: int = option(
+        0, "--workers", min=0, help="Scoring processes (0: one per core). Output is identical for any value."
+    )
+    model_checkpoint: str | None = option(
+        None,
+        "--model-checkpoint",
+        show_default=False,
+        help="model: features: where the checkpoint is now (default: the path used in training).",
+    )
+    tokenizer: str | None = option(
+        None, "--tokenizer", show_default=False, help="model: features: tokenizer.json to use."
+    )
+    device: str = option("auto", "--device", help="model: features: auto, cpu, cuda ...")
+    embed_batch_size: int | None = option(
+        None, "--embed-batch-size", min=1, show_default=False, help="model: features: documents per forward pass."
+    )
+    tmp_dir: str | None = option(
+        None, "--tmp-dir", show_default=False, help="Where --keep-top spills scores (8 bytes per record)."
+    )
+
+    def __post_init__(self) -> None:
+        check(self)
+        if self.keep_top is not None and self.threshold is not None:
+            raise UsageError("--keep-top and --threshold both choose what to keep", hint="give one of them")
+        if self.score_only and (self.keep_top is not None or self.threshold is not None or self.rejects):
+            raise UsageError(
+                "--score-only keeps everything: it does not combine with --keep-top, --threshold or --rejects"
+            )
+        if self.keep_top is not None and not 0 < self.keep_top <= 1:
+            raise UsageError(
+                f"--keep-top {self.keep_top:g} must be a fraction in (0, 1]",
+                hint="e.g. --keep-top 0.3 keeps the best 30%",
+            )
+
+    @property
+    def load_kwargs(self) -> dict:
+        """How to load the classifier (where its model: features' checkpoint is now, on which device)."""
+        return {
+            "checkpoint": self.model_checkpoint,
+            "tokenizer": self.tokenizer,
+            "device": self.device,
+            "embed_batch_size": self.embed_batch_size,
+        }
+
+
+class Apply:
+    """`classify apply` as a record step: adds `quality: {score, classifier}`, yields the kept records in input
+    order, writes the dropped ones to --rejects. The classifier is loaded (and verified) when the step is built.
+
+    After the last record, `summary` holds the counts, the cut and the score histogram (also in the manifest)."""
+
+    name = "classify apply"
+    required: tuple[str, ...] = ("text",)
+
+    def __init__(self, opts: ApplyOptions):
+        self.opts = opts
+        self.classifier = load_classifier(opts.clf, **opts.load_kwargs)
+        workers = opts.workers or default_workers()
+        if self.classifier.pipeline.uses_model and workers > 1:
+            if opts.workers > 1:
+                console.warn(
+                    "model: features run in one process (torch uses all cores, or the GPU); ignoring --workers"
+                )
+            workers = 1
+        self.workers = workers
+        if opts.score_only:
+            self.keep = Keep("score_only")
+        elif opts.keep_top is not None:
+            self.keep = Keep("keep_top", fraction=opts.keep_top)
+        else:
+            self.keep = Keep(
+                "threshold", threshold=self.classifier.decision if opts.threshold is None else opts.threshold
+            )
+        self.info = {
+            "classifier": self.classifier.tag,
+            "path": opts.clf,
+            "estimator": self.classifier.estimator,
+            "target": self.classifier.target,
+            "features": self.classifier.pipeline.spec(),
+            "workers": workers,
+            "keep": {"mode": self.keep.mode, "threshold": self.keep.threshold, "keep_top": self.keep.fraction},
+        }
+        self.summary: dict | None = None
+
+    def __call__(self, records: Iterable[Record], ctx: Context) -> Iterator[Record]:
+        keep = dataclasses.replace(self.keep, seed=ctx.seed)
+        out = Outcome(histogram=histogram_for(self.classifier))
+        passes = [records]
+
+        def open_records() -> Iterable[Record]:
+            return passes.pop() if passes else ctx.reopen()
+
+        rej_stats = Stats()
+        rejects = (
+            RecordWriter(
+                self.opts.rejects,
+                tool="classify apply (rejects)",
+                shard=ctx.shard,
+                stats=rej_stats,
+                seed=ctx.seed,
+                inputs=ctx.inputs,
+                manifest_extra={"classify": self.info},
+                **({} if ctx.shard_size is None else {"shard_size": ctx.shard_size}),
+            )
+            if self.opts.rejects
+            else None
+        )
+        drop = ctx.stats.drop
+        with (
+            rejects if rejects is not None else contextlib.nullcontext(),
+            Scorer(self.classifier, self.opts.clf, workers=self.workers, load_kwargs=self.opts.load_kwargs) as scorer,
+        ):
+            chosen = select(
+                self.classifier,
+                scorer,
+                open_records,
+                keep,
+                out,
+                rereadable=ctx.reopen is not None,
+                tmp_dir=self.opts.tmp_dir,
+            )
+            for rec, kept in chosen:
+                if kept:
+                    yield rec
+                else:
+                    drop("below_cut")
+                    if rejects is not None:
+                        rejects.write(rec)
+            self.summary = out.to_dict()
+            self.info["result"] = self.summary
+            ctx.stats.extra["classify"] = {k: self.summary[k] for k in ("scored", "kept", "dropped")}
+            rej_stats.extra["classify"] = ctx.stats.extra["classify"]
+
+    def manifest(self) -> dict:
+        return {"classify": self.info}
 
 
 def default_workers() -> int:

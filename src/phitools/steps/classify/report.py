@@ -3,7 +3,8 @@
 Fields (report.json, see docs/classify.md): F1 / precision / recall / accuracy of "good" (label >= threshold)
 at the classifier's decision point, ROC-AUC of the score, the confusion matrix, Spearman's rank correlation
 with the labeller's score, MAE (regression), a calibration table, and the same numbers for a trivial
-baseline so they can be read in context.
+baseline so they can be read in context. The metrics are scikit-learn's (Spearman: scipy's), rounded to 4
+places; what is undefined (one class, a constant score) is None.
 """
 
 from __future__ import annotations
@@ -18,52 +19,39 @@ def _f(x) -> float | None:
     return None if math.isnan(x) or math.isinf(x) else round(x, 4)
 
 
-def rankdata(x: np.ndarray) -> np.ndarray:
-    """Ranks from 1, ties sharing their average rank."""
-    x = np.asarray(x)
-    order = np.argsort(x, kind="stable")
-    xs = x[order]
-    first = np.concatenate(([True], xs[1:] != xs[:-1]))
-    group = np.cumsum(first) - 1
-    starts = np.flatnonzero(first)
-    ends = np.append(starts[1:], len(x))
-    avg = (starts + ends + 1) / 2.0  # mean of ranks starts+1 .. ends
-    r = np.empty(len(x), np.float64)
-    r[order] = avg[group]
-    return r
-
-
 def spearman(a: np.ndarray, b: np.ndarray) -> float | None:
-    """Spearman's rho (average ranks for ties); None when either side is constant."""
+    """Spearman's rho (scipy; average ranks for ties); None when either side is constant."""
+    from scipy.stats import spearmanr
+
     if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return None
-    ra, rb = rankdata(a), rankdata(b)
-    return _f(np.corrcoef(ra, rb)[0, 1])
+    return _f(spearmanr(a, b).statistic)
 
 
 def roc_auc(truth: np.ndarray, score: np.ndarray) -> float | None:
-    """Area under the ROC curve (Mann-Whitney U with tie correction); None with one class only."""
-    pos = truth.astype(bool)
-    n1, n0 = int(pos.sum()), int((~pos).sum())
-    if n1 == 0 or n0 == 0:
+    """Area under the ROC curve (scikit-learn; ties count half); None with one class only."""
+    from sklearn.metrics import roc_auc_score
+
+    truth = np.asarray(truth, bool)
+    if truth.all() or not truth.any():
         return None
-    r = rankdata(score)
-    return _f((r[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+    return _f(roc_auc_score(truth, score))
 
 
 def binary_metrics(truth: np.ndarray, pred: np.ndarray) -> dict:
-    tp = int((truth & pred).sum())
-    fp = int((~truth & pred).sum())
-    fn = int((truth & ~pred).sum())
-    tn = int((~truth & ~pred).sum())
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    """F1, precision, recall and accuracy of predicting "good" (scikit-learn; 0 where undefined), and the
+    confusion matrix."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+    (tn, fp), (fn, tp) = confusion_matrix(truth, pred, labels=[False, True]).tolist()
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        truth, pred, labels=[True], average="binary", pos_label=True, zero_division=0.0
+    )
     return {
         "f1": _f(f1),
         "precision": _f(precision),
         "recall": _f(recall),
-        "accuracy": _f((tp + tn) / max(len(truth), 1)),
+        "accuracy": _f(accuracy_score(truth, pred)) if len(truth) else 0.0,
         "confusion": {"tn": tn, "fp": fp, "fn": fn, "tp": tp},
     }
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,9 +29,9 @@ import numpy as np
 import orjson
 
 from phitools.errors import CheckpointError, UsageError
-from phitools.runtime.files import sha256_file
+from phitools.runtime.files import atomic_dir, sha256_file
 from phitools.shards import write_manifest
-from phitools.steps.classify.estimators import MODEL_FILES, Linear, Trees, load_model, model_arrays
+from phitools.steps.classify.estimators import MODEL_FILES, LightGBMModel, Linear, Trees, load_model, model_arrays
 from phitools.steps.classify.features import Pipeline
 
 FORMAT = "phitools-classifier"
@@ -48,14 +47,13 @@ class Classifier:
     """Feature pipeline + fitted model + what the score means."""
 
     pipeline: Pipeline
-    model: Trees | Linear
+    model: LightGBMModel | Trees | Linear
     estimator: str
     target: str  # "regression" (score on the label scale) or "binary" (P(label >= threshold))
     threshold: float  # a label >= threshold is "good"
     score_range: tuple[float, float]
     info: dict = field(default_factory=dict)
     decision_point: float | None = None  # the default cut on the score (see `decision`)
-    native: dict = field(default_factory=dict, repr=False)  # the estimator's own files (lgbm: model.txt bytes)
     name: str = "classifier"
     id: str = ""
     _w: np.ndarray | None = field(default=None, repr=False)
@@ -98,28 +96,20 @@ class Classifier:
         inputs: list[str] | None = None,
         seed: int | None = None,
     ) -> Path:
-        """Write the classifier directory atomically (temporary directory, then rename)."""
+        """Write the classifier directory atomically (a temporary directory beside it, then renamed into place;
+        an existing classifier directory there is replaced, anything else is refused)."""
         from safetensors.numpy import save_file
 
         final = Path(path)
-        if final.exists() and not (final / CLASSIFIER_JSON).exists() and (not final.is_dir() or any(final.iterdir())):
-            raise UsageError(
-                f"-o {final}: exists and is not a classifier directory", hint="name a new or empty directory"
-            )
-        tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        try:
+        with atomic_dir(
+            final, replace=True, may_replace=_replaceable, error=UsageError, what="classifier directory"
+        ) as tmp:
             farrays = self.pipeline.arrays()
             model_file = MODEL_FILES[self.estimator]
-            if isinstance(self.model, Trees) and self.estimator == "lgbm":
+            if isinstance(self.model, LightGBMModel):
                 farrays["lgbm.columns"] = self.model.columns
-                model_meta = self.model.forest.meta()
-                if model_file not in self.native:
-                    raise UsageError(
-                        "this LightGBM classifier was loaded, not trained: copy its directory instead of saving it"
-                    )
-                (tmp / model_file).write_bytes(self.native[model_file])
+                model_meta = self.model.meta()
+                (tmp / model_file).write_bytes(self.model.text.encode())
             else:
                 arrays, model_meta = model_arrays(self.model)
                 save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp / model_file))
@@ -151,6 +141,7 @@ class Classifier:
             os.umask(umask)
             for n in names:  # safetensors writes owner-only files; give every file the usual permissions
                 os.chmod(tmp / n, 0o666 & ~umask)
+            os.chmod(tmp, 0o777 & ~umask)  # and the directory (a temporary directory starts owner-only)
             outputs = [{"path": n, "bytes": (tmp / n).stat().st_size, "sha256": sha256_file(tmp / n)} for n in names]
             write_manifest(
                 tmp / MANIFEST,
@@ -161,13 +152,12 @@ class Classifier:
                 stats={"labels": self.info.get("labels", {})},
                 extra={"classifier": {"format": FORMAT, "estimator": self.estimator}},
             )
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return final
+
+
+def _replaceable(path: Path) -> bool:
+    """A directory `save` may replace: a classifier directory, or an empty one."""
+    return (path / CLASSIFIER_JSON).exists() or not any(path.iterdir())
 
 
 def _read_json(p: Path) -> dict:
@@ -288,7 +278,7 @@ def load_classifier(
         )
     else:
         model = load_model(estimator, st(model_file), meta, dim, str(root / model_file))
-    if isinstance(model, Trees) and len(model.columns) > 1 and (np.diff(model.columns) <= 0).any():
+    if not isinstance(model, Linear) and len(model.columns) > 1 and (np.diff(model.columns) <= 0).any():
         raise CheckpointError(f"{root}: tree model columns are not sorted")
     cid = hashlib.sha256("".join(digests[n] for n in sorted(digests) if n != REPORT_FILE).encode()).hexdigest()[:12]
     info = {k: doc[k] for k in ("labels", "label_source", "packages", "trained") if k in doc}

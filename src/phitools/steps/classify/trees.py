@@ -11,8 +11,8 @@ A forest is the node arrays of all its trees laid end to end (`Forest`):
 Every child index is greater than its parent's, which `validate` checks: a loaded forest cannot loop.
 Prediction walks all trees for all documents at once, one level per step: (n_docs, n_trees) node indices.
 
-Two sources: a scikit-learn random forest (its tree arrays copied out; sklearn compares float32 features,
-so `compare_float32` keeps that), and LightGBM's own text model, parsed here (numerical splits only).
+The source is a scikit-learn random forest (its tree arrays copied out; sklearn compares float32 features,
+so `compare_float32` keeps that). LightGBM models are applied by LightGBM itself (estimators.LightGBMModel).
 """
 
 from __future__ import annotations
@@ -22,8 +22,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from phitools.errors import CheckpointError
-
-_KZERO = 1e-35  # LightGBM's zero threshold for "zero as missing"
 
 
 @dataclass
@@ -40,18 +38,12 @@ class Forest:
     link: str = "identity"  # "identity" or "sigmoid"
     sigmoid: float = 1.0
     compare_float32: bool = False
-    zero_missing: np.ndarray | None = None  # bool (N,): LightGBM missing_type=Zero splits
-    default_left: np.ndarray | None = None  # bool (N,): where such a split sends a zero
 
     # -- derived -------------------------------------------------------------------------------------------
     def validate(self, n_columns: int) -> Forest:
         """Check shapes, ranges and that children follow parents; raises CheckpointError. Sets depth."""
         n = len(self.feature)
         arrays = {"threshold": self.threshold, "left": self.left, "right": self.right, "value": self.value}
-        if self.zero_missing is not None:
-            arrays["zero_missing"] = self.zero_missing
-        if self.default_left is not None:
-            arrays["default_left"] = self.default_left
         for name, a in arrays.items():
             if a.ndim != 1 or len(a) != n:
                 raise CheckpointError(f"forest: {name} has shape {a.shape}, expected ({n},)")
@@ -109,13 +101,8 @@ class Forest:
         if len(cols):
             rows = np.arange(n)[:, None] * X.shape[1]
             flat = X.ravel()
-            zm = self.zero_missing is not None and bool(self.zero_missing.any())
             for _ in range(getattr(self, "depth", 64)):
-                x = flat[rows + featc[node]]
-                go_left = x <= self.threshold[node]
-                if zm:
-                    miss = self.zero_missing[node] & (np.abs(x) <= _KZERO)
-                    go_left = np.where(miss, self.default_left[node], go_left)
+                go_left = flat[rows + featc[node]] <= self.threshold[node]
                 node = np.where(go_left, self.left[node], self.right[node])
         out = self.value[node].sum(axis=1)
         if self.aggregate == "mean":
@@ -200,130 +187,5 @@ def from_sklearn(est, n_columns: int) -> Forest:
         aggregate="mean",
         link="identity",
         compare_float32=True,
-    )
-    return f.validate(n_columns)
-
-
-# ---- LightGBM text model --------------------------------------------------------------------------------
-
-
-def _nums(s: str, dtype) -> np.ndarray:
-    s = s.strip()
-    if not s:
-        return np.zeros(0, dtype)
-    return np.array([float(x) if dtype is np.float64 else int(x) for x in s.split(" ")], dtype)
-
-
-def from_lightgbm_text(text: str, n_columns: int, source: str = "model.txt") -> Forest:
-    """Parse LightGBM's text model (binary or regression objective, numerical splits) into a Forest."""
-
-    def bad(msg: str) -> CheckpointError:
-        return CheckpointError(
-            f"{source}: {msg}", hint="the file is damaged or not a LightGBM model; retrain the classifier"
-        )
-
-    lines = text.splitlines()
-    if not lines or lines[0].strip() != "tree":
-        raise bad("does not start with 'tree'")
-    header: dict[str, str] = {}
-    i = 1
-    while i < len(lines) and not lines[i].startswith("Tree="):
-        if "=" in lines[i]:
-            k, v = lines[i].split("=", 1)
-            header[k.strip()] = v.strip()
-        i += 1
-    objective = header.get("objective", "").split(" ")
-    if header.get("num_tree_per_iteration", "1") != "1" or header.get("num_class", "1") != "1":
-        raise bad("multi-class models are not supported")
-    if "average_output" in header:
-        raise bad("random-forest mode LightGBM models are not supported")
-    if objective[0] == "binary":
-        link = "sigmoid"
-        sig = [o.split(":", 1)[1] for o in objective[1:] if o.startswith("sigmoid:")]
-        sigmoid = float(sig[0]) if sig else 1.0
-    elif objective[0] in ("regression", "regression_l2", "regression_l1", "huber", "fair", "quantile"):
-        link, sigmoid = "identity", 1.0
-    else:
-        raise bad(f"unsupported objective {header.get('objective')!r}")
-    trees: list[dict[str, str]] = []
-    cur: dict[str, str] | None = None
-    for line in lines[i:]:
-        if line.startswith("Tree="):
-            cur = {}
-            trees.append(cur)
-        elif line.strip() == "end of trees":
-            break
-        elif cur is not None and "=" in line:
-            k, v = line.split("=", 1)
-            cur[k.strip()] = v
-    if not trees:
-        raise bad("holds no trees")
-    feats, thrs, lefts, rights, vals, roots, zms, dls = [], [], [], [], [], [], [], []
-    base = 0
-    try:
-        for t in trees:
-            nl = int(t["num_leaves"])
-            if int(t.get("num_cat", "0")) != 0:
-                raise bad("categorical splits are not supported")
-            if t.get("is_linear", "0").strip() not in ("0", ""):
-                raise bad("linear trees are not supported")
-            leaf_value = _nums(t["leaf_value"], np.float64)
-            if len(leaf_value) != nl or nl < 1:
-                raise bad("leaf_value does not match num_leaves")
-            ni = nl - 1
-            if ni == 0:
-                feats.append(np.zeros(1, np.int64))
-                thrs.append(np.full(1, np.inf))
-                lefts.append(np.array([base]))
-                rights.append(np.array([base]))
-                vals.append(leaf_value)
-                zms.append(np.zeros(1, bool))
-                dls.append(np.zeros(1, bool))
-                roots.append(base)
-                base += 1
-                continue
-            sf = _nums(t["split_feature"], np.int64)
-            th = _nums(t["threshold"], np.float64)
-            dt = _nums(t["decision_type"], np.int64)
-            lc = _nums(t["left_child"], np.int64)
-            rc = _nums(t["right_child"], np.int64)
-            if not (len(sf) == len(th) == len(dt) == len(lc) == len(rc) == ni):
-                raise bad("split arrays do not match num_leaves")
-            if (dt & 1).any():
-                raise bad("categorical splits are not supported")
-            missing_type = (dt >> 2) & 3
-
-            # internal nodes 0..ni-1, then leaves ni..ni+nl-1; a negative child ~k is leaf k
-            def child(c: np.ndarray) -> np.ndarray:
-                out = np.where(c >= 0, c, ni + (~c))
-                if ((c >= 0) & (c >= ni)).any() or ((c < 0) & ((~c) >= nl)).any():
-                    raise bad("a child index is out of range")
-                return out + base
-
-            idx = np.arange(ni + nl) + base
-            feats.append(np.concatenate((sf, np.zeros(nl, np.int64))))
-            thrs.append(np.concatenate((th, np.full(nl, np.inf))))
-            lefts.append(np.concatenate((child(lc), idx[ni:])))
-            rights.append(np.concatenate((child(rc), idx[ni:])))
-            vals.append(np.concatenate((np.zeros(ni), leaf_value)))
-            zms.append(np.concatenate((missing_type == 1, np.zeros(nl, bool))))
-            dls.append(np.concatenate(((dt & 2) != 0, np.zeros(nl, bool))))
-            roots.append(base)
-            base += ni + nl
-    except (KeyError, ValueError, OverflowError) as e:
-        raise bad(f"malformed tree ({e})") from None
-    f = Forest(
-        np.concatenate(feats),
-        np.concatenate(thrs),
-        np.concatenate(lefts),
-        np.concatenate(rights),
-        np.concatenate(vals),
-        np.array(roots, np.int64),
-        aggregate="sum",
-        link=link,
-        sigmoid=sigmoid,
-        compare_float32=False,
-        zero_missing=np.concatenate(zms),
-        default_left=np.concatenate(dls),
     )
     return f.validate(n_columns)
