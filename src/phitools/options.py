@@ -65,6 +65,24 @@ def option(
     return dataclasses.field(default=default, metadata=meta)
 
 
+def option_like(cls: type, name: str, **changes: Any) -> Any:
+    """A field declared like `cls`'s field `name` (flags, help, checks, panel), with `changes` to its
+    `option(...)` arguments (e.g. `default=3`, `cli=False`): a tool that shares a flag with another options
+    class, or changes only its default, reuses the declaration instead of repeating it."""
+    f = next((f for f in dataclasses.fields(cls) if f.name == name), None)
+    if f is None:
+        raise TypeError(f"{cls.__name__} has no option {name!r}")
+    kw = {k: v for k, v in f.metadata.items() if k != "flags"}
+    if "default" not in changes and "factory" not in changes:
+        if f.default_factory is not dataclasses.MISSING:
+            kw["factory"] = f.default_factory
+        else:
+            kw["default"] = f.default
+    kw.update(changes)
+    default = kw.pop("default", dataclasses.MISSING)
+    return option(default, *f.metadata.get("flags", ()), **kw)
+
+
 def hints(cls: type) -> dict[str, Any]:
     """The resolved type of every field of an options dataclass."""
     return typing.get_type_hints(cls)
@@ -175,4 +193,4 @@ def from_mapping(cls: type[T], values: dict, *, source: str, base: T | None = No
     return cls(**kw)
 
 
-__all__ = ["option", "check", "conforms", "from_mapping", "hints", "flag_name", "type_name"]
+__all__ = ["option", "option_like", "check", "conforms", "from_mapping", "hints", "flag_name", "type_name"]
