@@ -418,10 +418,47 @@ class Synth:
         self.backend = build_backend(llm, models[0], allowed=("local", "openai")) if generating else None
         self.runner = None
         self.check_detail: dict | None = None
+        self._checker = self._cache = None
+        self._opened = False
 
     @property
     def sharded(self) -> bool:
         return bool(self.plan.shard and self.plan.shard.count > 1)
+
+    def open(self) -> None:
+        """Start what the run needs before it writes anything: the --check sandbox, the request cache and the
+        runner (`records()` does this itself when not done). Idempotent; `close()` ends them."""
+        if self._opened or self.opts.dry_run:
+            return
+        self._opened = True
+        if self.near is not None and self.sharded:
+            console.warn(
+                f"--dedup with --shard {self.plan.shard}: near-duplicates are dropped within this part only (the "
+                "parts cannot see each other); for the unsharded answer run `phitools stats PARTS/ --dedup OUT/` on "
+                "the union"
+            )
+        if self.llm.kind == "local":
+            console.warn(LOCAL_NOTE)
+        try:
+            self._checker = _doctest_checker(self.plan.seed) if self.opts.check else None
+            self._cache = cache_for(self.llm, self.io.output)
+            self.runner = build_runner(self.llm, self.backend, cache=self._cache, seed=self.plan.seed)
+            self.runner.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Stop the runner (its usage is final then), the sandbox and the cache; safe to call twice."""
+        if self.runner is not None:
+            self.runner.close()
+        if self._checker is not None:
+            self.check_detail = self._checker.describe()
+            self._checker.close()
+            self._checker = None
+        if self._cache is not None:
+            self._cache.close()
+            self._cache = None
 
     def records(
         self,
@@ -441,52 +478,36 @@ class Synth:
             return
         plan, counters, st = self.plan, self.counters, stats if stats is not None else Stats()
         bar = progress if progress is not None else NullReporter()
-        if self.near is not None and self.sharded:
-            console.warn(
-                f"--dedup with --shard {plan.shard}: near-duplicates are dropped within this part only (the parts "
-                "cannot see each other); for the unsharded answer run `phitools stats PARTS/ --dedup OUT/` on the union"
-            )
-        if self.llm.kind == "local":
-            console.warn(LOCAL_NOTE)
-        checker = cache = None
+
+        def failed(rec: Record) -> None:
+            bar.advance()  # a failed record is progress too
+            st.records_in += 1
+            if on_failed is not None:
+                on_failed(rec)
+
+        self.open()
         try:
-            checker = _doctest_checker(plan.seed) if self.opts.check else None
-            cache = cache_for(self.llm, self.io.output)
-            self.runner = runner = build_runner(self.llm, self.backend, cache=cache, seed=plan.seed)
-            with runner:
-
-                def failed(rec: Record) -> None:
-                    bar.advance()  # a failed record is progress too
-                    st.records_in += 1
-                    if on_failed is not None:
-                        on_failed(rec)
-
-                for rec in synthesize(plan, runner, counters=counters, on_failed=failed, check=checker):
-                    bar.advance()
-                    st.records_in += 1
-                    if self.near is not None and self.near.check([rec["text"]])[0] is not None:
-                        st.drop("near_duplicate")
-                        continue
-                    self.coverage.add_record(rec)
-                    if self.diversity is not None:
-                        self.diversity.add(rec)
-                    yield rec
-            st.records_in = counters.attempted
-            for reason, k in counters.failed.items():
-                st.drop(reason, k)
-            if checker is not None:
-                self.check_detail = checker.describe()
-            if counters.attempted and not counters.written:
-                raise DataError(
-                    f"no record survived: all {counters.attempted} failed ({self.reasons()})",
-                    source="synth",
-                    hint="see --failed FILE for the answers; raise --max-tokens or use a stronger model",
-                )
+            for rec in synthesize(plan, self.runner, counters=counters, on_failed=failed, check=self._checker):
+                bar.advance()
+                st.records_in += 1
+                if self.near is not None and self.near.check([rec["text"]])[0] is not None:
+                    st.drop("near_duplicate")
+                    continue
+                self.coverage.add_record(rec)
+                if self.diversity is not None:
+                    self.diversity.add(rec)
+                yield rec
         finally:
-            if checker is not None:
-                checker.close()
-            if cache is not None:
-                cache.close()
+            self.close()
+        st.records_in = counters.attempted
+        for reason, k in counters.failed.items():
+            st.drop(reason, k)
+        if counters.attempted and not counters.written:
+            raise DataError(
+                f"no record survived: all {counters.attempted} failed ({self.reasons()})",
+                source="synth",
+                hint="see --failed FILE for the answers; raise --max-tokens or use a stronger model",
+            )
 
     def _dry_run(self) -> Iterator[Record]:
         """Records with the draw and the rendered messages, no model call (to inspect the randomness)."""
@@ -548,7 +569,8 @@ def write(synth: Synth, *, progress: Callable[..., Any] | None = None) -> Stats:
     their manifest, and with --failed the failed records there. Returns the counters.
 
     `progress(name, total=, stats=)` is a context manager yielding a reporter (as for `pipeline.run`). Nothing
-    the model answered is lost: the --failed file is kept even when the run stops."""
+    is written before the run has started (sandbox, cache, runner); from then on nothing the model answered is
+    lost: the --failed file is kept even when the run stops."""
     opts, io, st = synth.opts, synth.io, Stats()
 
     def output() -> RecordWriter:
@@ -567,32 +589,33 @@ def write(synth: Synth, *, progress: Callable[..., Any] | None = None) -> Stats:
             writer.write_many(synth.records())
             writer.manifest_extra.update(synth.manifest())
         return st
-    failed = None
-    if opts.failed:
-        failed = RecordWriter(
-            opts.failed,
-            tool="synth",
-            seed=io.seed,
-            inputs=synth.inputs,
-            shard=io.shard_spec,
-            manifest_extra={"synth_failed": True},
-        )
+    synth.open()
     try:
-        with output() as writer:
-            bars = progress("synth", total=synth.plan.count(), stats=st) if progress else nullcontext(NullReporter())
-            with bars as bar:
-                on_failed = failed.write if failed is not None else None
-                for rec in synth.records(stats=st, progress=bar, on_failed=on_failed):
-                    writer.write(rec)
-            writer.manifest_extra.update(synth.manifest())
-    except BaseException:
-        if failed is not None and synth.runner is None:
-            failed.abort()  # stopped before any model call: there is nothing to keep
-            failed = None
-        raise
+        failed = None
+        if opts.failed:
+            failed = RecordWriter(
+                opts.failed,
+                tool="synth",
+                seed=io.seed,
+                inputs=synth.inputs,
+                shard=io.shard_spec,
+                manifest_extra={"synth_failed": True},
+            )
+        try:
+            with output() as writer:
+                bars = (
+                    progress("synth", total=synth.plan.count(), stats=st) if progress else nullcontext(NullReporter())
+                )
+                with bars as bar:
+                    on_failed = failed.write if failed is not None else None
+                    for rec in synth.records(stats=st, progress=bar, on_failed=on_failed):
+                        writer.write(rec)
+                writer.manifest_extra.update(synth.manifest())
+        finally:
+            if failed is not None:
+                failed.close()
     finally:
-        if failed is not None:
-            failed.close()
+        synth.close()
     return st
 
 
