@@ -409,9 +409,9 @@ MUTATIONS = [
     ),
     Mutation(
         "label: --sample with --shard is the unsharded sample",
-        "cli/label.py",
-        "        elif sample is not None and io.shard and io.shard.count > 1:",
-        "        elif False:",
+        "steps/label.py",
+        "        if ctx.shard and ctx.shard.count > 1:",
+        "        if False:",
         ["tests/cli/test_label.py"],
     ),
     Mutation(

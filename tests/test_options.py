@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import pytest
 
 from phitools.errors import ConfigError, UsageError
-from phitools.options import check, conforms, from_mapping, option, type_name
+from phitools.options import check, conforms, from_mapping, option, option_like, type_name
 
 
 @dataclass
@@ -57,3 +58,29 @@ def test_from_mapping_names_the_key_the_value_and_the_file():
     with pytest.raises(ConfigError) as e:
         from_mapping(Knobs, {"nope": 1}, source="k.toml")
     assert "unknown key 'nope'" in str(e.value) and "votes" in str(e.value)
+
+
+@dataclass
+class Variant:
+    """Shares --rate with Knobs, and --votes with another default; `flag` is kept off the command line."""
+
+    rate: float = option_like(Knobs, "rate")
+    votes: int = option_like(Knobs, "votes", default=3)
+    flag: bool = option_like(Knobs, "flag", cli=False)
+    names: list[str] | None = option_like(Knobs, "names")
+
+    def __post_init__(self) -> None:
+        check(self)
+
+
+def test_option_like_reuses_a_declaration_with_changes():
+    theirs = {f.name: f for f in dataclasses.fields(Knobs)}
+    ours = {f.name: f for f in dataclasses.fields(Variant)}
+    assert ours["rate"].metadata == theirs["rate"].metadata and ours["rate"].default == 0.5
+    assert ours["votes"].default == 3 and ours["votes"].metadata["help"] == "votes"
+    assert ours["flag"].metadata["cli"] is False and theirs["flag"].metadata["cli"] is True
+    assert Variant().votes == 3
+    with pytest.raises(UsageError, match="--rate must be at most 1"):
+        Variant(rate=2)  # the checks come along
+    with pytest.raises(TypeError, match="no option 'nope'"):
+        option_like(Knobs, "nope")

@@ -57,3 +57,40 @@ def test_shards_union_to_the_whole(tmp_path):
         run(Upper(), IOOptions(inputs=[str(src)], output=str(out), shard=f"{k}/3"))
         got += [json.loads(line)["id"] for line in out.read_text().splitlines()]
     assert sorted(got, key=int) == [str(i) for i in range(10)]
+
+
+class Mine:
+    """A whole-input step for the tests: writes the records of its own part, and notes what it saw."""
+
+    name = "mine"
+    required = ("text",)
+    whole_input = True
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, bool]] = []
+
+    def __call__(self, pairs: Iterable[tuple[dict, bool]], ctx: Context) -> Iterator[dict]:
+        for rec, mine in pairs:
+            self.seen.append((rec["id"], mine))
+            if mine:
+                yield rec
+
+    def manifest(self) -> dict:
+        return {}
+
+
+def test_a_whole_input_step_sees_every_record_and_which_are_its_part(tmp_path):
+    src = tmp_path / "in.jsonl"
+    _write(src, [f"t{i}" for i in range(7)])
+    ours = []
+    for k in range(3):
+        step = Mine()
+        stats = run(step, IOOptions(inputs=[str(src)], output=str(tmp_path / f"p{k}.jsonl"), shard=f"{k}/3"))
+        assert [i for i, _ in step.seen] == [str(i) for i in range(7)]  # the whole input, in order
+        assert [i for i, m in step.seen if m] == [str(i) for i in range(k, 7, 3)]  # the part's share, as --shard
+        assert stats.records_in == stats.records_out == len(range(k, 7, 3))  # counted: this part's records
+        ours += [i for i, m in step.seen if m]
+    assert sorted(ours, key=int) == [str(i) for i in range(7)]
+    step = Mine()
+    run(step, IOOptions(inputs=[str(src)], output=str(tmp_path / "all.jsonl")))
+    assert all(m for _, m in step.seen) and len(step.seen) == 7  # without --shard every record is ours

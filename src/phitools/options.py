@@ -65,17 +65,22 @@ def option(
     return dataclasses.field(default=default, metadata=meta)
 
 
-def same_as(cls: type, name: str, **changes: Any) -> Any:
-    """Field `name` of options class `cls`, declared again in another options class: a flag that means the
-    same in a tool that cannot take all of `cls` (classify train's --seed and --limit are IOOptions') keeps one
-    default and one help text. `changes` override metadata (e.g. `help=`)."""
+def option_like(cls: type, name: str, **changes: Any) -> Any:
+    """A field declared like `cls`'s field `name` (flags, help, checks, panel), with `changes` to its
+    `option(...)` arguments (e.g. `default=3`, `cli=False`): a tool that shares a flag with another options
+    class, or changes only its default, reuses the declaration instead of repeating it."""
     f = next((f for f in dataclasses.fields(cls) if f.name == name), None)
     if f is None:
         raise TypeError(f"{cls.__name__} has no option {name!r}")
-    meta = {**f.metadata, **changes}
-    if f.default_factory is not dataclasses.MISSING:
-        return dataclasses.field(default_factory=f.default_factory, metadata=meta)
-    return dataclasses.field(default=f.default, metadata=meta)
+    kw = {k: v for k, v in f.metadata.items() if k != "flags"}
+    if "default" not in changes and "factory" not in changes:
+        if f.default_factory is not dataclasses.MISSING:
+            kw["factory"] = f.default_factory
+        else:
+            kw["default"] = f.default
+    kw.update(changes)
+    default = kw.pop("default", dataclasses.MISSING)
+    return option(default, *f.metadata.get("flags", ()), **kw)
 
 
 def hints(cls: type) -> dict[str, Any]:
@@ -188,4 +193,4 @@ def from_mapping(cls: type[T], values: dict, *, source: str, base: T | None = No
     return cls(**kw)
 
 
-__all__ = ["option", "same_as", "check", "conforms", "from_mapping", "hints", "flag_name", "type_name"]
+__all__ = ["option", "option_like", "check", "conforms", "from_mapping", "hints", "flag_name", "type_name"]

@@ -8,7 +8,9 @@ A step is an object with
     manifest() -> dict               its entries in the output manifest, asked for after the last record
 
 and optionally `total` (records it will emit, for an ETA) and `whole_input = True` when it reads every part
-of a sharded input itself (label's exact sharded sample: ctx.shard then says which share is its own).
+of a sharded input itself (label's exact sharded sample): such a step gets `(record, mine)` pairs for every
+input record, `mine` saying whether the record is in this --shard part (all are without --shard; `ctx.shard`
+names the part, and the counters count this part's records only).
 A step that needs a second pass over its input (classify apply's exact --keep-top) calls `ctx.reopen()`: the
 same records again (same slice, limit and checks; the counters start over), or None when the input cannot be
 read twice (stdin). A step with a second output (classify apply's --rejects) writes it with `ctx.shard_size`.
@@ -156,7 +158,8 @@ def run(
     line; default: none). `on_record` sees every record written (e.g. for statistics)."""
     stats = Stats()
     whole = bool(getattr(step, "whole_input", False))
-    reader = read(io, required=tuple(step.required), stats=stats, whole=whole)
+    # a whole-input step still gets a sharded reader: its tagged() reads every part and says which is ours
+    reader = read(io, required=tuple(step.required), stats=stats)
     with RecordWriter(
         io.output,
         tool=step.name,

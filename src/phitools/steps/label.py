@@ -1,7 +1,15 @@
 """Labelling: rate each record's educational value with an LLM (or the heuristic stand-in).
 
-Pure library code: records in, labelled records out, plus diagnostics. The CLI (cli/label.py) opens the
-shards, builds the runner and writes the manifest.
+`Label` is the `phitools label` step: options in (`LabelOptions` + `LLMOptions`), records in, labelled records
+out, the manifest's `label` and `llm` sections from `manifest()`. It holds the whole policy of the command --
+the defaults that depend on the backend, sampling (--fraction, --sample, the exact sharded --sample), the
+runner and its request cache -- so from Python
+
+    step = Label(LabelOptions(sample=200), LLMOptions(api_base="http://localhost:8000/v1", model=["m"]))
+    pipeline.run(step, IOOptions(inputs=["corpus/"], output="labeled/"))     # what the command does
+    labelled = list(Label(LabelOptions(), LLMOptions(backend="heuristic"))(records, Context()))  # in memory
+
+The parts underneath are usable alone too:
 
     rubric = load_rubric("code")
     labeller = Labeller(rubric, models=["gpt-4o-mini"], votes=1)
@@ -33,8 +41,12 @@ from typing import Any
 
 from phitools.errors import ConfigError, UsageError
 from phitools.llm.client import LLMRequest, LLMResult
+from phitools.llm.options import LLMOptions, build_backend, build_runner, cache_for, llm_manifest
 from phitools.llm.parse import parse_score
+from phitools.options import check, option
+from phitools.pipeline import Context
 from phitools.records import Record
+from phitools.runtime import console
 
 BUILTIN_RUBRICS = ("code", "web")
 SCORE_SCHEMA_TEMPLATE = {
@@ -289,6 +301,19 @@ class LabelDiagnostics:
             d["vote_histogram"] = {str(k): self.vote_histogram.get(k, 0) for k in range(0, self.max_score + 1)}
         return d
 
+    def warnings(self) -> list[str]:
+        """What a user should hear about these labels: a labeller that does not discriminate, failed records."""
+        out = []
+        if not self.discriminates():
+            top = max(self.histogram, key=self.histogram.get)
+            out.append(
+                f"the labeller does not discriminate: {self.top_share:.0%} of {self.labelled} labelled records "
+                f"scored {top}; check the rubric and use a capable model"
+            )
+        if self.failed:
+            out.append(f"{self.failed} record(s) could not be labelled (label.score is null; see label.error)")
+        return out
+
     def summary_lines(self) -> list[str]:
         hist = " ".join(f"{k}:{self.histogram.get(k, 0)}" for k in range(0, self.max_score + 1))
         mean = f"{self.mean:.2f}" if self.mean is not None else "-"
@@ -462,3 +487,190 @@ def label_records(records: Iterable[Record], labeller: Labeller, runner=None) ->
         return
     for rec, results in runner.run_groups((rec, labeller.requests(rec)) for rec in records):
         yield labeller.finish(rec, results)
+
+
+# ---- the step: `phitools label` from Python -------------------------------------------------------------
+MAX_CHARS_DEFAULT = 8000
+#: with the embedded model, prompt processing on a CPU is the bottleneck
+LOCAL_MAX_CHARS = 1500
+#: the embedded model is asked to continue this, so its few tokens go to the number
+LOCAL_PREFILL = "Educational score:"
+LOCAL_NOTE = (
+    "the embedded SmolLM2-135M model proves the plumbing, not the judgement: its scores carry next to no "
+    "signal. For real labels point --api-base at a capable model (see docs/label.md)"
+)
+HEURISTIC_NOTE = "scores from the deterministic heuristic in phitools.llm.heuristic, not from an LLM"
+#: max_tokens when --max-tokens is not given: the embedded model needs only the number after the prefill
+MAX_TOKENS_LOCAL = 24
+MAX_TOKENS_HTTP = 256
+
+
+@dataclass
+class LabelOptions:
+    """What to label and how (the LLM is `LLMOptions`; the records and the seed are the pipeline's)."""
+
+    rubric: str = option(
+        "code",
+        help="code (phi-1: educational value for a student learning basic coding concepts), web (FineWeb-Edu-style "
+        "additive 0-5), or a template FILE containing {text}.",
+    )
+    fraction: float | None = option(
+        None,
+        show_default=False,
+        help="Label a deterministic fraction F of the records (hash of --seed and the record id/text; streaming).",
+    )
+    sample: int | None = option(
+        None,
+        min=0,
+        show_default=False,
+        help="Label a uniform sample of N records (a seeded reservoir; output in input order, after the input ends). "
+        "With --shard K/N each part reads the whole input and labels its share of the same N records: N in all, not "
+        "N per part.",
+    )
+    max_chars: int | None = option(
+        None,
+        min=100,
+        show_default=False,
+        help="Truncate documents to this many characters in the prompt (recorded in label.truncated/chars). Default "
+        "8000; 1500 with the embedded model.",
+    )
+    max_score: int = option(5, min=1, help="Top of the score scale the rubric asks for (scores are 0..N).")
+    votes: int = option(
+        1,
+        min=1,
+        help="Samples per record and per --model; with several, label.score is their mean and agreement is reported.",
+    )
+
+    def __post_init__(self) -> None:
+        check(self)
+        if self.fraction is not None and self.sample is not None:
+            raise UsageError("--fraction and --sample are exclusive", hint="pick one")
+        if self.fraction is not None and not 0 < self.fraction <= 1:
+            raise UsageError(f"--fraction {self.fraction}: expected 0 < F <= 1")
+
+
+def _tagged(records: Iterable) -> Iterator[tuple[Record, bool]]:
+    """(record, mine) pairs from a whole-input reader, or from plain records (all of them ours)."""
+    for item in records:
+        yield item if isinstance(item, tuple) else (item, True)
+
+
+class Label:
+    """`phitools label` as a pipeline step: samples, labels with the configured backend, keeps diagnostics.
+
+    Building it checks the options together, resolves the backend-dependent defaults (temperature, max_tokens,
+    max_chars) and the backend (nothing is loaded or connected yet); calling it opens the runner and its
+    request cache (`--cache`; by default next to `ctx.output`) and closes them when the records run out.
+    With --sample it reads the whole input (`whole_input`): under --shard K/N each part labels its share of
+    the one unsharded sample. One instance is one run: `diagnostics` and `manifest()` describe it.
+    """
+
+    name = "label"
+    required: tuple[str, ...] = ("text",)
+
+    def __init__(self, opts: LabelOptions | None = None, llm: LLMOptions | None = None):
+        self.opts = opts = opts if opts is not None else LabelOptions()
+        self.llm = llm = llm if llm is not None else LLMOptions()
+        self.kind = kind = llm.kind
+        self.rubric = load_rubric(opts.rubric, max_score=opts.max_score)
+        models = llm.models
+        if kind == "heuristic":
+            if opts.votes > 1 or len(models) > 1:
+                raise UsageError("--backend heuristic is deterministic: --votes and several --model make no sense")
+        elif len(models) > 1 and kind != "openai":
+            raise UsageError(
+                "several --model values need an OpenAI-compatible server (--api-base)",
+                hint="the embedded backend runs one model",
+            )
+        self.temperature = llm.temperature if llm.temperature is not None else (0.0 if opts.votes == 1 else 0.7)
+        self.max_tokens = llm.max_tokens or (MAX_TOKENS_LOCAL if kind == "local" else MAX_TOKENS_HTTP)
+        self.max_chars = opts.max_chars
+        if self.max_chars is None:
+            self.max_chars = LOCAL_MAX_CHARS if kind == "local" else MAX_CHARS_DEFAULT
+        self.backend = build_backend(llm, models[0], allowed=("local", "openai", "heuristic"))
+        self.models = [self.backend.model] if (kind == "local" or models == [None]) else list(models)
+        self.whole_input = opts.sample is not None
+        self.total = opts.sample
+        self.runner = None
+        self.sampling: dict = {}
+        self.diagnostics = LabelDiagnostics(max_score=self.rubric.max_score)
+
+    def labeller(self, seed: int) -> Labeller:
+        """The Labeller these options make (requests, parsing, diagnostics) for `seed`."""
+        return Labeller(
+            self.rubric,
+            models=self.models,
+            votes=self.opts.votes,
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
+            max_chars=self.max_chars,
+            seed=seed,
+            structured=self.llm.structured != "text",
+            prefill=LOCAL_PREFILL if self.kind == "local" else None,
+        )
+
+    def select(self, records: Iterable, ctx: Context) -> Iterator[Record]:
+        """The records to label: all, a --fraction, the --sample, or this part's share of the sample."""
+        opts, seed = self.opts, ctx.seed
+        sampling = self.sampling = {"seed": seed}
+        if opts.fraction is not None:
+            sampling["fraction"] = opts.fraction
+            return sample_fraction(records, opts.fraction, seed)
+        if opts.sample is None:
+            return iter(records)
+        sampling["sample"] = opts.sample
+        if ctx.shard and ctx.shard.count > 1:
+            # every part reads the whole input to find the unsharded sample, and labels only its share of it
+            sampling["scope"] = f"the unsharded sample of {opts.sample}; part {ctx.shard} labels its share"
+            return sample_n_of_part(_tagged(records), opts.sample, seed, stats=sampling)
+        return sample_n((rec for rec, _ in _tagged(records)), opts.sample, seed, stats=sampling)
+
+    def __call__(self, records: Iterable[Record], ctx: Context) -> Iterator[Record]:
+        recs = self.select(records, ctx)
+        labeller = self.labeller(ctx.seed)
+        self.diagnostics = labeller.diagnostics
+        return self._label(recs, labeller, ctx)
+
+    def _label(self, recs: Iterator[Record], labeller: Labeller, ctx: Context) -> Iterator[Record]:
+        if self.opts.votes > 1 and self.temperature == 0.0:
+            console.warn(
+                "--votes > 1 at --temperature 0: a deterministic server returns the same answer for every vote"
+            )
+        if self.kind == "local":
+            console.warn(LOCAL_NOTE)
+        cache = None
+        try:
+            if self.kind != "heuristic":
+                cache = cache_for(self.llm, ctx.output)
+                self.runner = build_runner(self.llm, self.backend, cache=cache, seed=ctx.seed)
+                self.runner.start()
+            yield from label_records(recs, labeller, self.runner)
+        finally:
+            if self.runner is not None:
+                self.runner.close()
+            if cache is not None:
+                cache.close()
+
+    def manifest(self) -> dict:
+        """The manifest's `label` section (settings, sampling, diagnostics) and, for a model, `llm`."""
+        opts = self.opts
+        section: dict[str, Any] = {
+            "rubric": self.rubric.describe(),
+            "backend": self.kind,
+            "models": self.models,
+            "votes": opts.votes,
+            "requests_per_record": opts.votes * len(self.llm.models),
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "max_chars": self.max_chars,
+            "sampling": self.sampling,
+            "diagnostics": self.diagnostics.to_dict(),
+        }
+        if self.kind == "local":
+            section["note"] = LOCAL_NOTE
+        if self.kind == "heuristic":
+            section["note"] = HEURISTIC_NOTE
+        out: dict[str, Any] = {"label": section}
+        if self.runner is not None:
+            out["llm"] = llm_manifest(self.runner)
+        return out

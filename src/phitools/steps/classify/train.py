@@ -27,7 +27,7 @@ import numpy as np
 
 from phitools import __version__
 from phitools.errors import DataError, UsageError
-from phitools.options import check, option, same_as
+from phitools.options import check, option, option_like
 from phitools.pipeline import IOOptions, limited, read
 from phitools.records import Record
 from phitools.runtime.progress import Reporter
@@ -135,10 +135,10 @@ class TrainOptions:
     device: str = option("auto", "--device", help="model: auto, cpu, cuda, cuda:1 ...")
     # LightGBM's OpenMP threads spin: more threads than idle cores is much slower, not faster
     threads: int = option(1, "--threads", min=1, help="Threads for fitting (LightGBM, random forest).")
-    skip_bad: bool = same_as(IOOptions, "skip_bad")
-    allow_partial: bool = same_as(IOOptions, "allow_partial")
-    seed: int = same_as(IOOptions, "seed")
-    limit: int | None = same_as(IOOptions, "limit")
+    skip_bad: bool = option_like(IOOptions, "skip_bad")
+    allow_partial: bool = option_like(IOOptions, "allow_partial")
+    seed: int = option_like(IOOptions, "seed")
+    limit: int | None = option_like(IOOptions, "limit")
 
     def __post_init__(self) -> None:
         if isinstance(self.score_range, (tuple, list)):  # from Python: (0, 5) means "0,5"
