@@ -3,6 +3,10 @@
 Each shard's stream is cut into windows of seq_len + 1 tokens with stride seq_len, so every token after a
 shard's first is predicted exactly once, from up to seq_len tokens of context that never cross a shard.
 loss is the mean next-token cross-entropy in nats; perplexity = exp(loss).
+
+`run(checkpoint, tokdir, output=...)` is `phitools eval CKPT --perplexity TOKDIR`: it measures, then writes
+one JSON line on stdout, or `perplexity.json` + `manifest.json` into the output directory, and returns the
+result. `evaluate_perplexity` only measures.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ import os
 from collections.abc import Callable
 
 from phitools.errors import DataError
-from phitools.runtime.files import sha256_file
+from phitools.runtime import console
+from phitools.runtime.files import atomic_write, sha256_file
 
 
 def windows(n_tokens: int, seq_len: int) -> list[tuple[int, int]]:
@@ -107,3 +112,52 @@ def evaluate_perplexity(
         "tokenizer_matches": tok_match,
         "tokens_dir": str(tokdir),
     }
+
+
+def run(
+    checkpoint: str | os.PathLike,
+    tokdir: str | os.PathLike,
+    *,
+    output: str | None = None,
+    batch_size: int = 16,
+    limit: int | None = None,
+    device: str | None = None,
+    seed: int = 0,
+) -> dict:
+    """What `phitools eval CHECKPOINT --perplexity TOKDIR` does: measure (progress and warnings through
+    runtime.console), then write the result as one JSON line on stdout (`output` None or '-') or as
+    perplexity.json + manifest.json in the `output` directory. Returns the result."""
+    import sys
+    from pathlib import Path
+
+    import orjson
+
+    from phitools.shards import write_manifest
+
+    with console.progress("perplexity", total=None, unit="windows") as bar:
+        res = evaluate_perplexity(
+            checkpoint,
+            tokdir,
+            batch_size=batch_size,
+            limit=limit,
+            device=device,
+            warn=console.warn,
+            on_batch=bar.advance,
+        )
+    res["checkpoint"] = str(checkpoint)
+    if output in (None, "-"):
+        sys.stdout.buffer.write(orjson.dumps(res, option=orjson.OPT_APPEND_NEWLINE))
+        sys.stdout.flush()
+        return res
+    d = Path(output)
+    d.mkdir(parents=True, exist_ok=True)
+    atomic_write(d / "perplexity.json", orjson.dumps(res, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
+    write_manifest(
+        d / "manifest.json",
+        tool="eval",
+        seed=seed,
+        inputs=[str(tokdir), str(checkpoint)],
+        outputs=[{"path": "perplexity.json"}],
+        extra={"perplexity": res},
+    )
+    return res
