@@ -210,7 +210,6 @@ class EvalOptions:
                 raise UsageError("--perplexity needs a CHECKPOINT", hint="phitools eval runs/a --perplexity tok/")
             if self.samples is not None:
                 raise UsageError("--perplexity and --samples do not go together")
-            return
         try:
             self.k_values: list[int] = parse_ks(self.ks)
         except ValueError as e:
