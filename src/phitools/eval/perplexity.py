@@ -11,7 +11,6 @@ result. `evaluate_perplexity` only measures.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 from collections.abc import Callable
@@ -63,8 +62,10 @@ def evaluate_perplexity(
     if os.path.isfile(ckpt_tok):
         from tokenizers import Tokenizer
 
+        from phitools.steps.tokenize import tokenizer_sha256
+
         # the same identity `phitools tokenize` records: sha256 of the tokenizer's canonical JSON
-        canon = hashlib.sha256(Tokenizer.from_file(ckpt_tok).to_str().encode("utf-8")).hexdigest()
+        canon = tokenizer_sha256(Tokenizer.from_file(ckpt_tok))
         tok_match = canon == td.tokenizer_sha256 or sha256_file(ckpt_tok) == sha256_file(td.tokenizer_path)
         if not tok_match and warn:
             warn(
