@@ -3,17 +3,21 @@
 Each shard's stream is cut into windows of seq_len + 1 tokens with stride seq_len, so every token after a
 shard's first is predicted exactly once, from up to seq_len tokens of context that never cross a shard.
 loss is the mean next-token cross-entropy in nats; perplexity = exp(loss).
+
+`run(checkpoint, tokdir, output=...)` is `phitools eval CKPT --perplexity TOKDIR`: it measures, then writes
+one JSON line on stdout, or `perplexity.json` + `manifest.json` into the output directory, and returns the
+result. `evaluate_perplexity` only measures.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 from collections.abc import Callable
 
 from phitools.errors import DataError
-from phitools.runtime.files import sha256_file
+from phitools.runtime import console
+from phitools.runtime.files import atomic_write, sha256_file
 
 
 def windows(n_tokens: int, seq_len: int) -> list[tuple[int, int]]:
@@ -58,8 +62,10 @@ def evaluate_perplexity(
     if os.path.isfile(ckpt_tok):
         from tokenizers import Tokenizer
 
+        from phitools.steps.tokenize import tokenizer_sha256
+
         # the same identity `phitools tokenize` records: sha256 of the tokenizer's canonical JSON
-        canon = hashlib.sha256(Tokenizer.from_file(ckpt_tok).to_str().encode("utf-8")).hexdigest()
+        canon = tokenizer_sha256(Tokenizer.from_file(ckpt_tok))
         tok_match = canon == td.tokenizer_sha256 or sha256_file(ckpt_tok) == sha256_file(td.tokenizer_path)
         if not tok_match and warn:
             warn(
@@ -107,3 +113,52 @@ def evaluate_perplexity(
         "tokenizer_matches": tok_match,
         "tokens_dir": str(tokdir),
     }
+
+
+def run(
+    checkpoint: str | os.PathLike,
+    tokdir: str | os.PathLike,
+    *,
+    output: str | None = None,
+    batch_size: int = 16,
+    limit: int | None = None,
+    device: str | None = None,
+    seed: int = 0,
+) -> dict:
+    """What `phitools eval CHECKPOINT --perplexity TOKDIR` does: measure (progress and warnings through
+    runtime.console), then write the result as one JSON line on stdout (`output` None or '-') or as
+    perplexity.json + manifest.json in the `output` directory. Returns the result."""
+    import sys
+    from pathlib import Path
+
+    import orjson
+
+    from phitools.shards import write_manifest
+
+    with console.progress("perplexity", total=None, unit="windows") as bar:
+        res = evaluate_perplexity(
+            checkpoint,
+            tokdir,
+            batch_size=batch_size,
+            limit=limit,
+            device=device,
+            warn=console.warn,
+            on_batch=bar.advance,
+        )
+    res["checkpoint"] = str(checkpoint)
+    if output in (None, "-"):
+        sys.stdout.buffer.write(orjson.dumps(res, option=orjson.OPT_APPEND_NEWLINE))
+        sys.stdout.flush()
+        return res
+    d = Path(output)
+    d.mkdir(parents=True, exist_ok=True)
+    atomic_write(d / "perplexity.json", orjson.dumps(res, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
+    write_manifest(
+        d / "manifest.json",
+        tool="eval",
+        seed=seed,
+        inputs=[str(tokdir), str(checkpoint)],
+        outputs=[{"path": "perplexity.json"}],
+        extra={"perplexity": res},
+    )
+    return res

@@ -2,7 +2,7 @@
 
 While a run is in progress (or after it was killed) `results.jsonl` holds one record per finished check, in the
 order they finished, and the directory has no `summary.json` or `manifest.json`. At the end the file is
-rewritten in task / completion order (tmp + rename) and the summary and manifest are written: only then does
+rewritten in task / completion order (tmp + fsync + rename) and the summary and manifest are written: only then does
 the directory describe a finished run.
 
 A re-run of the same command into the same directory reads the file back and checks only what is not in it.
@@ -22,6 +22,7 @@ from pathlib import Path
 
 from phitools.errors import UsageError
 from phitools.records import RecordParseError, dumps_record, loads_record
+from phitools.runtime.files import atomic_file
 
 RESULTS = "results.jsonl"
 # Bump when a verdict of the same program under the same test could change (the judge's rules, the wire).
@@ -126,13 +127,9 @@ class ResultsLog:
         self._replace(records)
 
     def _replace(self, records: Iterable[dict]) -> None:
-        tmp = self.path.with_name(f".{RESULTS}.tmp-{os.getpid()}")
-        with open(tmp, "wb") as f:
+        with atomic_file(self.path) as f:
             for rec in records:
                 f.write(dumps_record(rec))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
 
     def _close_fd(self) -> None:
         if self._fd is not None:
