@@ -31,6 +31,7 @@ import orjson
 
 from phitools.errors import CheckpointError, UsageError
 from phitools.runtime.files import sha256_file
+from phitools.runtime.safetensors_io import load_arrays, save_arrays
 from phitools.shards import write_manifest
 from phitools.steps.classify.estimators import MODEL_FILES, Linear, Trees, load_model, model_arrays
 from phitools.steps.classify.features import Pipeline
@@ -99,8 +100,6 @@ class Classifier:
         seed: int | None = None,
     ) -> Path:
         """Write the classifier directory atomically (temporary directory, then rename)."""
-        from safetensors.numpy import save_file
-
         final = Path(path)
         if final.exists() and not (final / CLASSIFIER_JSON).exists() and (not final.is_dir() or any(final.iterdir())):
             raise UsageError(
@@ -122,8 +121,8 @@ class Classifier:
                 (tmp / model_file).write_bytes(self.native[model_file])
             else:
                 arrays, model_meta = model_arrays(self.model)
-                save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp / model_file))
-            save_file({k: np.ascontiguousarray(v) for k, v in farrays.items()}, str(tmp / FEATURES_FILE))
+                save_arrays(tmp / model_file, arrays)
+            save_arrays(tmp / FEATURES_FILE, farrays)
             doc = {
                 "format": FORMAT,
                 "format_version": FORMAT_VERSION,
@@ -225,9 +224,6 @@ def load_classifier(
     embed_batch_size: int | None = None,
 ) -> Classifier:
     """Load and verify a classifier directory. `checkpoint`/`tokenizer` relocate a model: feature's files."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
     root, digests = verified_files(path)
     for need in (CLASSIFIER_JSON, FEATURES_FILE):
         if need not in digests:
@@ -249,13 +245,7 @@ def load_classifier(
             f"{root / CLASSIFIER_JSON}: model_file {model_file!r} is missing or not listed in {MANIFEST}"
         )
 
-    def st(name: str) -> dict:
-        try:
-            return load_file(str(root / name))
-        except (SafetensorError, OSError, ValueError) as e:
-            raise CheckpointError(f"{root / name}: unreadable safetensors ({e})") from None
-
-    farrays = st(FEATURES_FILE)
+    farrays = load_arrays(root / FEATURES_FILE)  # a damaged file is a CheckpointError naming it
     try:
         pipeline = Pipeline.from_saved(
             doc.get("features"),
@@ -287,7 +277,7 @@ def load_classifier(
             str(root / model_file),
         )
     else:
-        model = load_model(estimator, st(model_file), meta, dim, str(root / model_file))
+        model = load_model(estimator, load_arrays(root / model_file), meta, dim, str(root / model_file))
     if isinstance(model, Trees) and len(model.columns) > 1 and (np.diff(model.columns) <= 0).any():
         raise CheckpointError(f"{root}: tree model columns are not sorted")
     cid = hashlib.sha256("".join(digests[n] for n in sorted(digests) if n != REPORT_FILE).encode()).hexdigest()[:12]
