@@ -378,7 +378,7 @@ MUTATIONS = [
     Mutation(
         "train: run() never starts over an existing run",
         "train/loop.py",
-        '    elif last is not None or (Path(cfg.output) / "metrics.jsonl").exists():',
+        '    elif last is not None or (out / "metrics.jsonl").exists():',
         "    elif False:",
         ["tests/train/test_api.py::test_resume_rules_hold_from_python"],
     ),

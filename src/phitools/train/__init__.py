@@ -9,8 +9,10 @@
     cfg, sources = resolve_config({"data": "tok/", "output": "runs/b"}, "train.toml")
     run(cfg, sources=sources)
 
-`TrainConfig` (train/config.py) holds every knob; `run` is train/loop.py's `train`: the run directory, its
-manifest and status, checkpoints, `resume`. Importing this package does not import torch; `run` does.
+`TrainConfig` (config.py) holds every knob; `run` is loop.py's `train`: the run directory, its manifest and
+status, checkpoints, `resume`. The rest: token data (data.py), optimizer and schedule (optim.py), the Trainer
+(loop.py), training checkpoints (checkpoint.py), torchrun/DDP/FSDP2 (parallel.py). Importing this package does
+not import torch; `run` does.
 """
 
 from __future__ import annotations

@@ -489,15 +489,15 @@ def train(
     from phitools.shards import write_manifest
 
     require(cfg)
-    last = ckpt.latest(Path(cfg.output))
+    out = Path(cfg.output)
+    last = ckpt.latest(out)
     if resume:
         recorded = ckpt.read_state(last).get("train_config") if last is not None else None
         if recorded:
             check_same_trajectory(cfg.to_dict(), recorded)
-    elif last is not None or (Path(cfg.output) / "metrics.jsonl").exists():
+    elif last is not None or (out / "metrics.jsonl").exists():
         raise UsageError(
-            f"{cfg.output} already holds a training run",
-            hint="pass --resume to continue it, or choose a new -o directory",
+            f"{out} already holds a training run", hint="pass --resume to continue it, or choose a new -o directory"
         )
     argv = list(argv if argv is not None else sys.argv)
     trainer = Trainer(cfg, dist=dist, resume=resume, argv=argv)
