@@ -364,6 +364,41 @@ MUTATIONS = [
         ["tests/train/test_loop.py"],
     ),
     Mutation(
+        "train: --config values are type-checked",
+        "train/config.py",
+        "        from_mapping(TrainConfig, d, source=str(path))",
+        "        pass",
+        ["tests/train/test_api.py::test_config_values_of_the_wrong_type_are_one_line_errors"],
+    ),
+    Mutation(
+        "train: a [model] table is checked against PhiConfig",
+        "train/config.py",
+        '        check_mapping(PhiConfig, d["model"], source=f"{path} [model]")',
+        "        pass",
+        ["tests/train/test_api.py::test_config_values_of_the_wrong_type_are_one_line_errors"],
+    ),
+    Mutation(
+        "train: run() never starts over an existing run",
+        "train/loop.py",
+        '    elif last is not None or (out / "metrics.jsonl").exists():',
+        "    elif False:",
+        ["tests/train/test_api.py::test_resume_rules_hold_from_python"],
+    ),
+    Mutation(
+        "train: run() resumes only the recorded trajectory",
+        "train/loop.py",
+        "            check_same_trajectory(cfg.to_dict(), recorded)",
+        "            pass",
+        ["tests/train/test_api.py::test_resume_rules_hold_from_python"],
+    ),
+    Mutation(
+        "safetensors: the file size must match its header",
+        "runtime/safetensors_io.py",
+        "        if self.data_start + pos != size:",
+        "        if False:",
+        ["tests/runtime/test_safetensors_io.py"],
+    ),
+    Mutation(
         "cli: OSError as one line",
         "cli/common.py",
         '                console.error(f"phitools {tool}: error: {e}")\n'

@@ -17,6 +17,7 @@ the file.
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
@@ -172,25 +173,49 @@ def check(opts: Any) -> None:
             raise UsageError(f"{where} must be one of {', '.join(choices)}, got {value!r}")
 
 
-def from_mapping(cls: type[T], values: dict, *, source: str, base: T | None = None) -> T:
-    """Options of `cls` from a TOML/JSON table (keys are field names): unknown keys and values of the wrong
-    type are a one-line `ConfigError` naming the key, the value and `source`. Fields not in `values` come
-    from `base` (or the defaults)."""
+def check_mapping(cls: type, values: dict, *, source: str) -> None:
+    """Check a TOML/JSON table against the fields of dataclass `cls` without building it: an unknown key or a
+    value of the wrong type is a one-line `ConfigError` naming the key, the value and `source`."""
     types_ = hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
-    kw = {}
     for key, value in values.items():
-        if key not in types_:
+        if key not in names:
             raise ConfigError(f"{source}: unknown key {key!r}", hint="known keys: " + ", ".join(names))
         if not conforms(types_[key], value):
             raise ConfigError(
                 f"{source}: {key} = {value!r} should be {type_name(types_[key])}",
                 hint="fix the value's type in the file (TOML: quotes make a string)",
             )
-        kw[key] = value
+
+
+def from_mapping(cls: type[T], values: dict, *, source: str, base: T | None = None) -> T:
+    """Options of `cls` from a TOML/JSON table (keys are field names): unknown keys and values of the wrong
+    type are a one-line `ConfigError` naming the key, the value and `source`. Fields not in `values` come
+    from `base` (or the defaults)."""
+    check_mapping(cls, values, source=source)
     if base is not None:
-        return dataclasses.replace(base, **kw)
-    return cls(**kw)
+        return dataclasses.replace(base, **values)
+    return cls(**values)
 
 
-__all__ = ["option", "option_like", "check", "conforms", "from_mapping", "hints", "flag_name", "type_name"]
+def fspaths(opts: Any, *names: str) -> None:
+    """Let Python callers pass `pathlib.Path`s: the named fields become strings, as the command line gives them
+    (call it from `__post_init__` before `check`)."""
+    for name in names:
+        value = getattr(opts, name)
+        if isinstance(value, os.PathLike):
+            setattr(opts, name, os.fspath(value))
+
+
+__all__ = [
+    "option",
+    "option_like",
+    "check",
+    "check_mapping",
+    "conforms",
+    "from_mapping",
+    "fspaths",
+    "hints",
+    "flag_name",
+    "type_name",
+]

@@ -11,7 +11,8 @@ transformers = pytest.importorskip("transformers")  # test-only dependency
 
 from phitools.errors import CheckpointError  # noqa: E402
 from phitools.model.checkpoint import load_checkpoint, open_weights  # noqa: E402
-from phitools.model.hf import config_from_hf, export_checkpoint  # noqa: E402
+from phitools.model.export import export_checkpoint  # noqa: E402
+from phitools.model.hf import config_from_hf  # noqa: E402
 
 SHAPES = {
     "phi-1-like": dict(

@@ -106,7 +106,11 @@ def command(tool: str) -> Callable[[Callable], Callable]:
         def wrapper(**kwargs: Any) -> Any:
             built = {}
             for name, cls in groups.items():
-                kw = {f.name: kwargs.pop(f.name) for f in dataclasses.fields(cls) if f.name in kwargs}
+                kw = {
+                    f.name: kwargs.pop(f.name)
+                    for f in dataclasses.fields(cls)
+                    if f.name in kwargs and f.metadata.get("cli", True)  # cli=False: not a flag of this dataclass
+                }
                 built[name] = cls(**kw)
             run = next((v for v in built.values() if isinstance(v, RunOptions)), None)
             if run is not None:

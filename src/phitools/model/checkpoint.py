@@ -19,7 +19,6 @@ model.safetensors or sharded safetensors); see model/hf.py.
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import os
 import re
@@ -37,7 +36,7 @@ from phitools import __version__
 from phitools.errors import CheckpointError, ConfigError
 from phitools.model import hf
 from phitools.model.phi import Phi, PhiConfig, param_shapes
-from phitools.model.store import SafetensorsFile, TensorSpec, atomic_dir, write_json, write_safetensors
+from phitools.model.store import SafetensorsFile, TensorSpec, atomic_dir, stamp, write_json, write_safetensors
 from phitools.runtime.files import file_digest
 
 FORMAT = "phitools-checkpoint"
@@ -75,10 +74,6 @@ class CheckpointInfo:
     def sidecars(self) -> list[Path]:
         """Tokenizer and other sidecar files present in the directory."""
         return [self.path / n for n in SIDECAR_FILES if (self.path / n).is_file()]
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def _leftovers(path: Path) -> str:
@@ -125,7 +120,8 @@ def inspect_checkpoint(path: str | os.PathLike) -> CheckpointInfo:
     if raw.get("format") == FORMAT:
         if raw.get("format_version", 0) > FORMAT_VERSION:
             raise CheckpointError(
-                f"{cfg_path}: checkpoint format_version {raw.get('format_version')} is newer than this phitools ({FORMAT_VERSION})",
+                f"{cfg_path}: checkpoint format_version {raw.get('format_version')} is newer than this phitools "
+                f"({FORMAT_VERSION})",
                 hint="upgrade phitools",
             )
         try:
@@ -258,13 +254,14 @@ class Weights(Mapping):
         where = shards[0] if len(shards) == 1 else path
         if missing:
             raise CheckpointError(
-                f"{where}: missing tensor(s) {', '.join(map(self._show, missing[:5]))}{' ...' if len(missing) > 5 else ''} "
-                f"for the config in config.json",
+                f"{where}: missing tensor(s) {', '.join(map(self._show, missing[:5]))}"
+                f"{' ...' if len(missing) > 5 else ''} for the config in config.json",
                 hint="the weights and config.json do not belong together",
             )
         if unexpected:
             raise CheckpointError(
-                f"{where}: unexpected tensor(s) {', '.join(map(self._show_src, unexpected[:5]))}{' ...' if len(unexpected) > 5 else ''}",
+                f"{where}: unexpected tensor(s) {', '.join(map(self._show_src, unexpected[:5]))}"
+                f"{' ...' if len(unexpected) > 5 else ''}",
                 hint="not a Phi causal-LM checkpoint, or config.json does not match the weights",
             )
         self.specs: dict[str, TensorSpec] = {}
@@ -376,7 +373,7 @@ def save_checkpoint(
     if dtype is not None:
         specs = {k: TensorSpec(dtype, s.shape) for k, s in specs.items()}
         tensors = _Cast(tensors, dtype)
-    full_meta = {"created": _now(), "phitools_version": __version__}
+    full_meta = stamp()
     full_meta.update(meta or {})
     try:
         json.dumps(full_meta)

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 import torch
 
 from phitools.errors import PhitoolsError, UsageError
+from phitools.model.options import GrowOptions, check_growth
 from phitools.model.phi import Phi, PhiConfig, param_shapes
 from phitools.model.store import TensorSpec
 
@@ -105,12 +106,7 @@ def plan_grow(
     seed: int = 0,
 ) -> GrowPlan:
     """Check the requested shapes and return the plan; UsageError explains what is not possible and why."""
-    if depth not in ("interpolate", "identity"):
-        raise UsageError(f"unknown depth rule {depth!r}", hint="use --depth interpolate or --depth identity")
-    if width_mode not in ("tile", "embed"):
-        raise UsageError(f"unknown width mode {width_mode!r}", hint="use --width-mode tile or --width-mode embed")
-    if noise < 0:
-        raise UsageError("--noise must be >= 0")
+    check_growth(depth, width_mode, noise)
     C = d_model or src.d_model
     L = n_layer or src.n_layer
     for what, new, old in (("d_model", C, src.d_model), ("layers", L, src.n_layer)):
@@ -324,45 +320,38 @@ def compare_logits(a: Phi, b: Phi, *, batch: int = 4, seq_len: int = 64, seed: i
     }
 
 
-def grow_checkpoint(
-    src,
-    dst,
-    *,
-    d_model: int | None = None,
-    n_head: int | None = None,
-    d_mlp: int | None = None,
-    n_layer: int | None = None,
-    depth: str = "interpolate",
-    width_mode: str = "tile",
-    noise: float = 0.0,
-    seed: int = 0,
-    check: bool = False,
-    overwrite: bool = False,
-) -> tuple[GrowPlan, dict | None]:
-    """Grow the checkpoint at `src` (phitools or HF Phi) into a new phitools checkpoint at `dst`.
+def grow_checkpoint(src, dst, **kw) -> tuple[GrowPlan, dict | None]:
+    """Grow the checkpoint at `src` into a new phitools checkpoint at `dst`; `kw` are GrowOptions fields."""
+    return grow(GrowOptions(src, dst, **kw))
 
-    Streams tensor by tensor: peak memory is about the (memory-mapped) source plus the largest grown tensor.
-    check: reload both and compare logits on random inputs (returns the compare_logits dict; for a
-    function-preserving plan a difference above float tolerance is an error and `dst` is removed).
+
+def grow(opts: GrowOptions) -> tuple[GrowPlan, dict | None]:
+    """What `phitools grow` does: grow `opts.src` (phitools or HF Phi) into a new phitools checkpoint at
+    `opts.output`; returns (plan, check report or None).
+
+    Streams tensor by tensor: peak memory is about the source plus the largest grown tensor. `opts.check`
+    reloads both and compares logits on random inputs (the compare_logits dict; for a function-preserving plan
+    a difference above float tolerance is an error and the output is removed).
     """
     import shutil
     from pathlib import Path
 
     from phitools.model.checkpoint import inspect_checkpoint, load_checkpoint, open_weights, save_checkpoint
 
+    src, dst = opts.src, opts.output
     info = inspect_checkpoint(src)
     if Path(dst).resolve() == info.path.resolve():
         raise UsageError("grow: the output must differ from the source", hint="choose another -o")
     plan = plan_grow(
         info.config,
-        d_model=d_model,
-        n_head=n_head,
-        d_mlp=d_mlp,
-        n_layer=n_layer,
-        depth=depth,
-        width_mode=width_mode,
-        noise=noise,
-        seed=seed,
+        d_model=opts.d_model,
+        n_head=opts.n_head,
+        d_mlp=opts.d_mlp,
+        n_layer=opts.n_layer,
+        depth=opts.depth,
+        width_mode=opts.width_mode,
+        noise=opts.noise,
+        seed=opts.seed,
     )
     w = open_weights(info)
     grown = GrownWeights(plan, w)
@@ -389,14 +378,14 @@ def grow_checkpoint(
         meta,
         specs=grown.specs,
         extra_files={p.name: p for p in info.sidecars},
-        overwrite=overwrite,
+        overwrite=opts.overwrite,
     )
     del grown, w
-    if not check:
+    if not opts.check:
         return plan, None
     a, _, _ = load_checkpoint(src)
     b, _, _ = load_checkpoint(dst)
-    report = compare_logits(a, b, seed=seed)
+    report = compare_logits(a, b, seed=opts.seed)
     del a, b
     report["function_preserving"] = plan.function_preserving
     if plan.function_preserving and report["max_abs_diff"] > 1e-4 * max(1.0, report["max_abs_logit"]):

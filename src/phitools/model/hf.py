@@ -15,19 +15,16 @@ Our module has the same maths and tensor shapes, so conversion renames keys and 
 
 HF config fields we do not model (bos/eos ids, torch_dtype, ...) are kept in the checkpoint's metadata
 (`meta.hf_config`) on import and written back on export, so HF -> phitools -> HF gives the same config.
+Reading HF directories is model/checkpoint.py's; writing them, model/export.py's.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
-from pathlib import Path
 from typing import Any
 
-from phitools import __version__
-from phitools.errors import CheckpointError, ConfigError, UsageError
+from phitools.errors import CheckpointError, ConfigError
 from phitools.model.phi import PhiConfig
-from phitools.model.store import TensorSpec, atomic_dir, write_json, write_safetensors
 
 _TO_HF = [
     (r"^wte\.", "model.embed_tokens."),
@@ -207,62 +204,4 @@ def hf_extra(d: dict) -> dict[str, Any]:
     }
 
 
-# ---- conversion (phitools export) -------------------------------------------------------------------------
-
 META_FILE = "phitools.json"  # our metadata inside an exported HF directory (HF tools ignore it)
-
-
-class _Renamed:
-    """A Mapping-like view of phitools-named weights under HF names (lazy, for streaming writes)."""
-
-    def __init__(self, weights, dtype=None):
-        self.w, self.dtype = weights, dtype
-        self.names = {to_hf_name(k): k for k in weights}
-
-    def __getitem__(self, hf_name: str):
-        t = self.w[self.names[hf_name]]
-        return t if self.dtype is None else t.to(self.dtype)
-
-
-def export_checkpoint(src, dst, *, fmt: str = "hf", dtype=None, overwrite: bool = False):
-    """Convert a checkpoint (phitools or HF Phi) at `src` to `fmt` ('hf' or 'phitools') at `dst`, streaming.
-
-    Weights keep their stored dtype unless `dtype` is given; tokenizer sidecar files are copied; provenance
-    is recorded (phitools: meta.provenance; HF: phitools.json).
-    """
-    from phitools.model.checkpoint import (
-        _now,
-        inspect_checkpoint,
-        open_weights,
-        replaceable,
-        save_checkpoint,
-    )  # (import cycle)
-
-    if fmt not in ("hf", "phitools"):
-        raise UsageError(f"unknown export format {fmt!r}", hint="use --format hf or --format phitools")
-    info = inspect_checkpoint(src)
-    if Path(dst).resolve() == info.path.resolve():
-        raise UsageError("export: the output must differ from the source", hint="choose another -o")
-    w = open_weights(info)
-    meta = {k: v for k, v in info.meta.items() if k not in ("created", "phitools_version", "provenance")}
-    meta["provenance"] = {
-        "operation": "export",
-        "params": {"format": fmt, "from": info.kind, "dtype": str(dtype).replace("torch.", "") if dtype else None},
-        "parent": {"path": str(info.path.resolve()), "kind": info.kind, "meta": info.meta},
-    }
-    sidecars = {p.name: p for p in info.sidecars}
-    if fmt == "phitools":
-        return save_checkpoint(
-            dst, w, info.config, meta, specs=w.specs, dtype=dtype, extra_files=sidecars, overwrite=overwrite
-        )
-    specs = {to_hf_name(k): TensorSpec(dtype or s.dtype, s.shape) for k, s in w.specs.items()}
-    dtypes = {s.dtype for s in specs.values()}
-    dtype_name = str(dtypes.pop()).replace("torch.", "") if len(dtypes) == 1 else "float32"
-    meta = {"created": _now(), "phitools_version": __version__, **meta}
-    with atomic_dir(dst, replace=overwrite, may_replace=replaceable) as tmp:
-        write_safetensors(tmp / "model.safetensors", _Renamed(w, dtype), specs=specs, metadata={"format": "pt"})
-        write_json(tmp / "config.json", config_to_hf(info.config, extra=info.meta.get("hf_config"), dtype=dtype_name))
-        write_json(tmp / META_FILE, meta)
-        for name, p in sidecars.items():
-            shutil.copyfile(p, tmp / name)
-    return Path(dst)

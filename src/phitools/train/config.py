@@ -1,7 +1,16 @@
 """The training configuration: defaults < recorded run (on --resume) < config file < command-line flags.
 
-One flat table of knobs (`TrainConfig`); model shape overrides live in its `model` dict (a `[model]` table in
-a TOML file). The resolved config is written to RUN/train_config.json and into every checkpoint.
+`TrainConfig` is the options dataclass of `phitools train`: every field is declared once here with its default,
+its checks and its `--help` text, and the command's flags are made from it (cli/train.py). Model shape
+overrides live in its `model` dict (a `[model]` table in a TOML file). The resolved config is written to
+RUN/train_config.json and into every checkpoint.
+
+From Python (see docs/python-api.md):
+
+    from phitools.train import TrainConfig, resolve_config, run
+
+    summary = run(TrainConfig(data="tok/", output="runs/a", model={"n_layer": 4}, max_steps=200, seed=7))
+    cfg, sources = resolve_config({"output": "runs/b"}, config_file="train.toml")  # the command's precedence
 """
 
 from __future__ import annotations
@@ -9,46 +18,121 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from phitools.errors import ConfigError, UsageError
+from phitools.options import check, check_mapping, from_mapping, fspaths, option
+
+SCHEDULES = ("cosine", "linear", "constant")
+DTYPES = ("auto", "bf16", "fp32")
+PARALLEL = ("ddp", "fsdp")
 
 
 @dataclass
 class TrainConfig:
-    """Every knob of a training run. None means "derive it" (see the field comments and docs/train.md)."""
+    """Every knob of a training run. None means "derive it" (see the help texts and docs/train.md)."""
 
-    data: str = ""  # token directory (phitools tokenize -o DIR)
-    output: str = ""  # run directory
-    preset: str = "tiny"  # model preset (ignored with init)
-    model: dict = field(default_factory=dict)  # model config overrides, e.g. {"n_layer": 4}
-    init: str | None = None  # start from this checkpoint (phitools or Hugging Face Phi dir)
-    seq_len: int | None = None  # None: the model's max_seq_len
-    batch_size: int = 8  # GLOBAL batch, in sequences, per optimizer step
-    micro_batch_size: int | None = None  # per-device sequences per forward; None: batch_size / world_size
-    max_steps: int = 200
-    lr: float = 1e-3
-    min_lr: float | None = None  # None: lr / 10
-    warmup_steps: int | None = None  # None: 5% of max_steps
-    schedule: str = "cosine"  # cosine | linear | constant
-    weight_decay: float = 0.1
-    betas: list = field(default_factory=lambda: [0.9, 0.95])
-    eps: float = 1e-8
-    grad_clip: float = 1.0  # 0: no clipping (the norm is still logged)
-    eval_every: int = 100  # 0: only at the end
-    eval_batches: int = 10  # global batches of held-out windows per eval
-    eval_fraction: float = 0.01  # tail of the token stream held out for eval
-    save_every: int = 500  # 0: only at the end
-    keep_checkpoints: int = 0  # keep only the newest N step checkpoints; 0 keeps all
-    log_every: int = 1
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    dtype: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
-    compile: bool = False
-    parallel: str = "ddp"  # how to use several processes under torchrun: ddp | fsdp
-    peak_tflops: float | None = None  # device peak for MFU; None: known GPUs only (CPU: mfu null)
+    data: str = option("", "--data", show_default=False, help="Token directory written by `phitools tokenize -o DIR`.")
+    output: str = option(
+        "",
+        "-o",
+        "--output",
+        show_default=False,
+        help="Run directory (checkpoints, metrics.jsonl, manifest.json; the final model is a checkpoint at RUN "
+        "itself).",
+    )
+    preset: str = option("tiny", "--preset", help="Model preset: tiny, small, phi-1-small, phi-1, phi-1.5, phi-2.")
+    model: dict = option(
+        factory=dict, cli=False, help="Model config overrides, e.g. {'n_layer': 4} (a [model] table in a file)."
+    )
+    init: str | None = option(
+        None,
+        "--init",
+        show_default=False,
+        help="Start from this checkpoint's weights (phitools or Hugging Face Phi directory, e.g. a grown one); "
+        "recorded as parent.",
+    )
+    seq_len: int | None = option(
+        None,
+        "--seq-len",
+        min=1,
+        show_default=False,
+        help="Tokens per training sequence (default: the model's max_seq_len). May differ from tokenize's --seq-len.",
+    )
+    batch_size: int = option(
+        8,
+        "--batch-size",
+        min=1,
+        help="GLOBAL batch per optimizer step, in sequences, whatever the number of processes.",
+    )
+    micro_batch_size: int | None = option(
+        None,
+        "--micro-batch-size",
+        min=1,
+        show_default=False,
+        help="Sequences per device per forward; gradient accumulation = batch / (world size * micro). Default: no "
+        "accumulation.",
+    )
+    max_steps: int = option(200, "--max-steps", min=1, help="Optimizer steps to train for (the schedule ends here).")
+    lr: float = option(1e-3, "--lr", help="Peak learning rate.")
+    min_lr: float | None = option(None, "--min-lr", show_default=False, help="Final learning rate (default: lr / 10).")
+    warmup_steps: int | None = option(
+        None, "--warmup-steps", show_default=False, help="Linear warmup steps (default: 5% of --max-steps)."
+    )
+    schedule: str = option(
+        "cosine", "--schedule", choices=SCHEDULES, help="Decay after warmup: cosine, linear or constant."
+    )
+    weight_decay: float = option(
+        0.1, "--weight-decay", min=0, help="AdamW weight decay (not applied to biases, norms, embeddings)."
+    )
+    betas: list[float] = option(factory=lambda: [0.9, 0.95], cli=False, help="AdamW betas: two numbers in [0, 1).")
+    eps: float = option(1e-8, cli=False, help="AdamW epsilon.")
+    grad_clip: float = option(1.0, "--grad-clip", min=0, help="Clip the global gradient norm to this (0: off).")
+    eval_every: int = option(100, "--eval-every", min=0, help="Held-out loss every N steps (0: only at the end).")
+    eval_batches: int = option(10, "--eval-batches", min=1, help="Global batches of held-out windows per eval.")
+    eval_fraction: float = option(
+        0.01, "--eval-fraction", help="Tail fraction of the token stream held out for eval loss."
+    )
+    save_every: int = option(500, "--save-every", min=0, help="Checkpoint every N steps (0: only at the end).")
+    keep_checkpoints: int = option(
+        0, "--keep-checkpoints", min=0, help="Keep only the newest N step checkpoints (0: all)."
+    )
+    log_every: int = option(1, "--log-every", min=1, help="Write a metrics.jsonl line every N steps.")
+    seed: int = option(0, "--seed", help="Random seed: model init and data order; the same seed gives the same run.")
+    device: str = option("auto", "--device", help="auto (CUDA when available), cpu, cuda or cuda:N.")
+    dtype: str = option(
+        "auto", "--dtype", choices=DTYPES, help="auto (bf16 autocast on CUDA, fp32 on CPU), bf16 or fp32."
+    )
+    compile: bool = option(
+        False, "--compile/--no-compile", help="torch.compile the model (opt-in; first steps are slow)."
+    )
+    parallel: str = option(
+        "ddp",
+        "--parallel",
+        choices=PARALLEL,
+        help="Under torchrun with several processes: ddp or fsdp (FSDP2 fully_shard).",
+    )
+    peak_tflops: float | None = option(
+        None,
+        "--peak-tflops",
+        show_default=False,
+        help="Device peak TFLOP/s for MFU (default: known GPUs in bf16; none on CPU, mfu is null).",
+    )
+
+    def __post_init__(self) -> None:
+        fspaths(self, "data", "output", "init")
+        if isinstance(self.betas, tuple):
+            self.betas = list(self.betas)
+        check(self)
+        if not (len(self.betas) == 2 and all(0.0 <= float(b) < 1.0 for b in self.betas)):
+            raise UsageError(f"--betas must be two numbers in [0, 1), got {self.betas!r}")
+        if self.init and self.model:
+            raise UsageError(
+                "model overrides cannot be combined with --init: the shape comes from the checkpoint",
+                hint="grow the checkpoint first (phitools grow) to change its shape",
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -89,13 +173,14 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(d, dict):
         raise ConfigError(f"{path}: the top level must be a table/object of training options")
     d = {k.replace("-", "_"): v for k, v in d.items()}
-    unknown = sorted(set(d) - FIELDS)
-    if unknown:
-        raise ConfigError(
-            f"{path}: unknown option(s) {', '.join(unknown)}", hint=f"valid options: {', '.join(sorted(FIELDS))}"
-        )
-    if "model" in d and not isinstance(d["model"], dict):
-        raise ConfigError(f"{path}: 'model' must be a table of model config overrides, e.g. [model] n_layer = 4")
+    try:  # unknown keys and wrong types name the key, the value and the file; then ranges, choices, rules
+        from_mapping(TrainConfig, d, source=str(path))
+    except UsageError as e:
+        raise ConfigError(f"{path}: {e.message}", hint=e.hint) from None
+    if d.get("model"):
+        from phitools.model.phi import PhiConfig
+
+        check_mapping(PhiConfig, d["model"], source=f"{path} [model]")
     return d
 
 
@@ -119,48 +204,58 @@ def resolve(
                 merged[k] = v
     merged["model"] = model
     if recorded:
-        changed = [k for k in TRAJECTORY_KEYS if _norm(merged.get(k)) != _norm(recorded.get(k))]
-        if changed:
-            diffs = "; ".join(f"{k}: run has {recorded.get(k)!r}, now {merged.get(k)!r}" for k in changed)
-            raise UsageError(
-                f"--resume with different settings: {diffs}",
-                hint="resume with the original settings, or start a new run (-o NEWDIR) with --init RUN/latest",
-            )
+        check_same_trajectory(merged, recorded)
     cfg = TrainConfig(**merged)
-    check(cfg)
+    require(cfg)
     return cfg
+
+
+def check_same_trajectory(config: dict[str, Any], recorded: dict[str, Any]) -> None:
+    """UsageError unless `config` continues the run whose recorded config is `recorded` (TRAJECTORY_KEYS)."""
+    changed = [k for k in TRAJECTORY_KEYS if _norm(config.get(k)) != _norm(recorded.get(k))]
+    if changed:
+        diffs = "; ".join(f"{k}: run has {recorded.get(k)!r}, now {config.get(k)!r}" for k in changed)
+        raise UsageError(
+            f"--resume with different settings: {diffs}",
+            hint="resume with the original settings, or start a new run (-o NEWDIR) with --init RUN/latest",
+        )
 
 
 def _norm(v: Any) -> Any:
     return json.loads(json.dumps(v)) if v is not None else None
 
 
-def check(cfg: TrainConfig) -> None:
-    """Raise UsageError for values that can never work (shape checks needing the world size come later)."""
+def require(cfg: TrainConfig) -> None:
+    """UsageError unless the config names its token data and its run directory."""
     if not cfg.data:
         raise UsageError("--data is required: a token directory from phitools tokenize -o DIR")
     if not cfg.output:
         raise UsageError("-o/--output is required: the run directory")
-    for k in ("batch_size", "max_steps", "eval_batches", "log_every"):
-        if int(getattr(cfg, k)) < 1:
-            raise UsageError(f"--{k.replace('_', '-')} must be >= 1, got {getattr(cfg, k)}")
-    for k in ("eval_every", "save_every", "keep_checkpoints"):
-        if int(getattr(cfg, k)) < 0:
-            raise UsageError(f"--{k.replace('_', '-')} must be >= 0, got {getattr(cfg, k)}")
-    if cfg.micro_batch_size is not None and cfg.micro_batch_size < 1:
-        raise UsageError(f"--micro-batch-size must be >= 1, got {cfg.micro_batch_size}")
-    if cfg.seq_len is not None and cfg.seq_len < 1:
-        raise UsageError(f"--seq-len must be >= 1, got {cfg.seq_len}")
-    if not (
-        isinstance(cfg.betas, (list, tuple)) and len(cfg.betas) == 2 and all(0.0 <= float(b) < 1.0 for b in cfg.betas)
-    ):
-        raise UsageError(f"--betas must be two numbers in [0, 1), got {cfg.betas!r}")
-    if cfg.weight_decay < 0 or cfg.grad_clip < 0:
-        raise UsageError("--weight-decay and --grad-clip must be >= 0")
-    if cfg.dtype not in ("auto", "bf16", "fp32"):
-        raise UsageError(f"--dtype must be auto, bf16 or fp32, got {cfg.dtype!r}")
-    if cfg.init and cfg.model:
-        raise UsageError(
-            "model overrides cannot be combined with --init: the shape comes from the checkpoint",
-            hint="grow the checkpoint first (phitools grow) to change its shape",
-        )
+
+
+def resolve_config(
+    explicit: dict[str, Any], config_file: str | os.PathLike | None = None, *, resume: bool = False
+) -> tuple[TrainConfig, dict[str, Any]]:
+    """The run's TrainConfig as `phitools train` resolves it: defaults < the run's own record (with `resume`,
+    from its newest checkpoint) < `config_file` < `explicit` (the flags given; `model` merges key by key).
+
+    Returns (config, sources): what the flags, the file and the record contributed, for the run's manifest.
+    """
+    file_values = load_config_file(config_file) if config_file else {}
+    recorded = None
+    if resume:
+        output = explicit.get("output") or file_values.get("output")
+        if not output:
+            raise UsageError("-o/--output is required: the run directory")
+        from phitools.train import checkpoint as ckpt
+
+        last = ckpt.latest(Path(output))
+        if last is not None:
+            recorded = ckpt.read_state(last).get("train_config")
+    sources = {
+        "flags": explicit,
+        "config_file": str(config_file) if config_file else None,
+        "config_file_values": file_values,
+        "resumed_config": recorded is not None,
+    }
+    return resolve(explicit, file_values, recorded), sources

@@ -25,9 +25,10 @@ import torch.nn.functional as F
 
 from phitools.errors import PhitoolsError, UsageError
 from phitools.runtime import console
+from phitools.runtime.files import atomic_write
 from phitools.runtime.seeding import seed_everything
 from phitools.train import checkpoint as ckpt
-from phitools.train.config import TrainConfig
+from phitools.train.config import TrainConfig, check_same_trajectory, require
 from phitools.train.data import TokenData, heldout_ids, rank_slice
 from phitools.train.optim import Schedule, build_optimizer
 from phitools.train.parallel import Dist, init_distributed, is_fsdp, no_grad_sync, unwrap, wrap_model
@@ -135,7 +136,8 @@ class Trainer:
         self.micro = int(cfg.micro_batch_size or per_rank)
         if per_rank % self.micro:
             raise UsageError(
-                f"--batch-size {B} over {W} process(es) is {per_rank} sequences each, not divisible by --micro-batch-size {self.micro}",
+                f"--batch-size {B} over {W} process(es) is {per_rank} sequences each, not divisible by "
+                f"--micro-batch-size {self.micro}",
                 hint="pick --micro-batch-size dividing batch_size / world_size",
             )
         self.grad_accum = per_rank // self.micro
@@ -242,7 +244,8 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             what = "loss" if not math.isfinite(loss_v) else "gradient norm"
             raise DivergedError(
-                f"{what} is {loss_v if what == 'loss' else norm_v} at step {self.step + 1}: stopped before the optimizer step, the weights were not updated"
+                f"{what} is {loss_v if what == 'loss' else norm_v} at step {self.step + 1}: stopped before the "
+                "optimizer step, the weights were not updated"
                 + (f"; the last checkpoint is {ckpt.latest(self.run)}" if ckpt.latest(self.run) else ""),
                 hint="lower --lr, raise --warmup-steps or --grad-clip, or check the --init checkpoint for NaN weights",
             )
@@ -332,7 +335,8 @@ class Trainer:
         if self.main:
             console.info(
                 f"train: {self.n_params / 1e6:.2f}M params, {self.flops_per_token / 1e6:.1f} MFLOP/token, "
-                f"batch {cfg.batch_size} x {self.seq_len} tokens = {self.world_desc()}, device {self.device}, {str(self.amp_dtype).replace('torch.', '')}"
+                f"batch {cfg.batch_size} x {self.seq_len} tokens = {self.world_desc()}, device {self.device}, "
+                f"{str(self.amp_dtype).replace('torch.', '')}"
                 + (f", resuming at step {self.step}" if self.step else "")
             )
         eval_loss = None
@@ -409,7 +413,8 @@ class Trainer:
         )
         if not console.interactive() and os.environ.get("PHITOOLS_VERBOSE") == "1":
             console.info(
-                f"step {res.step} loss {res.loss:.4f} lr {res.lr:.3e} grad_norm {res.grad_norm:.3f} tok/s {tps or 0:,.0f}"
+                f"step {res.step} loss {res.loss:.4f} lr {res.lr:.3e} grad_norm {res.grad_norm:.3f} "
+                f"tok/s {tps or 0:,.0f}"
             )
 
     def world_desc(self) -> str:
@@ -446,9 +451,7 @@ class MetricsLog:
                     continue
                 if int(rec.get("step", 0)) <= after_step and rec.get("type") != "error":
                     kept.append(line)
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_bytes(b"".join(line + b"\n" for line in kept))
-            os.replace(tmp, path)
+            atomic_write(path, b"".join(line + b"\n" for line in kept))
         self._f = open(path, "ab", buffering=0)
 
     def write(self, rec: dict) -> None:
@@ -468,37 +471,6 @@ def read_metrics(path: str | os.PathLike, kind: str = "train") -> list[dict]:
     return out
 
 
-def prepare_config(explicit: dict, config_file: str | None, *, resume: bool) -> tuple[TrainConfig, dict]:
-    """Resolve the run's TrainConfig from flags, an optional config file and, with resume, the run's own record.
-
-    Returns (config, sources): sources records the flags given, the config file and its values, for the manifest.
-    Without resume, an output directory that already holds a run is a UsageError (nothing is overwritten).
-    """
-    from phitools.train.config import load_config_file, resolve
-
-    file_values = load_config_file(config_file) if config_file else {}
-    output = explicit.get("output") or file_values.get("output")
-    if not output:
-        raise UsageError("-o/--output is required: the run directory")
-    run = Path(output)
-    last = ckpt.latest(run)
-    recorded = None
-    if resume:
-        if last is not None:
-            recorded = ckpt.read_state(last).get("train_config")
-    elif last is not None or (run / "metrics.jsonl").exists():
-        raise UsageError(
-            f"{run} already holds a training run", hint="pass --resume to continue it, or choose a new -o directory"
-        )
-    sources = {
-        "flags": explicit,
-        "config_file": str(config_file) if config_file else None,
-        "config_file_values": file_values,
-        "resumed_config": recorded is not None,
-    }
-    return resolve(explicit, file_values, recorded), sources
-
-
 def train(
     cfg: TrainConfig,
     *,
@@ -507,9 +479,26 @@ def train(
     dist: Dist | None = None,
     sources: dict | None = None,
 ) -> dict:
-    """Run (or continue) a training run end to end: run directory, manifest, Trainer.fit(); returns the summary."""
+    """What `phitools train` does: run (or with `resume`, continue) a training run end to end (run directory,
+    manifest with its status, Trainer.fit()); returns the summary.
+
+    Without `resume`, an output directory that already holds a run is a UsageError (nothing is overwritten);
+    with it, `cfg` must continue the recorded run (the same TRAJECTORY_KEYS). `sources` (from
+    `resolve_config`) records where the settings came from in the manifest.
+    """
     from phitools.shards import write_manifest
 
+    require(cfg)
+    out = Path(cfg.output)
+    last = ckpt.latest(out)
+    if resume:
+        recorded = ckpt.read_state(last).get("train_config") if last is not None else None
+        if recorded:
+            check_same_trajectory(cfg.to_dict(), recorded)
+    elif last is not None or (out / "metrics.jsonl").exists():
+        raise UsageError(
+            f"{out} already holds a training run", hint="pass --resume to continue it, or choose a new -o directory"
+        )
     argv = list(argv if argv is not None else sys.argv)
     trainer = Trainer(cfg, dist=dist, resume=resume, argv=argv)
     run, main = trainer.run, trainer.main
@@ -581,7 +570,8 @@ def train(
         if main:
             ev = f", eval loss {summary['eval_loss']:.4f}" if summary.get("eval_loss") is not None else ""
             console.info(
-                f"train: done at step {summary['step']} ({summary['tokens']:,} tokens{ev}); the final model is the checkpoint {run}"
+                f"train: done at step {summary['step']} ({summary['tokens']:,} tokens{ev}); the final model is the "
+                f"checkpoint {run}"
             )
         return summary
     finally:

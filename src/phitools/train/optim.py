@@ -9,8 +9,7 @@ import torch
 from torch import nn
 
 from phitools.errors import UsageError
-
-SCHEDULES = ("cosine", "linear", "constant")
+from phitools.train.config import SCHEDULES
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:

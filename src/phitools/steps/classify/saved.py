@@ -14,7 +14,8 @@
 Loading checks every file against the manifest's sha256 before parsing it, then validates shapes and
 indices, so a damaged or edited file is a CheckpointError, never a crash or a silently different model.
 (The sha256 guards against damage and careless edits, not against someone who rewrites the manifest too;
-the safety against a crafted file comes from the formats: JSON, safetensors and a text model parsed here.)
+the safety against a crafted file comes from the formats: JSON, safetensors, and a LightGBM text model that
+lightgbm_text.py checks before LightGBM parses it.)
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import orjson
 
 from phitools.errors import CheckpointError, UsageError
 from phitools.runtime.files import atomic_dir, sha256_file
+from phitools.runtime.safetensors_io import load_arrays, save_arrays
 from phitools.shards import write_manifest
 from phitools.steps.classify.estimators import MODEL_FILES, LightGBMModel, Linear, Trees, load_model, model_arrays
 from phitools.steps.classify.features import Pipeline
@@ -98,8 +100,6 @@ class Classifier:
     ) -> Path:
         """Write the classifier directory atomically (a temporary directory beside it, then renamed into place;
         an existing classifier directory there is replaced, anything else is refused)."""
-        from safetensors.numpy import save_file
-
         final = Path(path)
         with atomic_dir(
             final, replace=True, may_replace=_replaceable, error=UsageError, what="classifier directory"
@@ -112,8 +112,8 @@ class Classifier:
                 (tmp / model_file).write_bytes(self.model.text.encode())
             else:
                 arrays, model_meta = model_arrays(self.model)
-                save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp / model_file))
-            save_file({k: np.ascontiguousarray(v) for k, v in farrays.items()}, str(tmp / FEATURES_FILE))
+                save_arrays(tmp / model_file, arrays)
+            save_arrays(tmp / FEATURES_FILE, farrays)
             doc = {
                 "format": FORMAT,
                 "format_version": FORMAT_VERSION,
@@ -215,9 +215,6 @@ def load_classifier(
     embed_batch_size: int | None = None,
 ) -> Classifier:
     """Load and verify a classifier directory. `checkpoint`/`tokenizer` relocate a model: feature's files."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
     root, digests = verified_files(path)
     for need in (CLASSIFIER_JSON, FEATURES_FILE):
         if need not in digests:
@@ -239,13 +236,7 @@ def load_classifier(
             f"{root / CLASSIFIER_JSON}: model_file {model_file!r} is missing or not listed in {MANIFEST}"
         )
 
-    def st(name: str) -> dict:
-        try:
-            return load_file(str(root / name))
-        except (SafetensorError, OSError, ValueError) as e:
-            raise CheckpointError(f"{root / name}: unreadable safetensors ({e})") from None
-
-    farrays = st(FEATURES_FILE)
+    farrays = load_arrays(root / FEATURES_FILE)  # a damaged file is a CheckpointError naming it
     try:
         pipeline = Pipeline.from_saved(
             doc.get("features"),
@@ -277,7 +268,7 @@ def load_classifier(
             str(root / model_file),
         )
     else:
-        model = load_model(estimator, st(model_file), meta, dim, str(root / model_file))
+        model = load_model(estimator, load_arrays(root / model_file), meta, dim, str(root / model_file))
     if not isinstance(model, Linear) and len(model.columns) > 1 and (np.diff(model.columns) <= 0).any():
         raise CheckpointError(f"{root}: tree model columns are not sorted")
     cid = hashlib.sha256("".join(digests[n] for n in sorted(digests) if n != REPORT_FILE).encode()).hexdigest()[:12]
