@@ -157,8 +157,8 @@ def _nspid(pid: int | str) -> list[int]:
 def check_leftovers(sb: Sandbox, report: dict | None = None, timeout: float = 3.0) -> list[tuple[int, str]]:
     """Processes of a finished check still alive: anything below a slot's init (in a pid namespace every process
     descends from its init; found through parent links, which anyone may read) but the fresh candidate each slot
-    keeps waiting for its next check; and, where readable, processes
-    in the network namespace the candidate reported (fresh per check) or, as root, running as its uid.
+    keeps waiting for its next check; and, where readable, processes in the network namespace the candidate
+    reported (the slot's: only the slot's init may stay in it) or, as root, running as its uid.
     Waits up to `timeout` for them to go."""
     deadline = time.monotonic() + timeout
     while True:
@@ -166,7 +166,7 @@ def check_leftovers(sb: Sandbox, report: dict | None = None, timeout: float = 3.
         left = {p for i in inits for p in _descendants(i)} - sb.waiting_candidates
         if report:
             for n in os.listdir("/proc"):
-                if not n.isdigit() or int(n) == os.getpid():
+                if not n.isdigit() or int(n) == os.getpid() or int(n) in inits:
                     continue
                 try:
                     uid = os.stat(f"/proc/{n}").st_uid

@@ -420,6 +420,18 @@ def test_nothing_crosses_checks():
             except OSError:
                 time.sleep(0.05)
     """)
+    holder = reporting("""
+        import os, socket, time
+        if os.fork() == 0:  # a daemon that keeps the name bound after the check's own process is done
+            os.setsid()
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.bind("\\0phitools-leak")
+            s.listen(5)
+            time.sleep(60)
+            os._exit(0)
+        time.sleep(0.3)
+        seen = "left a listener"
+    """)
     # one slot: writer, then reader, in the same slot (they used to share its IPC namespace)
     with Sandbox(workers=1, limits=lim) as one:
         tr1 = RunTrace(one)
@@ -440,6 +452,15 @@ def test_nothing_crosses_checks():
         "/tmp/phitools-leak": "ENOENT",
         "/dev/shm/phitools-leak": "ENOENT",
     }, r
+    tr1.assert_gone()
+    # one slot, one network namespace for all its checks: a name a check left bound goes with its processes
+    with Sandbox(workers=1, limits=lim) as one:
+        tr1 = RunTrace(one)
+        vh, vd = among_honest(one, [ADD.job(holder, lim), ADD.job(dialer, lim)], workers=1, honest=0)
+        for v in (vh, vd):
+            tr1.note(report_of(v.reason))
+    assert report_of(vh.reason)["seen"] == "left a listener", vh
+    assert report_of(vd.reason)["seen"] == "could not connect", vd
     tr1.assert_gone()
     # two slots at once: an abstract unix socket bound in one check is not reachable from another
     with Sandbox(workers=2, limits=lim) as two:
