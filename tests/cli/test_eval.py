@@ -267,7 +267,7 @@ def test_request_timeout_is_its_own_not_the_sandbox_timeout(phitools, tmp_path):
 
 def test_no_command_gathers_its_options_from_locals():
     import phitools.cli as cli_pkg
-    from phitools.cli.llm_options import LLMOptions
+    from phitools.llm.options import LLMOptions
 
     assert not hasattr(LLMOptions, "pick")
     for f in Path(cli_pkg.__file__).parent.glob("*.py"):
