@@ -18,7 +18,7 @@ GROW_STEPS=${GROW_STEPS:-100}
 EVAL_PROBLEMS=${EVAL_PROBLEMS:-5}
 LLM=(${LLM_FLAGS:---backend local})        # e.g. LLM_FLAGS="--api-base http://localhost:8000/v1 --model Qwen/Qwen2.5-7B-Instruct"
 
-STDLIB=$(python -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')
+STDLIB=${CORPUS:-$(python -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')}  # CORPUS=DIR: another tree
 HERE=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$RUN"
 START=$(date +%s)

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from phitools.errors import UsageError
+from phitools.runtime.files import fsync_dir
 from phitools.shards import ownership
 from phitools.shards.complete import MANIFEST_RE, load_manifest, manifest_name, slice_tag
 from phitools.shards.spec import ShardSpec
@@ -67,20 +68,6 @@ def _refuse_other_runs(directory: Path, shard: ShardSpec | None) -> None:
             f"-o {directory} holds the output of a run with another --shard N ({theirs}); this is {this}",
             hint="the two would mix: write to another -o, or remove that directory first",
         )
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make renames in `directory` durable (ignored where directories cannot be fsynced)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 class DirectoryClaim:

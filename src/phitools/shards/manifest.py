@@ -18,6 +18,7 @@ import orjson
 
 from phitools import __version__
 from phitools.records import SCHEMA_VERSION
+from phitools.runtime.files import atomic_file
 
 # a flag whose last word names a secret (--api-key, --hf-token, --password); not --tokenizer or --max-tokens
 _SECRET_FLAG = re.compile(r"^--(?:[\w-]*[-_])?(?:key|token|secret|password|passwd|auth|credentials?)(?:=.*)?$", re.I)
@@ -107,13 +108,6 @@ def write_manifest(
     except TypeError:
         # a lone surrogate (a file name that is not UTF-8 reaches argv that way): kept as an ASCII escape
         data = (json.dumps(manifest, indent=2, ensure_ascii=True, default=str) + "\n").encode("ascii")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_file(path, tmp=tmp) as f:
+        f.write(data)
     return manifest
