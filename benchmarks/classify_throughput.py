@@ -313,17 +313,20 @@ def main() -> None:
             f"classifier trained on {args.labels} heuristic labels in {train_s:.1f}s; cores: {os.cpu_count()}"
         )
         print(
-            f"{'pipeline':58s} {'wall s':>7s} {'docs/s':>7s} {'Mtok/s':>7s} {'x base':>7s} {'cpu s':>7s} {'Mtok/cpu-s':>10s}"
+            f"{'pipeline':58s} {'wall s':>7s} {'docs/s':>7s} {'Mtok/s':>7s} {'x base':>7s} "
+            f"{'cpu s':>7s} {'Mtok/cpu-s':>10s}"
         )
         for r in rows:
             print(
-                f"{r['pipeline']:58s} {r['seconds']:7.2f} {r['docs_per_s']:7d} {r['Mtokens_per_s']:7.2f} {r['vs_baseline']:7.2f} "
+                f"{r['pipeline']:58s} {r['seconds']:7.2f} {r['docs_per_s']:7d} {r['Mtokens_per_s']:7.2f} "
+                f"{r['vs_baseline']:7.2f} "
                 f"{r['cpu_seconds']:7.2f} {r['Mtokens_per_cpu_s']:10.2f}"
             )
         core = scoring_only(corpus, clf, model_txt, args.repeat)
         print(
             f"scoring only, texts in memory, 1 process: phitools {n_bytes / core['ours'] / 1e6:.1f} MB/s "
-            f"({tokens / core['ours'] / 1e6:.2f}M tokens per CPU-second), sklearn {n_bytes / core['baseline'] / 1e6:.1f} MB/s "
+            f"({tokens / core['ours'] / 1e6:.2f}M tokens per CPU-second), "
+            f"sklearn {n_bytes / core['baseline'] / 1e6:.1f} MB/s "
             f"({tokens / core['baseline'] / 1e6:.2f}M); ratio {core['baseline'] / core['ours']:.2f}"
         )
         print(f"load average before/after: {load0} / {os.getloadavg()}")
@@ -338,8 +341,10 @@ def main() -> None:
             m = model_path(tmp, corpus, labeled, args.model, args.model_docs, args.max_tokens)
             print(
                 f"model:{m['preset']} ({m['params_M']}M params, random init, {m['threads']} torch threads, CPU): "
-                f"{m['docs']} docs, {m['model_tokens']} model tokens (max {m['max_tokens']}/doc) in {m['apply_seconds']}s -> "
-                f"{m['docs_per_s']} docs/s, {m['model_tokens_per_s']} model tokens/s ({m['model_tokens_per_cpu_s']} per CPU-second; "
+                f"{m['docs']} docs, {m['model_tokens']} model tokens (max {m['max_tokens']}/doc) "
+                f"in {m['apply_seconds']}s -> "
+                f"{m['docs_per_s']} docs/s, {m['model_tokens_per_s']} model tokens/s "
+                f"({m['model_tokens_per_cpu_s']} per CPU-second; "
                 f"start-up and model load included)"
             )
             result["model"] = m

@@ -26,7 +26,8 @@ import sys, torch
 from phitools.model.phi import Phi, preset_config
 from phitools.model.checkpoint import save_checkpoint
 torch.manual_seed(0)
-save_checkpoint(sys.argv[1], Phi(preset_config("phi-1-small")), meta={"note": "random init for benchmarks/grow_memory.py"})
+save_checkpoint(sys.argv[1], Phi(preset_config("phi-1-small")), \
+meta={"note": "random init for benchmarks/grow_memory.py"})
 """
 
 
@@ -58,7 +59,8 @@ def main() -> None:
         t, rss, rc = run([py, "-c", MAKE_SOURCE, str(src)])
         assert rc == 0, "making the source failed"
         print(
-            f"source: phi-1-small random init, {n_src / 1e6:.0f}M params, {4 * n_src / 1e9:.2f} GB fp32 (made in {t:.0f} s)"
+            f"source: phi-1-small random init, {n_src / 1e6:.0f}M params, "
+            f"{4 * n_src / 1e9:.2f} GB fp32 (made in {t:.0f} s)"
         )
         print(
             f"target: phi-1 shapes, {n_dst / 1e6:.0f}M params, {target_gb:.2f} GB fp32; 3x bar = {3 * target_gb:.1f} GB"

@@ -119,7 +119,8 @@ def main() -> None:
                 bwall, bcpu = bench_bare(url, c, n, f"c{c}")
                 rate, brate = n / wall, n / bwall
                 print(
-                    f"{c:>4} {n:>6} {ideal:>8.1f} {rate:>9.1f} {rate / ideal:>6.3f} {brate:>8.1f} {brate / ideal:>6.3f} "
+                    f"{c:>4} {n:>6} {ideal:>8.1f} {rate:>9.1f} {rate / ideal:>6.3f} "
+                    f"{brate:>8.1f} {brate / ideal:>6.3f} "
                     f"{cpu / n * 1000:>11.2f} {bcpu / n * 1000:>9.2f} {scpu * 1000:>11.2f}",
                     flush=True,
                 )

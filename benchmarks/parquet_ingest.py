@@ -109,7 +109,10 @@ def process(args: list) -> int:
 
 
 def bare_process(path: Path, out: Path) -> int:
-    script = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import parquet_ingest as b; from pathlib import Path; b.bare(Path(sys.argv[1]), Path(sys.argv[2]))"
+    script = (
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import parquet_ingest as b; "
+        "from pathlib import Path; b.bare(Path(sys.argv[1]), Path(sys.argv[2]))"
+    )
     return process([sys.executable, "-c", script, path, out])
 
 

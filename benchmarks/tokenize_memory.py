@@ -64,7 +64,8 @@ def main() -> None:
     print(f"record: {size / 1e6:.0f} MB of text; baseline peak (tiny record) {base / 2**20:.0f} MiB")
     for mode, rss, digest in rows:
         print(
-            f"{mode:>7}: peak {rss / 2**20:7.0f} MiB, above baseline {(rss - base) / size:5.1f}x the record  tokens sha256 {digest}"
+            f"{mode:>7}: peak {rss / 2**20:7.0f} MiB, above baseline {(rss - base) / size:5.1f}x the record  "
+            f"tokens sha256 {digest}"
         )
 
 

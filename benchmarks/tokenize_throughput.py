@@ -111,7 +111,8 @@ def main() -> None:
             print(f"{t:>7} {r:>22.2f} {o:>23.2f} {ratio:>6.2f}")
         if len(rows) > 1:
             print(
-                f"scaling 1 -> {rows[-1][0]} threads: raw {rows[-1][1] / rows[0][1]:.2f}x, phitools {rows[-1][2] / rows[0][2]:.2f}x"
+                f"scaling 1 -> {rows[-1][0]} threads: raw {rows[-1][1] / rows[0][1]:.2f}x, "
+                f"phitools {rows[-1][2] / rows[0][2]:.2f}x"
             )
 
 

@@ -187,9 +187,12 @@ def main() -> None:
             steps.append(phitools_steps(args, tok, args.steps, args.warmup))
             fit.append(phitools_fit(args, tok, args.steps + args.warmup))
             print(
-                f"round {r + 1}: wall tok/s plain {plain[-1][0]:,.0f}, phitools steps {steps[-1][0]:,.0f} ({steps[-1][0] / plain[-1][0]:.3f}x), "
-                f"fit {fit[-1][0]:,.0f} ({fit[-1][0] / plain[-1][0]:.3f}x) | per CPU-second: plain {plain[-1][1]:,.0f}, "
-                f"steps {steps[-1][1]:,.0f} ({steps[-1][1] / plain[-1][1]:.3f}x), fit {fit[-1][1]:,.0f} ({fit[-1][1] / plain[-1][1]:.3f}x)",
+                f"round {r + 1}: wall tok/s plain {plain[-1][0]:,.0f}, "
+                f"phitools steps {steps[-1][0]:,.0f} ({steps[-1][0] / plain[-1][0]:.3f}x), "
+                f"fit {fit[-1][0]:,.0f} ({fit[-1][0] / plain[-1][0]:.3f}x) | "
+                f"per CPU-second: plain {plain[-1][1]:,.0f}, "
+                f"steps {steps[-1][1]:,.0f} ({steps[-1][1] / plain[-1][1]:.3f}x), "
+                f"fit {fit[-1][1]:,.0f} ({fit[-1][1] / plain[-1][1]:.3f}x)",
                 file=sys.stderr,
             )
 

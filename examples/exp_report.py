@@ -101,7 +101,8 @@ def filtering(w: Path, png: Path, md: Path, wall: str | None, command: str | Non
         f"Classifier (lgbm on hashed n-grams, heuristic labels, {clf['n']} labelled files): 5-fold held-out "
         f"Spearman vs labeller {clf['spearman']:.3f}, ROC-AUC {clf['roc_auc']:.3f}. "
         f"`--keep-top` kept {apply['kept']:,} of {apply['scored']:,} files (score cut {apply['cut']:.2f}): "
-        f"{tok['filtered']['tokens']:,} tokens ({tok['filtered']['tokens'] / tok['unfiltered']['tokens']:.0%} of the tokens).",
+        f"{tok['filtered']['tokens']:,} tokens "
+        f"({tok['filtered']['tokens'] / tok['unfiltered']['tokens']:.0%} of the tokens).",
         "",
         f"![probe loss vs tokens]({png.name})",
         "",
@@ -231,7 +232,8 @@ def randomness(w: Path, png: Path, md: Path, wall: str | None, command: str | No
         out.append(
             f"| {r['kind']} | {r['arm']} | {r['records']} ({r['failed']}, {r['truncated']}) | "
             f"{r['prompts'] if r['prompts'] is not None else '-'} | "
-            f"{r['words']:.1f} | {r['d1']:.3f} | {r['d2']:.3f} | {r['d3']:.3f} | {r['open']:.3f} | {r['nd']:.3f} | {r['clusters']} |"
+            f"{r['words']:.1f} | {r['d1']:.3f} | {r['d2']:.3f} | {r['d3']:.3f} | "
+            f"{r['open']:.3f} | {r['nd']:.3f} | {r['clusters']} |"
         )
     # How much of a difference is noise? The same distinct-n (phitools stats' own code) over many random halves of
     # each arm: if the arms' ranges overlap, 16 records cannot tell them apart.
@@ -335,7 +337,8 @@ def grow(g: Path, long_dir: Path | None, png: Path | None, md: Path, wall: str |
         "The other way round: the tokens scratch needs to reach each grown run's losses (at the grown run's "
         "last eval point and at its equal-FLOPs point).",
         "",
-        "| grown run | its loss | its lineage tokens | scratch reaches that loss after | scratch loss at equal lineage FLOPs |",
+        "| grown run | its loss | its lineage tokens | scratch reaches that loss after | "
+        "scratch loss at equal lineage FLOPs |",
         "|---|---|---|---|---|",
     ]
     for name, (ev, fpt, _) in loaded.items():

@@ -115,13 +115,16 @@ def main() -> None:
             return "-" if x is None else format(x, fmt)
 
         lines = [
-            "| run | shape | params | tokens trained | tokens (lineage) | train FLOPs (lineage) | first eval | final eval | final train (avg 10) | train time (s) |",
+            "| run | shape | params | tokens trained | tokens (lineage) | train FLOPs (lineage) | "
+            "first eval | final eval | final train (avg 10) | train time (s) |",
             "|---|---|---:|---:|---|---:|---:|---:|---:|---:|",
         ]
         for r in rows:
             lines.append(
-                f"| {r['run']} | {r['shape']} | {r['params'] / 1e6:.2f}M | {r['tokens']:,} | {r['start']:,} -> {r['end']:,} | "
-                f"{r['lineage_flops']:.2e} | {f(r['first_eval'], '.4f')} | {f(r['final_eval'], '.4f')} | {f(r['final_train'], '.4f')} | {f(r['wall_s'], '.0f')} |"
+                f"| {r['run']} | {r['shape']} | {r['params'] / 1e6:.2f}M | {r['tokens']:,} | "
+                f"{r['start']:,} -> {r['end']:,} | "
+                f"{r['lineage_flops']:.2e} | {f(r['first_eval'], '.4f')} | {f(r['final_eval'], '.4f')} | "
+                f"{f(r['final_train'], '.4f')} | {f(r['wall_s'], '.0f')} |"
             )
         header = Path(args.header).read_text() if args.header else ""
         Path(args.md).write_text(header + "\n".join(lines) + "\n")

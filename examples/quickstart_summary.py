@@ -35,9 +35,18 @@ lines = [
     f"  kept by classifier    {filtered.get('stats', {}).get('records_out', '?')}",
     f"  after decontam        {clean.get('stats', {}).get('records_out', '?')}",
     f"  tokens                {tok.get('tokens', 0):,} (vocab {tok.get('vocab_size')}, seq_len {tok.get('seq_len')})",
-    f"  tiny model loss       train {fmt(last_metric('runs/tiny', 'loss'))}, held-out {fmt(last_metric('runs/tiny', 'eval_loss'))}",
-    f"  grown model loss      train {fmt(last_metric('runs/grown', 'loss'))}, held-out {fmt(last_metric('runs/grown', 'eval_loss'))}",
-    f"  HumanEval pass@1      {pass1} on {summary.get('tasks', '?')} problems (a tiny model scores 0; the pipeline is the point)",
+    (
+        f"  tiny model loss       train {fmt(last_metric('runs/tiny', 'loss'))}, "
+        f"held-out {fmt(last_metric('runs/tiny', 'eval_loss'))}"
+    ),
+    (
+        f"  grown model loss      train {fmt(last_metric('runs/grown', 'loss'))}, "
+        f"held-out {fmt(last_metric('runs/grown', 'eval_loss'))}"
+    ),
+    (
+        f"  HumanEval pass@1      {pass1} on {summary.get('tasks', '?')} problems "
+        "(a tiny model scores 0; the pipeline is the point)"
+    ),
     f"  results               {run}/results/",
 ]
 print("\n".join(x for x in lines if x))

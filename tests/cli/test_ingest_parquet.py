@@ -220,7 +220,8 @@ def test_hub_path_without_network_is_one_line(tmp_path, env):
 # Measured from a small parent: a child's maxrss starts at its parent's when it is forked (or vforked) from it,
 # and a pytest worker can be large.
 _MEASURE = (
-    "import os, subprocess, sys; p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE); "
+    "import os, subprocess, sys; "
+    "p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE); "
     "_, st, ru = os.wait4(p.pid, 0); code = os.waitstatus_to_exitcode(st); "
     "sys.exit(p.stderr.read().decode()) if code else print(ru.ru_maxrss)"
 )

@@ -26,8 +26,14 @@ def answer(body: dict) -> str:
     text = request_text(body)
     tag = hashlib.sha256(f"{text}|{body.get('seed')}".encode()).hexdigest()[:10]
     if "exercise" in text:
-        return f'```python\ndef f_{tag}(x: int) -> int:\n    """Add one.\n\n    >>> f_{tag}(1)\n    2\n    """\n    return x + 1\n```\n'
-    return f"# Section {tag}\n\nA loop repeats a block of code ({tag}).\n\n```python\nfor i in range(3):\n    print(i)\n```\n"
+        return (
+            f'```python\ndef f_{tag}(x: int) -> int:\n    """Add one.\n\n    >>> f_{tag}(1)\n    2\n    """\n'
+            "    return x + 1\n```\n"
+        )
+    return (
+        f"# Section {tag}\n\nA loop repeats a block of code ({tag}).\n\n"
+        "```python\nfor i in range(3):\n    print(i)\n```\n"
+    )
 
 
 @pytest.fixture(scope="module")

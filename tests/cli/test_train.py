@@ -31,7 +31,8 @@ def tok(stdlib_small, tmp_path_factory):
     d = tmp_path_factory.mktemp("train_cli")
     py = sys.executable
     p = subprocess.run(
-        f"{py} -m phitools ingest {stdlib_small} | {py} -m phitools tokenize --train-tokenizer --vocab-size 512 --seq-len 64 -o {d}/tok/",
+        f"{py} -m phitools ingest {stdlib_small} | "
+        f"{py} -m phitools tokenize --train-tokenizer --vocab-size 512 --seq-len 64 -o {d}/tok/",
         shell=True,
         capture_output=True,
     )
@@ -96,7 +97,8 @@ def test_documented_commands_then_resume(tok, tmp_path):
 def test_config_file_with_flag_overrides_and_init(tok, tmp_path):
     cfgf = tmp_path / "train.toml"
     cfgf.write_text(
-        "max_steps = 2\nlr = 0.003\nbatch_size = 2\nseq_len = 16\neval_batches = 1\n[model]\nn_layer = 1\nd_model = 32\nn_head = 2\nd_mlp = 64\n"
+        "max_steps = 2\nlr = 0.003\nbatch_size = 2\nseq_len = 16\neval_batches = 1\n"
+        "[model]\nn_layer = 1\nd_model = 32\nn_head = 2\nd_mlp = 64\n"
     )
     r = _invoke("--data", tok, "--config", cfgf, "--lr", "0.002", "-o", tmp_path / "a")
     assert r.exit_code == 0, r.output

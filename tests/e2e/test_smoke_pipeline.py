@@ -18,10 +18,12 @@ PY = sys.executable
 
 TEXTBOOK = (
     "## Lists in Python\n\nA list holds items in order. You can add to it with append and read items by index.\n\n"
-    "```python\nnums = [3, 1, 2]\nnums.append(5)\nprint(sorted(nums))\n```\n\nSorting returns a new list; the original stays.\n"
+    "```python\nnums = [3, 1, 2]\nnums.append(5)\nprint(sorted(nums))\n```\n\n"
+    "Sorting returns a new list; the original stays.\n"
 )
 EXERCISE = (
-    '```python\ndef add_all(xs: list[int]) -> int:\n    """Return the sum of xs.\n\n    >>> add_all([1, 2, 3])\n    6\n    """\n'
+    '```python\ndef add_all(xs: list[int]) -> int:\n    """Return the sum of xs.\n\n'
+    '    >>> add_all([1, 2, 3])\n    6\n    """\n'
     "    total = 0\n    for x in xs:\n        total += x\n    return total\n```\n"
 )
 
@@ -56,7 +58,8 @@ def test_whole_recipe_at_toy_scale(tmp_path, stdlib_small):
         tmp_path,
     )
     sh(
-        f"{pt} train --data tok/ --preset tiny --seq-len 64 --batch-size 8 --max-steps 12 --save-every 6 --eval-every 6 --seed 7 -o runs/a",
+        f"{pt} train --data tok/ --preset tiny --seq-len 64 --batch-size 8 --max-steps 12 "
+        "--save-every 6 --eval-every 6 --seed 7 -o runs/a",
         tmp_path,
     )
     sh(f"{pt} grow runs/a --d-model 256 --layers 3 --check -o runs/grown", tmp_path)

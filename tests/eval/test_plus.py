@@ -146,7 +146,8 @@ def test_find_zero_accepts_any_root():
             "task_id": "HumanEval/32",
             "entry_point": "find_zero",
             "atol": 1e-4,
-            "prompt": "import math\n\ndef poly(xs, x):\n    return sum(c * math.pow(x, i) for i, c in enumerate(xs))\n\n"
+            "prompt": "import math\n\ndef poly(xs, x):\n"
+            "    return sum(c * math.pow(x, i) for i, c in enumerate(xs))\n\n"
             'def find_zero(xs):\n    """a zero of the polynomial"""\n',
             "canonical_solution": "    lo, hi = 0.0, 1.5\n    for _ in range(100):\n        mid = (lo + hi) / 2\n"
             "        if poly(xs, lo) * poly(xs, mid) <= 0:\n            hi = mid\n"

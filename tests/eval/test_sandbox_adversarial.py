@@ -108,7 +108,8 @@ def _scan():
     objects += gc.get_objects()  # every gc-tracked container
     for o in objects:
         try:
-            items = [*o.keys(), *o.values()] if type(o) is dict else (list(o) if isinstance(o, (list, tuple, set, frozenset)) else [])
+            items = [*o.keys(), *o.values()] if type(o) is dict else \
+(list(o) if isinstance(o, (list, tuple, set, frozenset)) else [])
         except Exception:
             continue
         texts += [x for x in items if type(x) in (str, bytes)]
@@ -312,7 +313,8 @@ sb = Sandbox(workers=2, limits=lim)
 prog = ("import os, time\\ndef f():\\n    if os.fork() == 0:\\n        os.setsid()\\n        time.sleep(1000)\\n"
         "    while True:\\n        pass\\n")
 for _ in range(2):
-    threading.Thread(target=sb.check, args=(Job(program=prog, test="assert f() == 1", remote=["f"]),), daemon=True).start()
+    threading.Thread(target=sb.check, args=(Job(program=prog, test="assert f() == 1", remote=["f"]),), \
+daemon=True).start()
 deadline = time.monotonic() + 60
 while True:  # until both checks run: zygote, 2 x (supervisor, slot init, judge, candidate, its child) at least
     tr = RunTrace(sb)

@@ -154,7 +154,8 @@ def test_running_names_the_parts_whose_writer_holds_its_lock(tmp_path):
             sys.executable,
             "-c",
             "import sys; from phitools.shards import RecordWriter, parse_shard; "
-            f"w = RecordWriter({str(d)!r}, tool='t', shard=parse_shard('1/3')); print('ready', flush=True); sys.stdin.read(); w.abort()",
+            f"w = RecordWriter({str(d)!r}, tool='t', shard=parse_shard('1/3')); "
+            "print('ready', flush=True); sys.stdin.read(); w.abort()",
         ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,

@@ -120,7 +120,8 @@ def test_concurrent_writer_in_another_process_is_refused(tmp_path):
             sys.executable,
             "-c",
             "import sys; from phitools.shards import RecordWriter; "
-            f"w = RecordWriter({str(c)!r}, tool='t'); w.write({{'id': 1}}); print('ready', flush=True); sys.stdin.read(); w.close()",
+            f"w = RecordWriter({str(c)!r}, tool='t'); w.write({{'id': 1}}); "
+            "print('ready', flush=True); sys.stdin.read(); w.close()",
         ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,

@@ -263,7 +263,8 @@ def test_submit_keeps_running_tasks_replaces_stale_ones_and_leaves_other_work_di
     queue = (
         "\n".join(
             [  # squeue -h -r -o '%F|%K|%i|%j|%T|%r|%k'
-                "200|0|200_0|phi-label|PENDING|DependencyNeverSatisfied|phitools-recipe /elsewhere/work",  # another chain's
+                # another chain's
+                "200|0|200_0|phi-label|PENDING|DependencyNeverSatisfied|phitools-recipe /elsewhere/work",
                 f"201|1|201_1|phi-label|RUNNING|None|phitools-recipe {work}",  # ours, at work
                 f"202|0|202_0|phi-apply|PENDING|DependencyNeverSatisfied|phitools-recipe {work}",  # ours, stuck
             ]

@@ -1,4 +1,6 @@
-"""steps/ingest_parquet.py and shards/parquet.py in-process: remote (fsspec) paths, Arrow types -> JSON, sharding plans."""
+"""steps/ingest_parquet.py and shards/parquet.py in-process: remote (fsspec) paths, Arrow types -> JSON,
+sharding plans.
+"""
 
 from __future__ import annotations
 

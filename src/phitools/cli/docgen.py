@@ -24,7 +24,8 @@ def render() -> str:
     out = [
         "# phitools command-line reference",
         "",
-        "Generated from `--help` by `python -m phitools.cli.docgen > docs/cli.md` (`make docs`); a test keeps it current.",
+        "Generated from `--help` by `python -m phitools.cli.docgen > docs/cli.md` (`make docs`); "
+        "a test keeps it current.",
         "",
     ]
     root_ctx = click.Context(root, info_name="phitools", terminal_width=WIDTH, max_content_width=WIDTH)

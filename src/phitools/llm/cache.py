@@ -61,7 +61,8 @@ class RequestCache:
 
         with self._lock:
             row = self._db.execute(
-                "SELECT model, text, finish_reason, prompt_tokens, completion_tokens, attempts, error FROM answers WHERE key=?",
+                "SELECT model, text, finish_reason, prompt_tokens, completion_tokens, attempts, error "
+                "FROM answers WHERE key=?",
                 (key,),
             ).fetchone()
         if row is None:
@@ -84,7 +85,8 @@ class RequestCache:
         """Store (or replace) the answer for `key` and commit at once."""
         with self._lock:
             self._db.execute(
-                "INSERT OR REPLACE INTO answers (key, created, model, text, finish_reason, prompt_tokens, completion_tokens, attempts, error)"
+                "INSERT OR REPLACE INTO answers "
+                "(key, created, model, text, finish_reason, prompt_tokens, completion_tokens, attempts, error)"
                 " VALUES (?,?,?,?,?,?,?,?,?)",
                 (
                     key,

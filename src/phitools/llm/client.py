@@ -497,9 +497,11 @@ class LLMRunner:
         if self._consecutive_transport_failures >= self.abort_after:
             where = self._identity.get("api_base") or self._identity.get("kind")
             raise EndpointError(
-                f"{self._consecutive_transport_failures} requests in a row failed after {self.max_attempts} attempts each "
+                f"{self._consecutive_transport_failures} requests in a row failed "
+                f"after {self.max_attempts} attempts each "
                 f"(last: {res.error}) at {where}",
-                hint="is the server up and the URL right? answered requests are cached; re-run the same command to resume",
+                hint="is the server up and the URL right? answered requests are cached; "
+                "re-run the same command to resume",
             )
 
     def _backoff(self, attempt: int) -> float:

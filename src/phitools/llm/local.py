@@ -12,9 +12,9 @@ sequence; prompt processing costs too (a 2000-token document takes seconds), so 
 Greedy requests with the same settings are batched (left-padded). A greedy answer that did not parse is
 retried with sampling (temperature 0.7, seeded), because greedy decoding would only repeat it.
 A final assistant message is continued rather than answered ("prefill"), which lets `phitools label`
-start the answer with "Educational score:" so that even this small model answers in the format asked. The model is loaded lazily, on the first request that
-is not answered from the cache, in the backend's own worker thread, so the async runner drives it exactly
-as it drives an HTTP server.
+start the answer with "Educational score:" so that even this small model answers in the format asked.
+The model is loaded lazily, on the first request that is not answered from the cache, in the backend's
+own worker thread, so the async runner drives it exactly as it drives an HTTP server.
 
 A 135M model has no judgement worth the name: as a rater it gives nearly the same score to a tutorial
 and to obfuscated code. It proves the plumbing works offline; real labels need --api-base and a capable

@@ -1,6 +1,7 @@
 """Progress for logs: when stderr is not a terminal (Slurm, nohup, a file), one plain line every N seconds.
 
-    [2026-05-01T12:00:30+00:00] phitools label: 1,200/10,000 records (12.0%) | in 1,200 | out 1,150 | 40.0 records/s | elapsed 0:00:30 | ETA 0:03:40
+    [2026-05-01T12:00:30+00:00] phitools label: 1,200/10,000 records (12.0%) | in 1,200 | out 1,150 \
+| 40.0 records/s | elapsed 0:00:30 | ETA 0:03:40
 
 Library code sees only a reporter with `advance(n)` and `update(total=, description=)`; it never knows whether
 a terminal bar (runtime/console.py, the only place rich is used), a log line or nothing is behind it. The log

@@ -60,7 +60,8 @@ def remote_error(e: BaseException, url: str) -> DataError:
         return DataError(
             f"not found ({name}: {msg})",
             source=url,
-            hint="check the ORG/NAME and the path inside the dataset; a private or gated dataset needs a token (HF_TOKEN)",
+            hint="check the ORG/NAME and the path inside the dataset; "
+            "a private or gated dataset needs a token (HF_TOKEN)",
         )
     if name in ("GatedRepoError",) or "401" in msg or "403" in msg:
         return DataError(
@@ -92,7 +93,8 @@ def url_to_fs(url: str) -> tuple[Any, str]:
     except (ImportError, ValueError) as e:
         raise UsageError(
             f"{url}: no file system for this URL ({_one_line(e)})",
-            hint="hf://datasets/ORG/NAME/PATH works out of the box; other schemes need their fsspec package (s3fs, gcsfs)",
+            hint="hf://datasets/ORG/NAME/PATH works out of the box; "
+            "other schemes need their fsspec package (s3fs, gcsfs)",
         ) from None
 
 
@@ -210,7 +212,8 @@ class CorruptRowGroup(DataError):
         super().__init__(
             f"row group {group} (of {groups}) cannot be read: {detail}",
             source=source,
-            hint="the file is damaged or truncated: re-download it, or pass --skip-bad to count and skip that row group",
+            hint="the file is damaged or truncated: re-download it, "
+            "or pass --skip-bad to count and skip that row group",
         )
         self.group = group
 

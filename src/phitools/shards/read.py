@@ -74,7 +74,8 @@ def resolve_inputs(
                         f"no finished output yet: only {len(temps)} temporary file(s) of a run that is still "
                         f"writing or was killed ({who})",
                         source=item,
-                        hint="wait for it to finish, or re-run the command that writes it (phitools verify DIR says more)",
+                        hint="wait for it to finish, "
+                        "or re-run the command that writes it (phitools verify DIR says more)",
                     )
                 raise DataError(
                     "directory holds no record shards (*.jsonl, *.jsonl.zst, *.jsonl.gz)",
@@ -456,7 +457,8 @@ class RecordReader:
                             if bad:
                                 self._bad(
                                     "lone_surrogate",
-                                    f"field {bad[0]!r} holds a lone surrogate (a \\ud800-\\udfff escape without its pair), "
+                                    f"field {bad[0]!r} holds a lone surrogate "
+                                    "(a \\ud800-\\udfff escape without its pair), "
                                     "which is not valid Unicode",
                                     source,
                                     lineno,
@@ -488,7 +490,8 @@ class RecordReader:
             message,
             source=source,
             line=line,
-            hint="the file is cut short or damaged; re-create it, or pass --skip-bad to keep the records before the damage",
+            hint="the file is cut short or damaged; re-create it, "
+            "or pass --skip-bad to keep the records before the damage",
         )
 
     def _integrity(self, source: str, message: str) -> None:

@@ -259,7 +259,10 @@ class RecordWriter:
         )
 
     def close(self) -> dict | None:
-        """Commit: finish the last shard, swap the shards in, write the manifest. Returns the manifest (None for stdout)."""
+        """Commit: finish the last shard, swap the shards in, write the manifest.
+
+        Returns the manifest (None for stdout).
+        """
         if self._closed:
             return None
         if self.kind == "stdout":

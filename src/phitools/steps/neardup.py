@@ -48,7 +48,8 @@ class MinHashParams:
             raise UsageError("MinHash num_perm, bands and rows must be positive")
         if self.bands * self.rows != self.num_perm:
             raise UsageError(
-                f"MinHash bands x rows = {self.bands} x {self.rows} = {self.bands * self.rows}, not num_perm = {self.num_perm}",
+                f"MinHash bands x rows = {self.bands} x {self.rows} = {self.bands * self.rows}, "
+                f"not num_perm = {self.num_perm}",
                 hint="choose bands and rows whose product is num_perm, e.g. 32 x 4 = 128",
             )
         if not 0.0 < self.threshold <= 1.0:

@@ -117,7 +117,8 @@ class WindowSampler:
             or bool(state.get("shuffle", True)) != self.shuffle
         ):
             raise CheckpointError(
-                f"data sampler mismatch: checkpoint has {state['n']} windows (seed {state['seed']}), this run has {self.n} (seed {self.seed})",
+                f"data sampler mismatch: checkpoint has {state['n']} windows (seed {state['seed']}), "
+                f"this run has {self.n} (seed {self.seed})",
                 hint="resume with the same --data, --seq-len, --eval-fraction and --seed as the original run",
             )
         self.epoch, self.index = int(state["epoch"]), int(state["index"])
