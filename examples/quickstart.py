@@ -138,7 +138,13 @@ def main() -> None:
     # phitools grow runs/tiny --d-model 256 --layers 4 --depth identity --check -o runs/grown-init --overwrite
     grow(
         GrowOptions(
-            f"{run}/runs/tiny", f"{run}/runs/grown-init", d_model=256, n_layer=4, depth="identity", check=True, overwrite=True
+            f"{run}/runs/tiny",
+            f"{run}/runs/grown-init",
+            d_model=256,
+            n_layer=4,
+            depth="identity",
+            check=True,
+            overwrite=True,
         )
     )
 

@@ -162,7 +162,8 @@ def check_leftovers(sb: Sandbox, report: dict | None = None, timeout: float = 3.
     Waits up to `timeout` for them to go."""
     deadline = time.monotonic() + timeout
     while True:
-        inits = [p for p in _descendants(sb.zygote_pid) if len(_nspid(p)) >= 2 and _nspid(p)[-1] == 1]
+        nspids = {p: _nspid(p) for p in _descendants(sb.zygote_pid)}  # read once: a process may exit meanwhile
+        inits = [p for p, ns in nspids.items() if len(ns) >= 2 and ns[-1] == 1]
         left = {p for i in inits for p in _descendants(i)} - sb.waiting_candidates
         if report:
             for n in os.listdir("/proc"):

@@ -20,7 +20,10 @@ from phitools.llm.testing import FakeLLMServer, default_answer
 REPO = Path(__file__).resolve().parents[2]
 
 TEXTBOOK = "## Loops\n\nA for loop repeats a block once per item.\n\n```python\nfor x in [1, 2]:\n    print(x)\n```\n"
-EXERCISE = '```python\ndef double(x: int) -> int:\n    """Return 2 * x.\n\n    >>> double(2)\n    4\n    """\n    return 2 * x\n```\n'
+EXERCISE = (
+    '```python\ndef double(x: int) -> int:\n    """Return 2 * x.\n\n    >>> double(2)\n    4\n    """\n'
+    "    return 2 * x\n```\n"
+)
 
 KNOBS = {
     "LABEL_LLM_SAMPLE": "2",

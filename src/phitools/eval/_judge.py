@@ -66,6 +66,11 @@ class CandidateGone(BaseException):
     """The candidate's process ended or broke the protocol mid-test. BaseException: tests cannot catch it."""
 
 
+class CandidateBrokeProtocol(CandidateGone):
+    """The candidate's process sent something that is not an answer (its own reason, whether or not it then
+    exits: the supervisor keeps this reason rather than the exit status)."""
+
+
 class NeedsInProcess(BaseException):
     """The test passes a value that cannot leave this process (a function, an object of a test class)."""
 
@@ -104,20 +109,20 @@ class Channel:
         except OSError as e:
             raise CandidateGone(f"the candidate's process is unreachable ({e})") from None
         except wire.WireError as e:
-            raise CandidateGone(f"the candidate's process sent a malformed answer ({e})") from None
+            raise CandidateBrokeProtocol(f"the candidate's process sent a malformed answer ({e})") from None
         if not isinstance(r, dict):
-            raise CandidateGone("the candidate's process sent a malformed answer")
+            raise CandidateBrokeProtocol("the candidate's process sent a malformed answer")
         return r
 
     def value(self, r: dict):
         if "raise" in r:
             raise self._exception(r["raise"])
         if "ok" not in r:
-            raise CandidateGone("the candidate's process sent a malformed answer")
+            raise CandidateBrokeProtocol("the candidate's process sent a malformed answer")
         try:
             return wire.decode(r["ok"], handle=self.ref)
         except wire.WireError as e:
-            raise CandidateGone(f"the candidate's process sent a malformed value ({e})") from None
+            raise CandidateBrokeProtocol(f"the candidate's process sent a malformed value ({e})") from None
 
     def ref(self, d: dict) -> RemoteRef:
         h = d.get("$h")
@@ -168,7 +173,7 @@ class Channel:
                 try:
                     _apply_mutation(target, wire.decode(enc, handle=self.ref))
                 except wire.WireError as e:
-                    raise CandidateGone(f"the candidate's process sent a malformed value ({e})") from None
+                    raise CandidateBrokeProtocol(f"the candidate's process sent a malformed value ({e})") from None
         return out
 
     def call_digest(self, ref: RemoteRef, args: tuple, kwargs: dict) -> str:
@@ -187,7 +192,7 @@ class Channel:
             )
         d = r.get("digest")
         if type(d) is not str or len(d) != 64 or d.strip("0123456789abcdef"):
-            raise CandidateGone("the candidate's process sent a malformed answer")
+            raise CandidateBrokeProtocol("the candidate's process sent a malformed answer")
         return d
 
     def op(self, op: str, ref: RemoteRef, **kw):
@@ -466,7 +471,11 @@ def judge(spec: dict, ch: Channel) -> dict:
         }
     described = r.get("names")
     if not isinstance(described, dict):
-        return {"status": "candidate_gone", "reason": "the candidate's process sent a malformed answer"}
+        return {
+            "status": "candidate_gone",
+            "reason": "the candidate's process sent a malformed answer",
+            "protocol": True,
+        }
     for name in names:
         d = described.get(name)
         if not isinstance(d, dict) or "value" not in d:
@@ -474,7 +483,11 @@ def judge(spec: dict, ch: Channel) -> dict:
         try:
             G[name] = wire.decode(d["value"], handle=ch.ref)
         except wire.WireError as e:
-            return {"status": "candidate_gone", "reason": f"the candidate's process sent a malformed value ({e})"}
+            return {
+                "status": "candidate_gone",
+                "reason": f"the candidate's process sent a malformed value ({e})",
+                "protocol": True,
+            }
     asserts = [0]
 
     def ok(_site) -> None:
@@ -513,7 +526,8 @@ def run(spec: dict, ch: Channel) -> dict:
     try:
         return judge(spec, ch)
     except CandidateGone as e:
-        return {"status": "candidate_gone", "reason": str(e), "calls": ch.calls}
+        protocol = isinstance(e, CandidateBrokeProtocol)
+        return {"status": "candidate_gone", "reason": str(e), "calls": ch.calls, "protocol": protocol}
     except NeedsInProcess as e:
         return {"status": "needs_inprocess", "reason": str(e)}
     except MemoryError:

@@ -483,7 +483,7 @@ class Supervisor:
         elif st == "needs_inprocess":
             res.update(status="needs_inprocess", reason=verdict.get("reason", ""))
         elif st == "candidate_gone":
-            res.update(_explain_death(p_info, lim, verdict.get("reason", "")))
+            res.update(_explain_death(p_info, lim, verdict.get("reason", ""), protocol=bool(verdict.get("protocol"))))
         elif st == "failed":
             res.update(status="failed", reason=verdict.get("reason", "failed"))
         elif st == "judge_lost":
@@ -698,11 +698,15 @@ class _Watch:
         return oks, done, count, fail, loaded
 
 
-def _explain_death(p_info: dict, lim: dict, reason: str) -> dict:
+def _explain_death(p_info: dict, lim: dict, reason: str, protocol: bool = False) -> dict:
+    """The verdict of a check whose candidate ended or broke the protocol: `protocol` (it sent something that is
+    not an answer) keeps the judge's reason, whatever the process did next."""
     sig = p_info.get("signal")
     cpu = p_info.get("cpu_s") or 0.0
     if sig in (signal.SIGXCPU, signal.SIGKILL) and cpu >= lim["cpu"] * 0.95:
         return {"status": "timed_out", "reason": f"CPU time limit ({lim['cpu']:g} s) exceeded", "limit": "cpu"}
+    if protocol and reason:
+        return {"status": "failed", "reason": reason}
     if sig is not None and sig != signal.SIGKILL:
         return {
             "status": "failed",

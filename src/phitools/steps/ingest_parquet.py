@@ -35,12 +35,12 @@ from phitools.shards.parquet import (
     list_remote,
 )
 from phitools.shards.spec import ShardSpec
-from phitools.steps.ingest import SKIP_DIRS, _matches, check_format
+from phitools.steps.ingest_options import SKIP_DIRS, check_format, matches
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from phitools.steps.ingest import IngestOptions
+    from phitools.steps.ingest_options import IngestOptions
 
 DEFAULT_TEXT_FIELDS = ("content", "text")
 
@@ -95,9 +95,9 @@ def list_parquet(
     stats = stats if stats is not None else Stats()
 
     def keep(rel: str) -> bool:
-        if include and not _matches(rel, include):
+        if include and not matches(rel, include):
             return False
-        if exclude and _matches(rel, exclude):
+        if exclude and matches(rel, exclude):
             stats.drop("excluded")
             return False
         return True
