@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from same_as_cli import comparable, files
+from same_as_cli import VOLATILE, files
 
 from phitools.llm.testing import FakeLLMServer, default_answer
 
@@ -54,6 +54,39 @@ STEPS = [
 ]
 
 
+# files that hold wall-clock figures or times (compared without them); a checkpoint's config.json lists
+# state.json's digest, and state.json holds the elapsed time
+TIMED = ("report.json", "metrics.jsonl", "summary.json", "state.json", "config.json", "results.jsonl")
+
+
+def _timed(key: str) -> bool:
+    """Keys that differ between two runs of the same work: times, and the run's own cgroup paths."""
+    return (
+        key.endswith(("_s", "seconds"))
+        or "time" in key
+        or "elapsed" in key
+        or key in VOLATILE
+        or key in TIMED
+        or key == "paths"
+    )
+
+
+def untimed(blob: bytes):
+    """JSON (or JSON lines) without the keys `_timed` names."""
+
+    def clean(x):
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items() if not _timed(k)}
+        if isinstance(x, list):
+            return [clean(v) for v in x]
+        return x
+
+    try:
+        return clean(json.loads(blob))
+    except json.JSONDecodeError:
+        return [clean(json.loads(line)) for line in blob.splitlines() if line.strip()]
+
+
 def _answer(body: dict) -> str:
     text = json.dumps(body)
     if "textbook" in text.lower() and "exercise" not in text.lower():
@@ -67,23 +100,31 @@ def _answer(body: dict) -> str:
 def test_quickstart_py_writes_what_quickstart_sh_writes(tmp_path, stdlib_small):
     bindir = str(Path(sys.executable).parent)
     with FakeLLMServer(answer=_answer) as srv:
-        env = {**os.environ, **KNOBS, "CORPUS": str(stdlib_small), "PATH": bindir + os.pathsep + os.environ["PATH"]}
+        env = {
+            **os.environ,
+            **KNOBS,
+            "CORPUS": str(stdlib_small),
+            "RUN": str(tmp_path / "run"),
+            "PATH": bindir + os.pathsep + os.environ["PATH"],
+        }
         sh = subprocess.run(
             ["bash", str(REPO / "examples" / "quickstart.sh")],
-            env={**env, "RUN": str(tmp_path / "sh"), "LLM_FLAGS": f"--api-base {srv.url} --model fake"},
+            env={**env, "LLM_FLAGS": f"--api-base {srv.url} --model fake"},
             cwd=tmp_path,
             capture_output=True,
             timeout=900,
         )
         assert sh.returncode == 0, sh.stderr.decode(errors="replace")[-3000:]
+        (tmp_path / "run").rename(tmp_path / "sh")  # both write into the same RUN, so that paths agree
         py = subprocess.run(
             [sys.executable, str(REPO / "examples" / "quickstart.py")],
-            env={**env, "RUN": str(tmp_path / "py"), "API_BASE": srv.url, "MODEL": "fake"},
+            env={**env, "API_BASE": srv.url, "MODEL": "fake"},
             cwd=tmp_path,
             capture_output=True,
             timeout=900,
         )
         assert py.returncode == 0, py.stderr.decode(errors="replace")[-3000:]
+        (tmp_path / "run").rename(tmp_path / "py")
     assert py.stdout == b""  # data only ever goes to files here; the script's messages go to stderr
     for name in STEPS:
         a, b = tmp_path / "sh" / name, tmp_path / "py" / name
@@ -91,12 +132,19 @@ def test_quickstart_py_writes_what_quickstart_sh_writes(tmp_path, stdlib_small):
         fa, fb = files(a), files(b)
         assert sorted(fa) == sorted(fb), name
         for rel in fa:
-            if rel.endswith("report.json") or rel.endswith("metrics.jsonl") or rel.endswith("summary.json"):
-                continue  # timings inside; compared below without them
-            assert fa[rel] == fb[rel], f"{name}/{rel} differs"
+            if rel.endswith(TIMED):
+                assert untimed(fa[rel]) == untimed(fb[rel]), f"{name}/{rel} differs"
+            else:
+                assert fa[rel] == fb[rel], f"{name}/{rel} differs"
         man_a = a / "manifest.json" if a.is_dir() else a.parent / "manifest.json"
         if a.is_dir() and man_a.exists():
-            assert comparable(man_a, tmp_path / "sh") == comparable(b / "manifest.json", tmp_path / "py"), name
+            ma, mb = untimed(man_a.read_bytes()), untimed((b / "manifest.json").read_bytes())
+            for m in (ma, mb):  # files with timings inside were compared without them, above
+                m["outputs"] = [
+                    {k: v for k, v in o.items() if not (k == "sha256" and str(o.get("path")).endswith(TIMED))}
+                    for o in m.get("outputs", [])
+                ]
+            assert ma == mb, name
     for run in ("runs/tiny", "runs/grown"):
         losses = [
             [(m.get("step"), m.get("loss")) for m in map(json.loads, (tmp_path / s / run / "metrics.jsonl").open())]
