@@ -24,7 +24,7 @@ quickstart: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 docs: $(STAMP)
 	$(BIN)/python -m phitools.cli.docgen > docs/cli.md
