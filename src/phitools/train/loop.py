@@ -567,6 +567,9 @@ def train(
                 pass  # the disk that failed the run may fail this too; the original error matters more
             raise
         manifest("complete", summary)
+        # every rank waits for the others (and rank 0's manifest) before the process group is torn down: a
+        # rank that destroyed its gloo group while another was still writing aborted now and then under load
+        trainer.dist.barrier()
         if main:
             ev = f", eval loss {summary['eval_loss']:.4f}" if summary.get("eval_loss") is not None else ""
             console.info(
