@@ -7,6 +7,7 @@ the two ranks' gradients are summed).
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -102,8 +103,15 @@ def test_two_gloo_processes_match_one(mode, token_dir, tmp_path, one_process):
         "-o",
         str(run),
     ]
-    p = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, timeout=300)
-    assert p.returncode == 0, p.stderr.decode()[-3000:]
+    for attempt in range(2):
+        p = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, timeout=300)
+        # gloo on this shared 2-core box: in 2 of 4 full-suite runs on two pytest workers (never alone, never in
+        # 8 runs beside the sandbox suite) one rank aborted in PyTorch's C++ code (SIGABRT, this message); such a
+        # run is tried once more, anything else fails at once
+        if p.returncode == 0 or attempt or b"terminate called without an active exception" not in p.stderr:
+            break
+        shutil.rmtree(run, ignore_errors=True)
+    assert p.returncode == 0, p.stderr.decode()[:6000] + "\n...\n" + p.stderr.decode()[-3000:]
     two = _losses(run)
     assert [x[:2] for x in two] == [x[:2] for x in one_process]  # rank 0 alone wrote the metrics: one line per step
     for (_, _, a), (_, _, b) in zip(one_process, two):
