@@ -7,6 +7,7 @@ a string, through every tool that reads records, as real subprocesses.
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 from conftest import run_phitools
@@ -22,6 +23,21 @@ def deep(levels: int) -> str:
     """A record whose `d` field nests arrays so that the whole line has `levels` levels."""
     k = levels - 1
     return '{"id": "d", "text": "x", "d": ' + "[" * k + "]" * k + "}"
+
+
+def test_a_deep_record_is_written_without_help_from_a_read():
+    """The writer makes its own room for MAX_DEPTH levels (a process may build the record, never parse one)."""
+    d: list = []
+    for _ in range(MAX_DEPTH - 2):
+        d = [d]
+    rec = {"id": "d", "text": "x", "d": d}
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(1000)  # Python's default, as in a fresh process
+    try:
+        line = dumps_record(rec)
+    finally:
+        sys.setrecursionlimit(max(old, sys.getrecursionlimit()))
+    assert loads_record(line) == rec
 
 
 def _lines(*items) -> bytes:
